@@ -1,7 +1,7 @@
 //! ioctl request numbers of linux/kvm.h, computed as the kernel's `_IO`/`_IOR`/`_IOW`/
 //! `_IOWR` macros do (asm-generic/ioctl.h: 8 bits nr, 8 bits type, 14 bits size,
 //! 2 bits direction).
-use crate::*;
+use super::*;
 use core::mem::size_of;
 
 const NRSHIFT: u32 = 0;

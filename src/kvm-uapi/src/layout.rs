@@ -1,7 +1,7 @@
 //! Compile-time checks of the UAPI layout against the C ABI of Linux 6.12 (x86_64).
 //! Sizes and offsets come from `pahole` of the kernel's structs and from the
 //! `_IOC_SIZE` fields of the ioctl numbers in linux/kvm.h.
-use crate::*;
+use super::*;
 use core::mem::{offset_of, size_of};
 
 macro_rules! assert_size {

@@ -7,7 +7,9 @@
 //!
 //! The crate is `#![no_std]` and depends on nothing: cargo builds it for host tests and
 //! Kbuild compiles the same files as a module of kvm.ko.
-#![no_std]
+// As a crate (cargo) it is no_std; inside kvm.ko it is a module (cfg kvm_kernel) and
+// the kernel's build already makes the crate no_std.
+#![cfg_attr(not(kvm_kernel), no_std)]
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code)]
 #![allow(clippy::all)]
 
