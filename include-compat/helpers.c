@@ -13,6 +13,7 @@
 #include <linux/mm.h>
 #include <linux/preempt.h>
 #include <asm/msr.h>
+#include <asm/io.h>
 #include <asm/processor.h>
 #include <asm/tlbflush.h>
 #include "kvm_compat.h"

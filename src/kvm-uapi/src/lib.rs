@@ -10,7 +10,7 @@
 // As a crate (cargo) it is no_std; inside kvm.ko it is a module (cfg kvm_kernel) and
 // the kernel's build already makes the crate no_std.
 #![cfg_attr(not(kvm_kernel), no_std)]
-#![allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code)]
+#![allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code, missing_docs)]
 #![allow(clippy::all)]
 
 /// C types for the generated code (`--ctypes-prefix ffi`).
@@ -19,6 +19,7 @@ pub mod ffi {
 }
 
 #[rustfmt::skip]
+#[allow(unsafe_op_in_unsafe_fn, missing_docs, clippy::all)]
 mod bindings {
     use super::ffi;
     include!("bindings.rs");

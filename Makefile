@@ -1,0 +1,37 @@
+# Front end of the build (kvm-kmod style). See README.md.
+#   make            build kvm.ko, kvm-amd.ko, kvm-intel.ko
+#   make install    install them (DESTDIR-aware) + the udev rule, then depmod
+#   make check      all tests (host + test VM), as .ci/run
+#   make run        the main job: a guest on our modules in the test VM
+#   make bench      benchmarks against upstream's modules
+#   make clean
+-include config.mak
+
+KBUILD = $(MAKE) -C $(KERNELDIR) M=$(CURDIR) RUSTC=$(RUSTC) \
+	RUST_LIB_SRC=$(RUST_LIB_SRC) BINDGEN=$(BINDGEN)
+
+all: config.mak
+	$(KBUILD) modules
+
+config.mak:
+	./configure
+
+install: all
+	$(KBUILD) INSTALL_MOD_PATH=$(DESTDIR) INSTALL_MOD_DIR=extra/kvm-rs modules_install
+	install -D -m 0644 scripts/65-kvm.rules $(DESTDIR)/lib/udev/rules.d/65-kvm.rules
+	-depmod -b $(if $(DESTDIR),$(DESTDIR),/) $(KERNELRELEASE_TARGET)
+
+check: all
+	./scripts/run-tests.sh
+
+run: all
+	./scripts/main-job.sh
+
+bench: all
+	./scripts/bench.sh
+
+clean:
+	-[ -n "$(KERNELDIR)" ] && $(KBUILD) clean
+	rm -rf x86/kvm/generated
+
+.PHONY: all install check run bench clean

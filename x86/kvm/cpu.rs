@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Safe wrappers for the CPU-level operations the modules need: CPUID, MSRs, CR4,
+//! CPU identity and cross-CPU calls. The raw helpers live in include-compat/helpers.c.
+
+use crate::bindings;
+use kernel::ffi::c_void;
+use kernel::prelude::*;
+
+/// CPUID(leaf, subleaf) on the current CPU: `[eax, ebx, ecx, edx]`.
+pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let mut r = [0u32; 4];
+    let [a, b, c, d] = &mut r;
+    // SAFETY: CPUID has no side effects; the four pointers are valid for writes.
+    unsafe { bindings::kvm_rs_cpuid_count(leaf, subleaf, a, b, c, d) };
+    r
+}
+
+/// The host CPU as a source of CPUID values for [`crate::supported_cpuid`].
+pub struct HostCpu;
+
+impl crate::supported_cpuid::HostCpuid for HostCpu {
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        cpuid(leaf, subleaf)
+    }
+}
+
+/// Reads an MSR, returning `EIO` if the CPU raises #GP for it (rdmsrl_safe).
+pub fn rdmsr_safe(msr: u32) -> Result<u64> {
+    let mut v = 0u64;
+    // SAFETY: rdmsrl_safe catches the #GP of a missing MSR through the exception
+    // table; `v` is valid for writes.
+    let r = unsafe { bindings::kvm_rs_rdmsr_safe(msr, &mut v) };
+    if r == 0 {
+        Ok(v)
+    } else {
+        Err(EIO)
+    }
+}
+
+/// Writes an MSR of the host CPU.
+///
+/// # Safety
+/// The caller must know the write keeps the host kernel consistent (for example
+/// EFER.SVME or VM_HSAVE_PA while the module owns virtualization on this CPU).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { bindings::kvm_rs_wrmsr(msr, value) }
+}
+
+/// Writes an MSR, returning `EIO` on #GP instead of faulting.
+///
+/// # Safety
+/// As for [`wrmsr`].
+pub unsafe fn wrmsr_safe(msr: u32, value: u64) -> Result {
+    // SAFETY: forwarded to the caller.
+    match unsafe { bindings::kvm_rs_wrmsr_safe(msr, value) } {
+        0 => Ok(()),
+        _ => Err(EIO),
+    }
+}
+
+/// Reads CR4 from the kernel's per-CPU shadow.
+pub fn read_cr4() -> u64 {
+    // SAFETY: reading the CR4 shadow has no side effects.
+    unsafe { bindings::kvm_rs_read_cr4() as u64 }
+}
+
+/// Sets bits in CR4 (through the kernel's shadow, as cr4_set_bits()).
+///
+/// # Safety
+/// The caller must own the bits it sets (e.g. CR4.VMXE for VMXON).
+pub unsafe fn cr4_set_bits(mask: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { bindings::kvm_rs_cr4_set_bits(mask as _) }
+}
+
+/// Clears bits in CR4.
+///
+/// # Safety
+/// As for [`cr4_set_bits`].
+pub unsafe fn cr4_clear_bits(mask: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { bindings::kvm_rs_cr4_clear_bits(mask as _) }
+}
+
+/// The number of the CPU this code runs on (raw: callers that need it stable run
+/// with migration or preemption disabled).
+pub fn smp_processor_id() -> u32 {
+    // SAFETY: reads a per-CPU variable.
+    unsafe { bindings::kvm_rs_smp_processor_id() }
+}
+
+/// One more than the highest possible CPU number.
+pub fn nr_cpu_ids() -> u32 {
+    // SAFETY: reads a variable fixed at boot.
+    unsafe { bindings::kvm_rs_nr_cpu_ids() }
+}
+
+/// Runs `f` with migration to another CPU disabled, so CPU-local state read by `f`
+/// belongs to one CPU.
+pub fn with_migration_disabled<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: paired with the enable below.
+    unsafe { bindings::kvm_rs_migrate_disable() };
+    let r = f();
+    // SAFETY: paired with the disable above.
+    unsafe { bindings::kvm_rs_migrate_enable() };
+    r
+}
+
+/// Runs `f` on every online CPU (with interrupts off there) and waits for all.
+pub fn on_each_cpu(f: &(dyn Fn() + Sync)) {
+    unsafe extern "C" fn trampoline(info: *mut c_void) {
+        // SAFETY: `info` is the `&&dyn Fn` passed below, alive until on_each_cpu
+        // returns, since it waits for every CPU.
+        let f = unsafe { &*(info as *const &(dyn Fn() + Sync)) };
+        f()
+    }
+    let fref: &(dyn Fn() + Sync) = f;
+    // SAFETY: the callback only reads `fref`, which outlives the synchronous call.
+    unsafe { bindings::kvm_rs_on_each_cpu(Some(trampoline), &fref as *const _ as *mut c_void) };
+}
+
+/// The size of a page.
+pub fn page_size() -> usize {
+    kernel::page::PAGE_SIZE
+}
+
+/// Physical address of a page allocated with [`kernel::page::Page`].
+pub fn page_phys(page: &kernel::page::Page) -> u64 {
+    // SAFETY: `page` owns a valid struct page; page_to_phys only computes.
+    unsafe { bindings::kvm_rs_page_to_phys(page.as_ptr().cast()) }
+}
+
+/// EOPNOTSUPP (95), which 6.12's `kernel::error::code` does not name; upstream's
+/// vendor modules fail to load with it when the CPU lacks SVM/VMX.
+pub fn eopnotsupp() -> Error {
+    Error::from_errno(-95)
+}

@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The ioctls of /dev/kvm itself (upstream's kvm_dev_ioctl + kvm_arch_dev_ioctl).
+
+use crate::bindings;
+use crate::supported_cpuid::{self, CpuidEntry};
+use crate::uapi::{self, ioctl};
+use crate::{caps, cpu, msr_list, user};
+use core::mem::size_of;
+use kernel::ffi::{c_long, c_uint, c_ulong};
+use kernel::prelude::*;
+
+/// `file_operations.unlocked_ioctl` of /dev/kvm.
+pub(crate) unsafe extern "C" fn kvm_dev_ioctl(
+    _file: *mut bindings::file,
+    cmd: c_uint,
+    arg: c_ulong,
+) -> c_long {
+    match kvm_dev_ioctl_checked(cmd, arg as usize) {
+        Ok(v) => v as c_long,
+        Err(e) => e.to_errno() as c_long,
+    }
+}
+
+fn kvm_dev_ioctl_checked(cmd: u32, arg: usize) -> Result<isize> {
+    match cmd {
+        ioctl::KVM_GET_API_VERSION => {
+            if arg != 0 {
+                return Err(EINVAL);
+            }
+            Ok(uapi::KVM_API_VERSION as isize)
+        }
+        ioctl::KVM_CHECK_EXTENSION => Ok(caps::check_extension(arg as u64)),
+        ioctl::KVM_GET_VCPU_MMAP_SIZE => {
+            if arg != 0 {
+                return Err(EINVAL);
+            }
+            // struct kvm_run + the PIO data page (no coalesced-MMIO ring: the
+            // capability is not offered).
+            Ok((2 * cpu::page_size()) as isize)
+        }
+        ioctl::KVM_GET_MSR_INDEX_LIST => {
+            msr_list::with_msrs_to_save(|list| copy_msr_list(arg, list))?;
+            Ok(0)
+        }
+        ioctl::KVM_GET_MSR_FEATURE_INDEX_LIST => {
+            copy_msr_list(arg, msr_list::FEATURE_MSRS)?;
+            Ok(0)
+        }
+        ioctl::KVM_GET_SUPPORTED_CPUID => {
+            get_supported_cpuid(arg)?;
+            Ok(0)
+        }
+        // Everything else, including VM creation until VMs exist, is unknown to
+        // /dev/kvm: upstream answers unknown requests with EINVAL.
+        _ => Err(EINVAL),
+    }
+}
+
+/// `struct kvm_msr_list { __u32 nmsrs; __u32 indices[]; }`: the count is always
+/// written back; the indices only if they fit (else E2BIG), as upstream does.
+fn copy_msr_list(arg: usize, list: &[u32]) -> Result {
+    let mut hdr: uapi::kvm_msr_list = user::read(arg)?;
+    let room = hdr.nmsrs as usize;
+    hdr.nmsrs = list.len() as u32;
+    user::write(arg, &hdr)?;
+    if room < list.len() {
+        return Err(E2BIG);
+    }
+    user::write_slice(arg + size_of::<uapi::kvm_msr_list>(), list)
+}
+
+/// KVM_GET_SUPPORTED_CPUID (upstream's kvm_dev_ioctl_get_cpuid): `nent` below 1 or
+/// too small for all entries is E2BIG; above KVM_MAX_CPUID_ENTRIES it is clamped.
+fn get_supported_cpuid(arg: usize) -> Result {
+    let mut hdr: uapi::kvm_cpuid2 = user::read(arg)?;
+    if hdr.nent < 1 {
+        return Err(E2BIG);
+    }
+    let cap = (hdr.nent as usize).min(supported_cpuid::MAX_ENTRIES);
+    let mut entries = KVec::from_elem(CpuidEntry::default(), cap, GFP_KERNEL)?;
+    let n = supported_cpuid::supported_cpuid(&cpu::HostCpu, &mut entries).map_err(|_| E2BIG)?;
+    let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+    for e in &entries[..n] {
+        out.push(
+            uapi::kvm_cpuid_entry2 {
+                function: e.function,
+                index: e.index,
+                flags: e.flags,
+                eax: e.eax,
+                ebx: e.ebx,
+                ecx: e.ecx,
+                edx: e.edx,
+                ..Default::default()
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    user::write_slice(arg + size_of::<uapi::kvm_cpuid2>(), &out)?;
+    hdr.nent = n as u32;
+    user::write(arg, &hdr)
+}

@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: GPL-2.0
+//! kvm-intel.ko: Intel VMX support for kvm.ko.
+
+use kernel::prelude::*;
+
+mod params;
+mod vmx;
+
+module! {
+    type: KvmIntel,
+    name: "kvm_intel",
+    author: "kvm-rs developers",
+    description: "KVM support for Intel VMX, in Rust",
+    license: "GPL",
+}
+
+struct KvmIntel {
+    _registration: kvm::Registration<vmx::Vmx>,
+}
+
+impl kernel::Module for KvmIntel {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        if !vmx::kvm_is_vmx_supported() {
+            return Err(kvm::cpu::eopnotsupp());
+        }
+        Ok(KvmIntel { _registration: kvm::kvm_init::<vmx::Vmx>(module)? })
+    }
+}
