@@ -1,0 +1,52 @@
+#!/bin/bash
+# All tests (README's test command; .ci/run calls it):
+#   1. host: cargo test of the src/ crates (UAPI layout, CPUID filtering, ...);
+#   2. build: the three modules against the test kernel, the test programs;
+#   3. test VM (QEMU TCG, AMD EPYC with SVM+NPT, 2 CPUs): module tests and the API
+#      suite, against our modules and against upstream's from the same kernel tree.
+# Ends with `N passed, N failed`; exits 1 if anything failed.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cd "$repo"
+logdir=${KVM_RS_LOGDIR:-$repo/build/test-logs}
+mkdir -p "$logdir"
+passed=0 failed=0
+
+step() { echo; echo "=== $*"; }
+die() { echo "run-tests: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
+
+step "dependencies"
+"$here/install-deps.sh" || die "installing dependencies failed"
+step "configure + build modules"
+./configure || die "configure failed"
+make -s 2>&1 | grep -E 'error|warning: unused|WARNING' ; [ -f kvm.ko ] && [ -f kvm-amd.ko ] && [ -f kvm-intel.ko ] || die "module build failed"
+make -s >/dev/null 2>&1 || die "module build failed"
+
+step "host tests (cargo test)"
+cargo test --workspace --exclude kvm-tests 2>&1 | tee "$logdir/cargo-test.log" | grep -E '^test result|FAILED|panicked'
+p=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' "$logdir/cargo-test.log" | paste -sd+ | bc)
+f=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' "$logdir/cargo-test.log" | paste -sd+ | bc)
+[ -n "$p" ] || { p=0; f=1; echo "cargo test did not run"; }
+passed=$((passed + p)) failed=$((failed + f))
+
+step "test programs"
+cargo build --release -p kvm-tests 2>&1 | grep -E '^(error|warning)' ; [ -x target/release/kvm-api-tests ] || die "test programs failed to build"
+
+step "test VM: module and API tests, ours and upstream"
+"$here/vm-run.sh" --timeout 1200 --log "$logdir/vm-suite.log" "$repo/tests/vm/suite.sh" ours upstream \
+    > "$logdir/vm-suite.out" 2>&1
+vmstatus=$?
+grep -E '^(PASS|FAIL) ' "$logdir/vm-suite.out"
+p=$(grep -c '^PASS ' "$logdir/vm-suite.out")
+f=$(grep -c '^FAIL ' "$logdir/vm-suite.out")
+passed=$((passed + p)) failed=$((failed + f))
+if [ $vmstatus -ne 0 ]; then
+    echo "FAIL vm/suite: the test VM ended with status $vmstatus (log: $logdir/vm-suite.log)"
+    tail -30 "$logdir/vm-suite.log"
+    failed=$((failed + 1))
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]

@@ -1,0 +1,64 @@
+#!/bin/bash
+# Runs a shell script inside the test VM: the project's test kernel under QEMU TCG
+# with an AMD CPU that has SVM + NPT (-cpu EPYC,+svm), two CPUs, the host's root
+# shared read-only at /host. The script runs as root in the VM's busybox shell with
+# these variables set:
+#   REPO       the repository as the VM sees it (/host + its host path)
+#   KBUILD     the kernel build dir, likewise (upstream modules: $KBUILD/arch/x86/kvm)
+#   HOST_REPO, HOST_KBUILD  the same paths as seen after `chroot /host`
+# and can `chroot /host` to run host binaries.
+#
+#   scripts/vm-run.sh [--smp N] [--mem M] [--timeout S] [--log FILE] SCRIPT [ARGS...]
+# Exit status: the script's, or 124 on timeout, 125 if the VM died without a status.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+smp=2 mem=2G timeout=600 log=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smp) smp=$2; shift 2 ;;
+        --mem) mem=$2; shift 2 ;;
+        --timeout) timeout=$2; shift 2 ;;
+        --log) log=$2; shift 2 ;;
+        --) shift; break ;;
+        *) break ;;
+    esac
+done
+script=${1:?usage: vm-run.sh [options] SCRIPT [ARGS...]}
+shift
+script=$(cd "$(dirname "$script")" && pwd)/$(basename "$script")
+
+kbuild=${KBUILD:-$("$here/build-kernel.sh" | tail -1)}
+initrd=$("$here/make-initramfs.sh")
+# The job file must be visible in the VM under /host, outside /tmp (a tmpfs there).
+cache=${KVM_RS_CACHE:-$HOME/.cache/kvm-rs}
+mkdir -p "$cache/jobs"
+job=$(mktemp "$cache/jobs/job.XXXXXX")
+[ -n "$log" ] || log=$(mktemp /tmp/kvm-rs-vm.XXXXXX.log)
+trap 'rm -f "$job"' EXIT
+{
+    echo "export REPO='/host$repo' KBUILD='/host$kbuild' HOST_REPO='$repo' HOST_KBUILD='$kbuild'"
+    printf 'set --'; printf " '%s'" "$@"; echo
+    echo ". '/host$script'"
+} > "$job"
+chmod 644 "$job"
+
+set +e
+timeout --foreground -k 10 "$timeout" qemu-system-x86_64 -accel tcg -cpu EPYC,+svm \
+    -smp "$smp" -m "$mem" -nographic -no-reboot -nodefaults -serial stdio \
+    -kernel "$kbuild/arch/x86/boot/bzImage" -initrd "$initrd" \
+    -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
+    -append "console=ttyS0 panic=-1 quiet oops=panic kvmjob=$job" \
+    </dev/null 2>&1 | tee "$log" | sed -u -e '/^KVMJOB-EXIT=/d' -e "/TCG doesn't support requested feature/d"
+qstatus=${PIPESTATUS[0]}
+set -e
+if [ "$qstatus" = 124 ] || [ "$qstatus" = 137 ]; then
+    echo "vm-run: timed out after ${timeout}s (log: $log)" >&2
+    exit 124
+fi
+status=$(sed -n 's/^KVMJOB-EXIT=\([0-9]*\).*/\1/p' "$log" | tail -1)
+if [ -z "$status" ]; then
+    echo "vm-run: the VM ended without a job status (crash?) (log: $log)" >&2
+    exit 125
+fi
+exit "$status"

@@ -1,0 +1,19 @@
+//! kvm-api-tests: drives /dev/kvm through its ioctls, as QEMU, kvm-ioctls and the
+//! KVM selftests do, and checks the answers against upstream Linux 6.12's
+//! behaviour. The same binary runs against this project's modules and against
+//! upstream's in the test VM; a test that fails on upstream is a wrong test.
+//!
+//! Output: one `PASS <name>` / `FAIL <name>: <why>` line per test; exit status 1
+//! if any failed. `kvm-api-tests [FILTER]` runs the tests whose name contains FILTER.
+
+mod harness;
+mod kvm;
+mod system;
+
+fn main() {
+    let filter = std::env::args().nth(1).unwrap_or_default();
+    let mut tests = Vec::new();
+    tests.extend(system::tests());
+    let failed = harness::run(&tests, &filter);
+    std::process::exit(if failed == 0 { 0 } else { 1 });
+}

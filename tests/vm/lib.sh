@@ -1,0 +1,48 @@
+# Shell helpers for the test scripts that run inside the test VM (busybox sh).
+# Each test prints `PASS <set>/<name>` or `FAIL <set>/<name>: <why>`; the host
+# runner (scripts/run-tests.sh) counts the lines.
+#
+# MODSET=ours|upstream picks the module files; both sets must pass the same tests
+# unless a test is marked ours-only (a behaviour upstream does not have, such as
+# refusing shadow paging).
+
+: "${MODSET:=ours}"
+case "$MODSET" in
+    ours)
+        MOD_PRE=""
+        MOD_KVM=$REPO/kvm.ko
+        MOD_AMD=$REPO/kvm-amd.ko
+        MOD_INTEL=$REPO/kvm-intel.ko ;;
+    upstream)
+        MOD_PRE=$KBUILD/virt/lib/irqbypass.ko
+        MOD_KVM=$KBUILD/arch/x86/kvm/kvm.ko
+        MOD_AMD=$KBUILD/arch/x86/kvm/kvm-amd.ko
+        MOD_INTEL=$KBUILD/arch/x86/kvm/kvm-intel.ko ;;
+esac
+TESTBIN=$HOST_REPO/target/release
+
+pass() { echo "PASS $MODSET/$1"; }
+fail() { echo "FAIL $MODSET/$1: $2"; }
+
+# expect NAME COMMAND...: the command must succeed.
+expect() {
+    name=$1; shift
+    if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "'$*' failed: $out"; fi
+}
+# refuse NAME COMMAND...: the command must fail.
+refuse() {
+    name=$1; shift
+    if out=$("$@" 2>&1); then fail "$name" "'$*' succeeded: $out"; else pass "$name"; fi
+}
+
+load_kvm() { [ -z "$MOD_PRE" ] || grep -q '^irqbypass ' /proc/modules || insmod "$MOD_PRE"; insmod "$MOD_KVM"; }
+load_all() { load_kvm && insmod "$MOD_AMD"; }
+unload_all() { rmmod kvm_amd 2>/dev/null; rmmod kvm_intel 2>/dev/null; rmmod kvm 2>/dev/null; true; }
+loaded() { grep -q "^$1 " /proc/modules; }
+
+# Runs a host binary (built by cargo on the host) inside the VM.
+hostrun() { chroot /host "$@"; }
+
+# Warnings, oopses and leaks the kernel logged since the last dmesg_mark.
+dmesg_mark() { dmesg -c >/dev/null; }
+dmesg_bad() { dmesg | grep -E 'WARNING:|BUG:|Oops|general protection|Call Trace|leak|refcount_t' ; }
