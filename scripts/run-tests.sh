@@ -17,7 +17,7 @@ step() { echo; echo "=== $*"; }
 die() { echo "run-tests: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
 
 step "dependencies"
-"$here/install-deps.sh" || die "installing dependencies failed"
+WITH_BOCHS=1 "$here/install-deps.sh" || die "installing dependencies failed"
 step "configure + build modules"
 ./configure || die "configure failed"
 make -s 2>&1 | grep -E 'error|warning: unused|WARNING' ; [ -f kvm.ko ] && [ -f kvm-amd.ko ] && [ -f kvm-intel.ko ] || die "module build failed"
@@ -44,6 +44,20 @@ passed=$((passed + p)) failed=$((failed + f))
 if [ $vmstatus -ne 0 ]; then
     echo "FAIL vm/suite: the test VM ended with status $vmstatus (log: $logdir/vm-suite.log)"
     tail -30 "$logdir/vm-suite.log"
+    failed=$((failed + 1))
+fi
+
+step "Bochs (Intel VMX): kvm-intel tests, ours and upstream"
+"$here/bochs-run.sh" --timeout 600 --log "$logdir/bochs.log" "$repo/tests/vm/vmx.sh" ours upstream \
+    > "$logdir/bochs.out" 2>&1
+bstatus=$?
+grep -E '^(PASS|FAIL) ' "$logdir/bochs.out"
+p=$(grep -c '^PASS ' "$logdir/bochs.out")
+f=$(grep -c '^FAIL ' "$logdir/bochs.out")
+passed=$((passed + p)) failed=$((failed + f))
+if [ $bstatus -ne 0 ]; then
+    echo "FAIL bochs/suite: Bochs ended with status $bstatus (log: $logdir/bochs.log)"
+    tail -30 "$logdir/bochs.out"
     failed=$((failed + 1))
 fi
 

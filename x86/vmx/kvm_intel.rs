@@ -3,8 +3,12 @@
 
 use kernel::prelude::*;
 
+#[path = "../../src/vmcs-config/src/lib.rs"]
+mod vmcs_config;
+
 mod params;
 mod vmx;
+mod vmx_insn;
 
 module! {
     type: KvmIntel,

@@ -1,10 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
-//! VMX detection, hardware setup and per-CPU VMXON/VMXOFF.
+//! VMX detection, hardware setup (the VMCS configuration) and per-CPU VMXON/VMXOFF
+//! (upstream's kvm_is_vmx_supported, setup_vmcs_config, vmx_hardware_setup,
+//! vmx_enable_virtualization_cpu and vmx_disable_virtualization_cpu).
 
+use crate::vmcs_config::{self, CapabilityMsrs, ConfigError, VmcsConfig};
+use crate::vmx_insn;
 use kernel::c_str;
+use kernel::page::Page;
 use kernel::prelude::*;
 use kvm::arch::cpuid as feat;
 use kvm::arch::msr;
+use kvm::arch::regs::cr4;
 use kvm::{cpu, KvmX86Ops};
 
 /// Whether the CPU this runs on supports VMX and firmware enabled it in
@@ -27,8 +33,34 @@ pub(crate) fn kvm_is_vmx_supported() -> bool {
     })
 }
 
+/// Reads the capability MSRs of the current CPU.
+fn read_capability_msrs() -> Result<CapabilityMsrs> {
+    let rd = |m| cpu::rdmsr_safe(m);
+    let procbased = rd(msr::IA32_VMX_PROCBASED_CTLS)?;
+    let secondary = procbased & (1u64 << 63) != 0;
+    Ok(CapabilityMsrs {
+        basic: rd(msr::IA32_VMX_BASIC)?,
+        pinbased: rd(msr::IA32_VMX_PINBASED_CTLS)?,
+        procbased,
+        exit: rd(msr::IA32_VMX_EXIT_CTLS)?,
+        entry: rd(msr::IA32_VMX_ENTRY_CTLS)?,
+        misc: rd(msr::IA32_VMX_MISC)?,
+        cr0_fixed0: rd(msr::IA32_VMX_CR0_FIXED0)?,
+        cr0_fixed1: rd(msr::IA32_VMX_CR0_FIXED1)?,
+        cr4_fixed0: rd(msr::IA32_VMX_CR4_FIXED0)?,
+        cr4_fixed1: rd(msr::IA32_VMX_CR4_FIXED1)?,
+        procbased2: if secondary { rd(msr::IA32_VMX_PROCBASED_CTLS2).unwrap_or(0) } else { 0 },
+        ept_vpid_cap: if secondary { rd(msr::IA32_VMX_EPT_VPID_CAP).unwrap_or(0) } else { 0 },
+    })
+}
+
 /// VMX's half of the KVM ops.
-pub(crate) struct Vmx {}
+pub(crate) struct Vmx {
+    config: VmcsConfig,
+    caps: CapabilityMsrs,
+    /// The VMXON region of each CPU, indexed by CPU number.
+    vmxon_regions: KVec<Page>,
+}
 
 impl KvmX86Ops for Vmx {
     const NAME: &'static CStr = c_str!("kvm_intel");
@@ -38,12 +70,91 @@ impl KvmX86Ops for Vmx {
             pr_err!("ept=0 requested, but shadow paging is not implemented\n");
             return Err(EINVAL);
         }
-        Err(kvm::cpu::eopnotsupp())
+        let caps = read_capability_msrs()?;
+        let config = vmcs_config::setup_vmcs_config(&caps).map_err(|e| {
+            match e {
+                ConfigError::NoEpt | ConfigError::EptUnusable => pr_err!(
+                    "EPT not supported (or unusable) by this CPU; shadow paging is not implemented\n"
+                ),
+                ConfigError::NoUnrestrictedGuest => pr_err!(
+                    "unrestricted guest not supported by this CPU; real-mode emulation is not implemented\n"
+                ),
+                other => pr_err!("unusable VMX configuration: {:?}\n", other),
+            }
+            EIO
+        })?;
+        pr_info!(
+            "VMCS revision {:#x}, size {}, EPT, unrestricted guest, VPID {}\n",
+            config.revision_id,
+            config.vmcs_size,
+            if config.vpid { "on" } else { "off" }
+        );
+        let ncpus = cpu::nr_cpu_ids() as usize;
+        let mut vmxon_regions = KVec::with_capacity(ncpus, GFP_KERNEL)?;
+        for _ in 0..ncpus {
+            let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+            let rev = config.revision_id.to_le_bytes();
+            // SAFETY: writes 4 bytes at offset 0 of a page we own.
+            unsafe { page.write_raw(rev.as_ptr(), 0, rev.len())? };
+            vmxon_regions.push(page, GFP_KERNEL)?;
+        }
+        Ok(Vmx { config, caps, vmxon_regions })
     }
 
     fn enable_virtualization_cpu(&self) -> Result {
-        Err(kvm::cpu::eopnotsupp())
+        if cpu::read_cr4() & cr4::VMXE != 0 {
+            // Another hypervisor is in VMX operation on this CPU.
+            return Err(EBUSY);
+        }
+        let id = cpu::smp_processor_id() as usize;
+        let region = self.vmxon_regions.get(id).ok_or(EINVAL)?;
+        // VMXON #GPs unless CR0/CR4 (with VMXE) satisfy the fixed bits: check first.
+        let cr0 = read_cr0();
+        let cr4_on = cpu::read_cr4() | cr4::VMXE;
+        if !vmcs_config::fixed_bits_ok(cr0, self.caps.cr0_fixed0, self.caps.cr0_fixed1)
+            || !vmcs_config::fixed_bits_ok(cr4_on, self.caps.cr4_fixed0, self.caps.cr4_fixed1)
+        {
+            pr_err!("CPU {}: CR0/CR4 do not allow VMX operation\n", id);
+            return Err(EIO);
+        }
+        // SAFETY: CR4.VMXE was clear, so this module takes VMX on this CPU.
+        unsafe { cpu::cr4_set_bits(cr4::VMXE) };
+        // SAFETY: VMXE is set, feature control was checked at load, the fixed bits
+        // hold (checked above), the CPU was not in VMX operation (VMXE was clear),
+        // and the region is a zeroed page with the revision ID, owned by `self`
+        // which outlives the enabling.
+        if let Err(e) = unsafe { vmx_insn::vmxon(cpu::page_phys(region)) } {
+            // SAFETY: undo our own CR4 bit.
+            unsafe { cpu::cr4_clear_bits(cr4::VMXE) };
+            pr_err!("VMXON failed on CPU {}\n", id);
+            return Err(e);
+        }
+        Ok(())
     }
 
-    fn disable_virtualization_cpu(&self) {}
+    fn disable_virtualization_cpu(&self) {
+        if cpu::read_cr4() & cr4::VMXE != 0 {
+            // SAFETY: CR4.VMXE is only set by enable_virtualization_cpu, after which
+            // the CPU is in VMX operation until here.
+            unsafe {
+                vmx_insn::vmxoff();
+                cpu::cr4_clear_bits(cr4::VMXE);
+            }
+        }
+    }
+}
+
+impl Vmx {
+    /// The computed VMCS configuration.
+    #[allow(dead_code)]
+    pub(crate) fn config(&self) -> &VmcsConfig {
+        &self.config
+    }
+}
+
+fn read_cr0() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR0 has no side effects.
+    unsafe { core::arch::asm!("mov {}, cr0", out(reg) v, options(nomem, nostack)) };
+    v
 }

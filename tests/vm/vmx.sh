@@ -1,0 +1,22 @@
+# kvm-intel under Bochs (Skylake-X with VMX): load, /dev/kvm, the API suite, unload,
+# for each module set given (default: ours upstream). Runs inside Bochs.
+for MODSET in ${*:-ours upstream}; do
+    export MODSET
+    . "$REPO/tests/vm/lib.sh"
+    unload_all
+    dmesg_mark
+    expect vmx/kvm_loads load_kvm
+    expect vmx/intel_loads insmod "$MOD_INTEL"
+    [ -c /dev/kvm ] && pass vmx/dev_kvm || fail vmx/dev_kvm "no /dev/kvm"
+    refuse vmx/amd_refuses_on_intel insmod "$MOD_AMD"
+    [ "$(cat /sys/module/kvm_intel/parameters/ept 2>/dev/null)" = Y ] && pass vmx/ept_param_Y || fail vmx/ept_param_Y "ept=$(cat /sys/module/kvm_intel/parameters/ept 2>&1)"
+    hostrun "$TESTBIN/kvm-api-tests" ${API_FILTER:-} | sed "s#^\(PASS\|FAIL\) #\1 $MODSET/vmx/#"
+    expect vmx/rmmod_intel rmmod kvm_intel
+    ok=1; for i in 1 2 3 4 5; do insmod "$MOD_INTEL" && rmmod kvm_intel || ok=0; done
+    [ $ok = 1 ] && pass vmx/reload_cycles || fail vmx/reload_cycles "reload failed"
+    bad=$(dmesg_bad)
+    [ -z "$bad" ] && pass vmx/dmesg_clean || fail vmx/dmesg_clean "$bad"
+    dmesg | grep kvm_intel | head -5
+    unload_all
+done
+exit 0
