@@ -12,7 +12,14 @@
 #include <linux/cpumask.h>
 #include <linux/mm.h>
 #include <linux/preempt.h>
+#include <linux/sched.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/highmem.h>
+#include <linux/fs.h>
 #include <asm/msr.h>
+#include <asm/fpu/api.h>
+#include <asm/fpu/sched.h>
 #include <asm/io.h>
 #include <asm/processor.h>
 #include <asm/tlbflush.h>
@@ -61,3 +68,58 @@ u64 kvm_rs_page_to_phys(struct page *page) { return page_to_phys(page); }
 EXPORT_SYMBOL_GPL(kvm_rs_page_to_phys);
 unsigned long kvm_rs_page_size(void) { return PAGE_SIZE; }
 EXPORT_SYMBOL_GPL(kvm_rs_page_size);
+
+void *kvm_rs_page_address(struct page *page) { return page_address(page); }
+EXPORT_SYMBOL_GPL(kvm_rs_page_address);
+void kvm_rs_get_page(struct page *page) { get_page(page); }
+EXPORT_SYMBOL_GPL(kvm_rs_get_page);
+void kvm_rs_put_page(struct page *page) { put_page(page); }
+EXPORT_SYMBOL_GPL(kvm_rs_put_page);
+void kvm_rs_set_page_dirty_lock(struct page *page) { set_page_dirty_lock(page); }
+EXPORT_SYMBOL_GPL(kvm_rs_set_page_dirty_lock);
+int kvm_rs_pin_user_page(unsigned long hva, bool write, struct page **page)
+{ return get_user_pages_fast(hva, 1, write ? FOLL_WRITE : 0, page); }
+EXPORT_SYMBOL_GPL(kvm_rs_pin_user_page);
+
+struct mm_struct *kvm_rs_current_mm(void) { return current->mm; }
+EXPORT_SYMBOL_GPL(kvm_rs_current_mm);
+void kvm_rs_mmgrab(struct mm_struct *mm) { mmgrab(mm); }
+EXPORT_SYMBOL_GPL(kvm_rs_mmgrab);
+void kvm_rs_mmdrop(struct mm_struct *mm) { mmdrop(mm); }
+EXPORT_SYMBOL_GPL(kvm_rs_mmdrop);
+bool kvm_rs_signal_pending(void) { return signal_pending(current); }
+EXPORT_SYMBOL_GPL(kvm_rs_signal_pending);
+void kvm_rs_cond_resched(void) { cond_resched(); }
+EXPORT_SYMBOL_GPL(kvm_rs_cond_resched);
+bool kvm_rs_need_resched(void) { return need_resched(); }
+EXPORT_SYMBOL_GPL(kvm_rs_need_resched);
+
+void kvm_rs_local_irq_disable(void) { local_irq_disable(); }
+EXPORT_SYMBOL_GPL(kvm_rs_local_irq_disable);
+void kvm_rs_local_irq_enable(void) { local_irq_enable(); }
+EXPORT_SYMBOL_GPL(kvm_rs_local_irq_enable);
+void kvm_rs_preempt_disable(void) { preempt_disable(); }
+EXPORT_SYMBOL_GPL(kvm_rs_preempt_disable);
+void kvm_rs_preempt_enable(void) { preempt_enable(); }
+EXPORT_SYMBOL_GPL(kvm_rs_preempt_enable);
+
+unsigned long kvm_rs_vma_start(struct vm_area_struct *vma) { return vma->vm_start; }
+EXPORT_SYMBOL_GPL(kvm_rs_vma_start);
+unsigned long kvm_rs_vma_end(struct vm_area_struct *vma) { return vma->vm_end; }
+EXPORT_SYMBOL_GPL(kvm_rs_vma_end);
+unsigned long kvm_rs_vma_pgoff(struct vm_area_struct *vma) { return vma->vm_pgoff; }
+EXPORT_SYMBOL_GPL(kvm_rs_vma_pgoff);
+
+void *kvm_rs_phys_to_virt(u64 pa) { return __va(pa); }
+EXPORT_SYMBOL_GPL(kvm_rs_phys_to_virt);
+
+void *kvm_rs_file_private(struct file *file) { return file->private_data; }
+EXPORT_SYMBOL_GPL(kvm_rs_file_private);
+
+static void kvm_rs_kick_noop(void *info) { }
+void kvm_rs_kick_cpu(int cpu) { smp_call_function_single(cpu, kvm_rs_kick_noop, NULL, 0); }
+EXPORT_SYMBOL_GPL(kvm_rs_kick_cpu);
+
+void kvm_rs_fpu_load_if_needed(void)
+{ if (test_thread_flag(TIF_NEED_FPU_LOAD)) switch_fpu_return(); }
+EXPORT_SYMBOL_GPL(kvm_rs_fpu_load_if_needed);

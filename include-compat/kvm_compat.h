@@ -44,9 +44,47 @@ void kvm_rs_cpuhp_remove(int state);
 /* Physical address of a page (page_to_phys()) and of a direct-map address (__pa()). */
 u64 kvm_rs_page_to_phys(struct page *page);
 
-/* The vendor module's struct module, set as fops.owner (THIS_MODULE of the caller). */
-
 /* The size of a page (PAGE_SIZE). */
 unsigned long kvm_rs_page_size(void);
+
+/* Pages and user memory. */
+void *kvm_rs_page_address(struct page *page);
+void kvm_rs_get_page(struct page *page);
+void kvm_rs_put_page(struct page *page);
+void kvm_rs_set_page_dirty_lock(struct page *page);
+int kvm_rs_pin_user_page(unsigned long hva, bool write, struct page **page);
+
+/* The current task: its mm (compared, grabbed and dropped), pending signals,
+ * rescheduling. */
+struct mm_struct *kvm_rs_current_mm(void);
+void kvm_rs_mmgrab(struct mm_struct *mm);
+void kvm_rs_mmdrop(struct mm_struct *mm);
+bool kvm_rs_signal_pending(void);
+void kvm_rs_cond_resched(void);
+bool kvm_rs_need_resched(void);
+
+/* IRQ and preemption control around VM entry. */
+void kvm_rs_local_irq_disable(void);
+void kvm_rs_local_irq_enable(void);
+void kvm_rs_preempt_disable(void);
+void kvm_rs_preempt_enable(void);
+
+/* Reload the task's FPU registers if the kernel deferred it (before VM entry). */
+void kvm_rs_fpu_load_if_needed(void);
+
+/* A VMA being mmap()ed: its range and offset. */
+struct vm_area_struct;
+unsigned long kvm_rs_vma_start(struct vm_area_struct *vma);
+unsigned long kvm_rs_vma_end(struct vm_area_struct *vma);
+unsigned long kvm_rs_vma_pgoff(struct vm_area_struct *vma);
+
+/* The direct-map address of a physical address (__va()). */
+void *kvm_rs_phys_to_virt(u64 pa);
+
+/* file->private_data. */
+void *kvm_rs_file_private(struct file *file);
+
+/* A kick: an IPI to `cpu` that makes a CPU running a guest exit it. */
+void kvm_rs_kick_cpu(int cpu);
 
 #endif

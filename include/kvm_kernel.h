@@ -12,4 +12,6 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <asm/reboot.h>
+#include <asm/fpu/api.h>
+#include <asm/fpu/types.h>
 #include "../include-compat/kvm_compat.h"

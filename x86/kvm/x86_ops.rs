@@ -3,6 +3,8 @@
 //! kvm-intel.ko (VMX) each implement, the counterpart of upstream's
 //! `struct kvm_x86_ops` + `struct kvm_x86_init_ops`.
 
+use crate::arch_state::ArchState;
+use crate::exit::Exit;
 use kernel::prelude::*;
 
 /// A vendor implementation of hardware virtualization.
@@ -34,6 +36,58 @@ pub trait KvmX86Ops: Sync + Send + Sized + 'static {
     fn has_emulated_msr(&self, _index: u32) -> bool {
         true
     }
+
+    /// Creates the vendor half of a vCPU (VMCB or VMCS).
+    fn vcpu_create(&self) -> Result<KBox<dyn VendorVcpu>>;
+
+    /// The two-dimensional paging format (NPT or EPT) of this vendor.
+    fn tdp(&self) -> &'static dyn TdpFormat;
+}
+
+/// Entry parameters the core computes before each entry.
+pub struct EntryParams {
+    /// Physical address of the root of the nested/extended page tables.
+    pub tdp_root: u64,
+    /// The guest's translations must be flushed (memory slots changed).
+    pub flush_tlb: bool,
+    /// Exit as soon as the guest can take an interrupt.
+    pub request_interrupt_window: bool,
+}
+
+/// The vendor half of a vCPU.
+pub trait VendorVcpu: Send {
+    /// Loads `state`, enters the guest until the next exit (with host interrupts
+    /// disabled by the caller, and the guest FPU loaded), stores the state back
+    /// and returns the decoded exit.
+    fn run(&mut self, state: &mut ArchState, params: &EntryParams) -> Exit;
+
+    /// The address of the instruction after the one that exited, when the
+    /// hardware reports it (NRIPS, VM-exit instruction length).
+    fn next_rip(&self) -> Option<u64>;
+
+    /// Whether the guest can take an external interrupt now (IF=1, no shadow, no
+    /// pending event).
+    fn interrupt_allowed(&self, state: &ArchState) -> bool {
+        state.rflags & crate::arch_state::rflags::IF != 0
+            && !state.interrupt_shadow
+            && state.pending_event.is_none()
+    }
+}
+
+/// How the vendor's nested/extended page tables encode entries.
+pub trait TdpFormat: Sync {
+    /// A leaf mapping 4K of guest-physical memory to host-physical `pa`.
+    fn leaf(&self, pa: u64, writable: bool) -> u64;
+    /// A non-leaf entry pointing to the table at `pa`.
+    fn table(&self, pa: u64) -> u64;
+    /// Whether `pte` maps or points to anything.
+    fn present(&self, pte: u64) -> bool;
+    /// The same leaf without write permission.
+    fn write_protect(&self, pte: u64) -> u64;
+    /// The physical address in `pte`.
+    fn address(&self, pte: u64) -> u64 {
+        pte & 0x000f_ffff_ffff_f000
+    }
 }
 
 /// The object-safe part of [`KvmX86Ops`] that kvm.ko's non-generic code calls
@@ -43,6 +97,8 @@ pub trait VendorOps: Sync + Send {
     fn enable_virtualization_cpu(&self) -> Result;
     fn disable_virtualization_cpu(&self);
     fn has_emulated_msr(&self, index: u32) -> bool;
+    fn vcpu_create(&self) -> Result<KBox<dyn VendorVcpu>>;
+    fn tdp(&self) -> &'static dyn TdpFormat;
 }
 
 impl<T: KvmX86Ops> VendorOps for T {
@@ -57,5 +113,11 @@ impl<T: KvmX86Ops> VendorOps for T {
     }
     fn has_emulated_msr(&self, index: u32) -> bool {
         KvmX86Ops::has_emulated_msr(self, index)
+    }
+    fn vcpu_create(&self) -> Result<KBox<dyn VendorVcpu>> {
+        KvmX86Ops::vcpu_create(self)
+    }
+    fn tdp(&self) -> &'static dyn TdpFormat {
+        KvmX86Ops::tdp(self)
     }
 }

@@ -9,3 +9,4 @@
 pub mod cpuid;
 pub mod msr;
 pub mod regs;
+pub mod validity;

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The vCPU's CPUID table (KVM_SET_CPUID2) and the guest's CPUID instruction
+//! (upstream's kvm_set_cpuid, kvm_find_cpuid_entry, kvm_emulate_cpuid).
+
+use crate::arch::cpuid as feat;
+use crate::arch::regs::cr4;
+use crate::arch::validity::GuestFeatures;
+use crate::arch_state::gpr;
+use crate::uapi;
+use crate::vcpu::VcpuInner;
+use kernel::prelude::*;
+
+fn find(table: &[uapi::kvm_cpuid_entry2], function: u32, index: u32) -> Option<&uapi::kvm_cpuid_entry2> {
+    table.iter().find(|e| {
+        e.function == function
+            && (e.flags & uapi::KVM_CPUID_FLAG_SIGNIFCANT_INDEX == 0 || e.index == index)
+    })
+}
+
+fn has(table: &[uapi::kvm_cpuid_entry2], f: feat::Feature) -> bool {
+    find(table, f.leaf, f.subleaf).map_or(false, |e| {
+        let r = match f.reg {
+            feat::Reg::Eax => e.eax,
+            feat::Reg::Ebx => e.ebx,
+            feat::Reg::Ecx => e.ecx,
+            feat::Reg::Edx => e.edx,
+        };
+        r & f.mask() != 0
+    })
+}
+
+/// The features the CR/EFER checks depend on.
+pub(crate) fn guest_features(t: &[uapi::kvm_cpuid_entry2]) -> GuestFeatures {
+    GuestFeatures {
+        lm: has(t, feat::LM),
+        nx: has(t, feat::NX),
+        svm: false, // nested SVM is not offered
+        fxsr_opt: false,
+        xsave: has(t, feat::XSAVE),
+        smep: has(t, feat::SMEP),
+        smap: has(t, feat::SMAP),
+        fsgsbase: has(t, feat::FSGSBASE),
+        pku: false,
+        la57: has(t, feat::LA57),
+        umip: has(t, feat::UMIP),
+        vmx: false, // nested VMX is not offered
+        pcid: false,
+    }
+}
+
+/// The guest's MAXPHYADDR: CPUID 0x80000008 EAX[7:0], or 36 without the leaf.
+pub(crate) fn guest_maxphyaddr(t: &[uapi::kvm_cpuid_entry2]) -> u32 {
+    match find(t, 0x8000_0008, 0) {
+        Some(e) if e.eax & 0xff != 0 => e.eax & 0xff,
+        _ => 36,
+    }
+}
+
+/// KVM_SET_CPUID2: replaces the table. After the first KVM_RUN upstream only
+/// accepts an identical table (EBUSY otherwise).
+pub(crate) fn set_cpuid(inner: &mut VcpuInner, entries: KVec<uapi::kvm_cpuid_entry2>) -> Result {
+    if inner.has_run {
+        let same = entries.len() == inner.cpuid.len()
+            && entries.iter().zip(inner.cpuid.iter()).all(|(a, b)| {
+                (a.function, a.index, a.flags, a.eax, a.ebx, a.ecx, a.edx)
+                    == (b.function, b.index, b.flags, b.eax, b.ebx, b.ecx, b.edx)
+            });
+        return if same { Ok(()) } else { Err(EBUSY) };
+    }
+    // The XSAVE size leaf must describe an area the UABI buffer can hold.
+    if let Some(e) = find(&entries, 0xd, 0) {
+        if e.ecx as usize > crate::fpu::UABI_SIZE {
+            return Err(EINVAL);
+        }
+    }
+    inner.features = guest_features(&entries);
+    inner.cpuid = entries;
+    Ok(())
+}
+
+/// The guest executed CPUID: fill RAX..RDX from the table (zeros for a leaf that
+/// is not there, as on AMD), with the dynamic bits (OSXSAVE, APIC ID) filled in.
+pub(crate) fn emulate_cpuid(inner: &mut VcpuInner, vcpu_id: u32) {
+    let s = &mut inner.state;
+    let function = s.gprs[gpr::RAX] as u32;
+    let index = s.gprs[gpr::RCX] as u32;
+    let (mut a, mut b, mut c, mut d) = match find(&inner.cpuid, function, index) {
+        Some(e) => (e.eax, e.ebx, e.ecx, e.edx),
+        None => (0, 0, 0, 0),
+    };
+    if function == 1 {
+        c &= !feat::OSXSAVE.mask();
+        if s.cr4 & cr4::OSXSAVE != 0 && c & feat::XSAVE.mask() != 0 {
+            c |= feat::OSXSAVE.mask();
+        }
+        b = (b & 0x00ff_ffff) | ((vcpu_id & 0xff) << 24);
+    }
+    if function == 0xd && index == 0 {
+        // EBX: the size for the components enabled in XCR0 (we report the area of
+        // all supported components, which covers every enabled subset).
+        let _ = &mut a;
+    }
+    s.gprs[gpr::RAX] = a as u64;
+    s.gprs[gpr::RBX] = b as u64;
+    s.gprs[gpr::RCX] = c as u64;
+    s.gprs[gpr::RDX] = d as u64;
+    let _ = &mut d;
+}

@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: GPL-2.0
+//! KVM_RUN: the vCPU run loop and the exit handlers (upstream's
+//! kvm_arch_vcpu_ioctl_run, vcpu_run, vcpu_enter_guest, and the common handlers
+//! kvm_fast_pio, kvm_emulate_cpuid, kvm_emulate_rdmsr/wrmsr, kvm_emulate_halt...).
+
+use crate::arch::regs::{cr0, cr4};
+use crate::arch_state::{gpr, rflags, ArchState};
+use crate::bindings;
+use crate::emulate;
+use crate::exit::Exit;
+use crate::uapi;
+use crate::vcpu::{Pending, Vcpu, VcpuInner};
+use crate::vm::Resolved;
+use crate::x86_ops::EntryParams;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+/// What to do after an exit was handled.
+pub(crate) enum Next {
+    /// Enter the guest again.
+    Guest,
+    /// Return to user space (kvm_run says why).
+    User,
+}
+
+/// `KVM_INTERNAL_ERROR_EMULATION`, `..._UNEXPECTED_EXIT_REASON` (linux/kvm.h).
+const INTERNAL_ERROR_EMULATION: u32 = 1;
+const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
+/// `-KVM_ENOSYS`: the answer to an unknown hypercall.
+const KVM_ENOSYS: u64 = 1000;
+
+pub(crate) fn kvm_arch_vcpu_ioctl_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
+    complete_userspace_exit(vcpu, inner)?;
+    if vcpu.run.immediate_exit() != 0 {
+        vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
+        post_run_save(vcpu, inner);
+        return Err(EINTR);
+    }
+    inner.has_run = true;
+    inner.fpu.load();
+    let r = vcpu_run(vcpu, inner);
+    inner.fpu.put();
+    post_run_save(vcpu, inner);
+    r
+}
+
+fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
+    loop {
+        // SAFETY: reads the current task's state.
+        if unsafe { bindings::kvm_rs_signal_pending() } {
+            vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
+            return Err(EINTR);
+        }
+        // SAFETY: may sleep; no spinlock or IRQ-off section is held here.
+        unsafe { bindings::kvm_rs_cond_resched() };
+        match vcpu_enter_guest(vcpu, inner)? {
+            Next::Guest => continue,
+            Next::User => return Ok(()),
+        }
+    }
+}
+
+fn xsetbv(xcr0: u64) {
+    // SAFETY: only called with values valid for the CPU (the host's own XCR0, or a
+    // guest XCR0 checked by valid_xcr0 against the host's supported components).
+    unsafe {
+        core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32, options(nostack))
+    };
+}
+
+fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
+    let params_root = vcpu.vm.tdp_root;
+    let want_window = vcpu.run.request_interrupt_window() != 0;
+    // SAFETY: paired with the enable below; nothing in between sleeps.
+    unsafe { bindings::kvm_rs_local_irq_disable() };
+    crate::vcpu::fpu_load_if_needed();
+    let cpu = crate::cpu::smp_processor_id();
+    let gen = vcpu.shared.enter(&vcpu.vm, cpu);
+    let flush = gen != inner.flushed_gen;
+    inner.flushed_gen = gen;
+
+    // The guest's XCR0 is live only while it runs.
+    let host_xcr0 = crate::cpu::xgetbv0();
+    let guest_xcr0 = if inner.state.cr4 & cr4::OSXSAVE != 0 { inner.state.xcr0 } else { host_xcr0 };
+    if guest_xcr0 != host_xcr0 {
+        xsetbv(guest_xcr0);
+    }
+    let params = EntryParams { tdp_root: params_root, flush_tlb: flush, request_interrupt_window: want_window };
+    let exit = inner.vendor.run(&mut inner.state, &params);
+    if guest_xcr0 != host_xcr0 {
+        xsetbv(host_xcr0);
+    }
+    vcpu.shared.leave();
+    // SAFETY: pairs with the disable above.
+    unsafe { bindings::kvm_rs_local_irq_enable() };
+    handle_exit(vcpu, inner, exit, cpu)
+}
+
+/// Advances RIP past the instruction that exited (upstream's
+/// kvm_skip_emulated_instruction): the hardware's next RIP when it reports one,
+/// else the decoded length of the instruction, else `fallback_len`.
+pub(crate) fn skip_instruction(vcpu: &Vcpu, inner: &mut VcpuInner, fallback_len: u64) {
+    let next = match inner.vendor.next_rip() {
+        Some(n) => n,
+        None => {
+            let len = emulate::instruction_length(vcpu, &inner.state).unwrap_or(fallback_len);
+            inner.state.rip.wrapping_add(len)
+        }
+    };
+    set_rip(&mut inner.state, next);
+    inner.state.interrupt_shadow = false;
+}
+
+/// Writes RIP, truncated to the width of the current code segment.
+pub(crate) fn set_rip(s: &mut ArchState, rip: u64) {
+    s.rip = if s.long_mode() && s.cs.l != 0 { rip } else { rip & 0xffff_ffff };
+}
+
+fn inject_gp(inner: &mut VcpuInner) {
+    inner.state.queue_exception(13, Some(0));
+}
+
+pub(crate) fn valid_xcr0(inner: &VcpuInner, v: u64) -> bool {
+    let supported = crate::supported_cpuid::SUPPORTED_XCR0 & crate::cpu::xgetbv0();
+    // x87 always; AVX needs SSE; nothing the host or KVM does not support.
+    v & 1 != 0 && v & !supported == 0 && !(v & 4 != 0 && v & 2 == 0) && inner.features.xsave
+}
+
+fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) -> Result<Next> {
+    let run = &vcpu.run;
+    match exit {
+        Exit::Io { port, size, input, string, rep } => handle_io(vcpu, inner, port, size, input, string, rep),
+        Exit::Hlt => {
+            skip_instruction(vcpu, inner, 1);
+            run.set_simple(uapi::KVM_EXIT_HLT);
+            Ok(Next::User)
+        }
+        Exit::Cpuid => {
+            crate::cpuid::emulate_cpuid(inner, vcpu.shared.id);
+            skip_instruction(vcpu, inner, 2);
+            Ok(Next::Guest)
+        }
+        Exit::Rdmsr => {
+            let index = inner.state.gprs[gpr::RCX] as u32;
+            match crate::msrs::get_msr(inner, index, false) {
+                Ok(v) => {
+                    inner.state.gprs[gpr::RAX] = v & 0xffff_ffff;
+                    inner.state.gprs[gpr::RDX] = v >> 32;
+                    skip_instruction(vcpu, inner, 2);
+                }
+                Err(_) => inject_gp(inner),
+            }
+            Ok(Next::Guest)
+        }
+        Exit::Wrmsr => {
+            let s = &inner.state;
+            let index = s.gprs[gpr::RCX] as u32;
+            let v = (s.gprs[gpr::RDX] << 32) | (s.gprs[gpr::RAX] & 0xffff_ffff);
+            match crate::msrs::set_msr(inner, index, v, false) {
+                Ok(()) => skip_instruction(vcpu, inner, 2),
+                Err(_) => inject_gp(inner),
+            }
+            Ok(Next::Guest)
+        }
+        Exit::Xsetbv => {
+            let s = &inner.state;
+            let v = (s.gprs[gpr::RDX] << 32) | (s.gprs[gpr::RAX] & 0xffff_ffff);
+            if s.gprs[gpr::RCX] as u32 == 0 && s.cpl() == 0 && valid_xcr0(inner, v) {
+                inner.state.xcr0 = v;
+                skip_instruction(vcpu, inner, 3);
+            } else {
+                inject_gp(inner);
+            }
+            Ok(Next::Guest)
+        }
+        Exit::Hypercall => {
+            inner.state.gprs[gpr::RAX] = (KVM_ENOSYS as i64).wrapping_neg() as u64;
+            skip_instruction(vcpu, inner, 3);
+            Ok(Next::Guest)
+        }
+        Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(gpa, write)? {
+            Resolved::Mapped => Ok(Next::Guest),
+            Resolved::Mmio => emulate::emulate_mmio(vcpu, inner, gpa),
+        },
+        Exit::Shutdown => {
+            run.set_simple(uapi::KVM_EXIT_SHUTDOWN);
+            Ok(Next::User)
+        }
+        Exit::HostInterrupt => Ok(Next::Guest),
+        Exit::InterruptWindow => {
+            if run.request_interrupt_window() != 0 {
+                run.set_simple(uapi::KVM_EXIT_IRQ_WINDOW_OPEN);
+                Ok(Next::User)
+            } else {
+                Ok(Next::Guest)
+            }
+        }
+        Exit::UndefinedOpcode => {
+            inner.state.queue_exception(6, None);
+            Ok(Next::Guest)
+        }
+        Exit::Nop => {
+            skip_instruction(vcpu, inner, 3);
+            Ok(Next::Guest)
+        }
+        Exit::FailEntry { hardware_reason } => {
+            run.set_fail_entry(hardware_reason, cpu);
+            Ok(Next::User)
+        }
+        Exit::Exception { vector, error_code } => {
+            run.set_internal_error(
+                INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
+                &[0x40 + vector as u64, error_code.unwrap_or(0) as u64, inner.state.rip, cpu as u64],
+            );
+            Ok(Next::User)
+        }
+        Exit::Unhandled { reason, info1, info2 } => {
+            run.set_internal_error(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, &[reason, info1, info2, cpu as u64]);
+            Ok(Next::User)
+        }
+    }
+}
+
+fn handle_io(
+    vcpu: &Arc<Vcpu>,
+    inner: &mut VcpuInner,
+    port: u16,
+    size: u8,
+    input: bool,
+    string: bool,
+    rep: bool,
+) -> Result<Next> {
+    if !matches!(size, 1 | 2 | 4) {
+        vcpu.run.set_internal_error(INTERNAL_ERROR_EMULATION, &[port as u64, size as u64]);
+        return Ok(Next::User);
+    }
+    if string {
+        return emulate::string_io(vcpu, inner, port, size, input, rep);
+    }
+    let run = &vcpu.run;
+    if input {
+        let next_rip = match inner.vendor.next_rip() {
+            Some(n) => n,
+            None => inner.state.rip + emulate::instruction_length(vcpu, &inner.state).unwrap_or(1),
+        };
+        run.set_io(true, size, port, 1);
+        inner.pending = Pending::PioIn { size, next_rip };
+    } else {
+        let data = inner.state.gprs[gpr::RAX].to_le_bytes();
+        // SAFETY: at most 4 bytes into the PIO page we own.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), run.pio_ptr(), size as usize) };
+        run.set_io(false, size, port, 1);
+        skip_instruction(vcpu, inner, 1);
+    }
+    Ok(Next::User)
+}
+
+/// Writes the low `size` bytes of a register as an instruction with that operand
+/// size does: 32-bit results zero-extend, 8/16-bit ones merge.
+pub(crate) fn write_reg_sized(s: &mut ArchState, reg: usize, size: u8, v: u64) {
+    let old = s.gprs[reg];
+    s.gprs[reg] = match size {
+        1 => (old & !0xff) | (v & 0xff),
+        2 => (old & !0xffff) | (v & 0xffff),
+        4 => v & 0xffff_ffff,
+        _ => v,
+    };
+}
+
+/// Finishes the instruction of the last user-space exit with what user space
+/// provided (upstream's complete_userspace_io).
+fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
+    let pending = core::mem::replace(&mut inner.pending, Pending::None);
+    match pending {
+        Pending::None => Ok(()),
+        Pending::PioIn { size, next_rip } => {
+            let mut data = [0u8; 8];
+            // SAFETY: at most 4 bytes from the PIO page we own.
+            unsafe { core::ptr::copy_nonoverlapping(vcpu.run.pio_ptr(), data.as_mut_ptr(), size as usize) };
+            write_reg_sized(&mut inner.state, gpr::RAX, size, u64::from_le_bytes(data));
+            set_rip(&mut inner.state, next_rip);
+            inner.state.interrupt_shadow = false;
+            Ok(())
+        }
+        Pending::PioInString { size, count } => emulate::complete_string_in(vcpu, inner, size, count),
+        Pending::PioOutString { size, count } => {
+            emulate::complete_string_out(vcpu, inner, size, count);
+            Ok(())
+        }
+        Pending::MmioRead { len } => emulate::complete_mmio_read(vcpu, inner, len),
+        Pending::MmioWrite => emulate::complete_mmio_write(vcpu, inner),
+    }
+}
+
+/// What user space sees in kvm_run besides the exit (upstream's post_kvm_run_save).
+fn post_run_save(vcpu: &Vcpu, inner: &VcpuInner) {
+    let s = &inner.state;
+    let run = &vcpu.run;
+    run.set_if_flag((s.rflags & rflags::IF != 0) as u8);
+    run.set_cr8(s.cr8);
+    run.set_apic_base(inner.apic_base);
+    run.set_ready_for_interrupt_injection(inner.vendor.interrupt_allowed(s) as u8);
+    run.set_flags(0);
+    let _ = cr0::PE;
+}

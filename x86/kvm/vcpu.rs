@@ -1,0 +1,582 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A virtual CPU: its file, the shared kvm_run page, and the state ioctls
+//! (upstream's kvm_vm_ioctl_create_vcpu, kvm_vcpu_ioctl, kvm_arch_vcpu_ioctl).
+//! KVM_RUN itself is in run.rs.
+
+use crate::arch::validity::{self, GuestFeatures};
+use crate::arch_state::{ArchState, PendingEvent};
+use crate::bindings;
+use crate::files;
+use crate::fpu::{self, GuestFpu};
+use crate::run_page::RunPages;
+use crate::uapi::{self, ioctl};
+use crate::user;
+use crate::vm::{self, Vm};
+use crate::x86_ops::VendorVcpu;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use kernel::ffi::{c_int, c_long, c_uint, c_ulong};
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+use kernel::{c_str, new_mutex};
+
+/// Upstream's KVM_MAX_CPUID_ENTRIES.
+const MAX_CPUID_ENTRIES: u32 = 256;
+/// Upstream's MAX_IO_MSRS.
+const MAX_IO_MSRS: u32 = 256;
+
+/// What the VM keeps of each vCPU: enough to kick it out of the guest and to know
+/// which TLB generation it runs with.
+pub struct VcpuShared {
+    pub id: u32,
+    in_guest: AtomicBool,
+    cpu: AtomicI32,
+    seen_gen: AtomicU64,
+}
+
+impl VcpuShared {
+    /// Marks entry: returns the TLB generation the guest will run with.
+    pub(crate) fn enter(&self, vm: &Vm, cpu: u32) -> u64 {
+        self.cpu.store(cpu as i32, Ordering::Relaxed);
+        self.in_guest.store(true, Ordering::SeqCst);
+        let gen = vm.tlb_gen.load(Ordering::SeqCst);
+        self.seen_gen.store(gen, Ordering::SeqCst);
+        gen
+    }
+
+    pub(crate) fn leave(&self) {
+        self.in_guest.store(false, Ordering::SeqCst);
+    }
+
+    /// Makes the vCPU leave the guest if it runs there with a generation older
+    /// than `gen`, and waits until it no longer can.
+    pub(crate) fn kick_and_wait(&self, gen: u64) {
+        let stale = || self.in_guest.load(Ordering::SeqCst) && self.seen_gen.load(Ordering::SeqCst) < gen;
+        if !stale() {
+            return;
+        }
+        let cpu = self.cpu.load(Ordering::Relaxed);
+        // SAFETY: an IPI with an empty handler; the exit it causes is the point.
+        unsafe { bindings::kvm_rs_kick_cpu(cpu) };
+        while stale() {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Makes the vCPU leave the guest if it is there (a request is pending).
+    pub(crate) fn kick(&self) {
+        if self.in_guest.load(Ordering::SeqCst) {
+            // SAFETY: as above.
+            unsafe { bindings::kvm_rs_kick_cpu(self.cpu.load(Ordering::Relaxed)) };
+        }
+    }
+}
+
+/// A user-space exit whose instruction completes on the next KVM_RUN.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Pending {
+    None,
+    /// IN: the data comes from the PIO page into RAX.
+    PioIn { size: u8, next_rip: u64 },
+    /// INS (possibly REP): `count` elements from the PIO page go to guest memory.
+    PioInString { size: u8, count: u32 },
+    /// OUTS: the elements were copied out; advance RSI/RCX.
+    PioOutString { size: u8, count: u32 },
+    /// An MMIO read of `len` bytes whose data user space left in kvm_run.
+    MmioRead { len: u8 },
+    /// An MMIO write; nothing comes back.
+    MmioWrite,
+}
+
+pub(crate) struct VcpuInner {
+    pub state: ArchState,
+    pub vendor: KBox<dyn VendorVcpu>,
+    pub fpu: GuestFpu,
+    pub cpuid: KVec<uapi::kvm_cpuid_entry2>,
+    pub features: GuestFeatures,
+    pub apic_base: u64,
+    pub has_run: bool,
+    pub flushed_gen: u64,
+    pub pending: Pending,
+    /// The emulated instruction of a pending MMIO access, re-executed with the
+    /// data once user space has provided it.
+    pub mmio_insn: Option<crate::emulate::PendingMmio>,
+}
+
+#[pin_data]
+pub struct Vcpu {
+    pub(crate) vm: Arc<Vm>,
+    pub(crate) shared: Arc<VcpuShared>,
+    pub(crate) run: RunPages,
+    #[pin]
+    pub(crate) inner: Mutex<VcpuInner>,
+}
+
+/// The reset value of IA32_APIC_BASE: xAPIC enabled at 0xfee00000, BSP for vCPU 0.
+fn reset_apic_base(id: u32) -> u64 {
+    0xfee0_0000 | (1 << 11) | if id == 0 { 1 << 8 } else { 0 }
+}
+
+/// KVM_CREATE_VCPU.
+pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize> {
+    if id >= vm::MAX_VCPU_ID as usize {
+        return Err(EINVAL);
+    }
+    let id = id as u32;
+    let mut inner = vm.inner.lock();
+    if inner.vcpus.len() >= vm::MAX_VCPUS as usize {
+        return Err(EINVAL);
+    }
+    if inner.vcpus.iter().any(|v| v.id == id) {
+        return Err(EEXIST);
+    }
+    let shared = Arc::new(
+        VcpuShared { id, in_guest: AtomicBool::new(false), cpu: AtomicI32::new(0), seen_gen: AtomicU64::new(0) },
+        GFP_KERNEL,
+    )?;
+    let vendor = vm.vendor.vcpu_create()?;
+    let fpu = GuestFpu::new()?;
+    let signature = crate::cpu::cpuid(1, 0)[0];
+    let vcpu = Arc::pin_init(
+        pin_init!(Vcpu {
+            vm: vm.clone(),
+            shared: shared.clone(),
+            run: RunPages::new()?,
+            inner <- new_mutex!(VcpuInner {
+                state: ArchState::reset(signature),
+                vendor,
+                fpu,
+                cpuid: KVec::new(),
+                features: GuestFeatures::default(),
+                apic_base: reset_apic_base(id),
+                has_run: false,
+                flushed_gen: u64::MAX,
+                pending: Pending::None,
+                mmio_insn: None,
+            }),
+        }),
+        GFP_KERNEL,
+    )?;
+    inner.vcpus.push(shared.clone(), GFP_KERNEL)?;
+    match files::new_fd(c_str!("kvm-vcpu"), files::vcpu_fops()?, vcpu) {
+        Ok(fd) => Ok(fd as isize),
+        Err(e) => {
+            if let Some(i) = inner.vcpus.iter().position(|v| Arc::ptr_eq(v, &shared)) {
+                drop(crate::kvec_ext::swap_remove(&mut inner.vcpus, i));
+            }
+            Err(e)
+        }
+    }
+}
+
+pub(crate) unsafe extern "C" fn kvm_vcpu_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
+    // SAFETY: a vCPU file in an ioctl: its Arc<Vcpu> is alive.
+    let vcpu = unsafe { files::borrow::<Vcpu>(file) };
+    match vcpu_ioctl(&vcpu, cmd, arg as usize) {
+        Ok(v) => v as c_long,
+        Err(e) => e.to_errno() as c_long,
+    }
+}
+
+pub(crate) unsafe extern "C" fn kvm_vcpu_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: called once, when the last reference to the file goes.
+    let vcpu = unsafe { files::borrow::<Vcpu>(file) };
+    {
+        let mut inner = vcpu.vm.inner.lock();
+        if let Some(i) = inner.vcpus.iter().position(|v| Arc::ptr_eq(v, &vcpu.shared)) {
+            drop(crate::kvec_ext::swap_remove(&mut inner.vcpus, i));
+        }
+    }
+    // SAFETY: as above.
+    unsafe { files::release::<Vcpu>(file) };
+    0
+}
+
+/// mmap of the vCPU file: page 0 is kvm_run, page 1 the PIO data.
+pub(crate) unsafe extern "C" fn kvm_vcpu_mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
+    // SAFETY: a vCPU file in mmap: its Arc<Vcpu> is alive.
+    let vcpu = unsafe { files::borrow::<Vcpu>(file) };
+    // SAFETY: `vma` is the area being mapped, valid during the call.
+    let (start, end, pgoff) = unsafe {
+        (bindings::kvm_rs_vma_start(vma), bindings::kvm_rs_vma_end(vma), bindings::kvm_rs_vma_pgoff(vma))
+    };
+    let npages = (end - start) / kernel::page::PAGE_SIZE as c_ulong;
+    if pgoff.checked_add(npages).map_or(true, |n| n > 2) {
+        return EINVAL.to_errno();
+    }
+    for i in 0..npages {
+        let page = if pgoff + i == 0 { &vcpu.run.run } else { &vcpu.run.pio };
+        // SAFETY: inserts a page we own into the area being set up (mmap_lock is
+        // held by the caller); the mapping takes its own page reference.
+        let r = unsafe {
+            bindings::vm_insert_page(vma, start + i * kernel::page::PAGE_SIZE as c_ulong, page.as_ptr().cast())
+        };
+        if r != 0 {
+            return r;
+        }
+    }
+    0
+}
+
+fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
+    if !vcpu.vm.owner_is_current() {
+        return Err(EIO);
+    }
+    let mut guard = vcpu.inner.lock();
+    let inner = &mut *guard;
+    match cmd {
+        ioctl::KVM_RUN => {
+            if arg != 0 {
+                return Err(EINVAL);
+            }
+            crate::run::kvm_arch_vcpu_ioctl_run(vcpu, inner).map(|_| 0)
+        }
+        ioctl::KVM_GET_REGS => {
+            user::write(arg, &get_regs(&inner.state))?;
+            Ok(0)
+        }
+        ioctl::KVM_SET_REGS => {
+            let r: uapi::kvm_regs = user::read(arg)?;
+            set_regs(&mut inner.state, &r);
+            Ok(0)
+        }
+        ioctl::KVM_GET_SREGS => {
+            user::write(arg, &get_sregs(inner))?;
+            Ok(0)
+        }
+        ioctl::KVM_SET_SREGS => {
+            let s: uapi::kvm_sregs = user::read(arg)?;
+            set_sregs(inner, &s)?;
+            Ok(0)
+        }
+        ioctl::KVM_GET_FPU => {
+            let mut buf = KBox::new([0u8; fpu::UABI_SIZE], GFP_KERNEL)?;
+            let xcr0 = inner.state.xcr0;
+            inner.fpu.get_uabi(&mut buf, xcr0 | 3);
+            user::write(arg, &fpu_from_fxsave(&buf))?;
+            Ok(0)
+        }
+        ioctl::KVM_SET_FPU => {
+            let f: uapi::kvm_fpu = user::read(arg)?;
+            let mut buf = KBox::new([0u8; fpu::UABI_SIZE], GFP_KERNEL)?;
+            let xcr0 = inner.state.xcr0;
+            inner.fpu.get_uabi(&mut buf, xcr0 | 3);
+            fxsave_from_fpu(&mut buf, &f);
+            inner.fpu.set_uabi(&buf, crate::supported_cpuid::SUPPORTED_XCR0 & host_xcr0())?;
+            Ok(0)
+        }
+        ioctl::KVM_GET_XSAVE => {
+            let mut buf = KBox::new([0u8; fpu::UABI_SIZE], GFP_KERNEL)?;
+            inner.fpu.get_uabi(&mut buf, crate::supported_cpuid::SUPPORTED_XCR0 & host_xcr0());
+            user::write_slice(arg, &buf[..])?;
+            Ok(0)
+        }
+        ioctl::KVM_SET_XSAVE => {
+            let mut buf = KBox::new([0u8; fpu::UABI_SIZE], GFP_KERNEL)?;
+            kernel::uaccess::UserSlice::new(arg, fpu::UABI_SIZE).reader().read_slice(&mut buf[..])?;
+            inner.fpu.set_uabi(&buf, crate::supported_cpuid::SUPPORTED_XCR0 & host_xcr0())?;
+            Ok(0)
+        }
+        ioctl::KVM_GET_XCRS => {
+            let mut x = uapi::kvm_xcrs::default();
+            x.nr_xcrs = 1;
+            x.xcrs[0].xcr = 0;
+            x.xcrs[0].value = inner.state.xcr0;
+            user::write(arg, &x)?;
+            Ok(0)
+        }
+        ioctl::KVM_SET_XCRS => {
+            let x: uapi::kvm_xcrs = user::read(arg)?;
+            if x.nr_xcrs as usize > x.xcrs.len() || x.flags != 0 {
+                return Err(EINVAL);
+            }
+            for xcr in &x.xcrs[..x.nr_xcrs as usize] {
+                if xcr.xcr != 0 || !crate::run::valid_xcr0(inner, xcr.value) {
+                    return Err(EINVAL);
+                }
+                inner.state.xcr0 = xcr.value;
+            }
+            Ok(0)
+        }
+        ioctl::KVM_GET_MSRS => msr_io(inner, arg, false),
+        ioctl::KVM_SET_MSRS => msr_io(inner, arg, true),
+        ioctl::KVM_SET_CPUID2 => {
+            let hdr: uapi::kvm_cpuid2 = user::read(arg)?;
+            if hdr.nent > MAX_CPUID_ENTRIES {
+                return Err(E2BIG);
+            }
+            let mut entries = KVec::with_capacity(hdr.nent as usize, GFP_KERNEL)?;
+            let mut r = kernel::uaccess::UserSlice::new(
+                arg + core::mem::size_of::<uapi::kvm_cpuid2>(),
+                hdr.nent as usize * core::mem::size_of::<uapi::kvm_cpuid_entry2>(),
+            )
+            .reader();
+            for _ in 0..hdr.nent {
+                entries.push(r.read::<uapi::kvm_cpuid_entry2>()?, GFP_KERNEL)?;
+            }
+            crate::cpuid::set_cpuid(inner, entries)?;
+            Ok(0)
+        }
+        ioctl::KVM_GET_CPUID2 => {
+            let mut hdr: uapi::kvm_cpuid2 = user::read(arg)?;
+            let n = inner.cpuid.len() as u32;
+            if hdr.nent < n {
+                hdr.nent = n;
+                user::write(arg, &hdr)?;
+                return Err(E2BIG);
+            }
+            user::write_slice(arg + core::mem::size_of::<uapi::kvm_cpuid2>(), &inner.cpuid)?;
+            hdr.nent = n;
+            user::write(arg, &hdr)?;
+            Ok(0)
+        }
+        ioctl::KVM_GET_MP_STATE => {
+            user::write(arg, &uapi::kvm_mp_state { mp_state: uapi::KVM_MP_STATE_RUNNABLE })?;
+            Ok(0)
+        }
+        ioctl::KVM_SET_MP_STATE => {
+            let m: uapi::kvm_mp_state = user::read(arg)?;
+            // Without an in-kernel local APIC only RUNNABLE exists (upstream).
+            if m.mp_state != uapi::KVM_MP_STATE_RUNNABLE {
+                return Err(EINVAL);
+            }
+            Ok(0)
+        }
+        ioctl::KVM_GET_DEBUGREGS => {
+            let s = &inner.state;
+            let d = uapi::kvm_debugregs { db: s.db, dr6: s.dr6, dr7: s.dr7, ..Default::default() };
+            user::write(arg, &d)?;
+            Ok(0)
+        }
+        ioctl::KVM_SET_DEBUGREGS => {
+            let d: uapi::kvm_debugregs = user::read(arg)?;
+            if d.flags != 0 || d.dr6 >> 32 != 0 || d.dr7 >> 32 != 0 {
+                return Err(EINVAL);
+            }
+            let s = &mut inner.state;
+            s.db = d.db;
+            s.dr6 = (d.dr6 | 0xffff_0ff0) & !0x1000;
+            s.dr7 = (d.dr7 | 0x400) & !0xd000;
+            Ok(0)
+        }
+        ioctl::KVM_GET_VCPU_EVENTS => {
+            user::write(arg, &get_events(&inner.state))?;
+            Ok(0)
+        }
+        ioctl::KVM_SET_VCPU_EVENTS => {
+            let e: uapi::kvm_vcpu_events = user::read(arg)?;
+            set_events(&mut inner.state, &e)?;
+            Ok(0)
+        }
+        _ => Err(EINVAL),
+    }
+}
+
+fn host_xcr0() -> u64 {
+    crate::cpu::xgetbv0()
+}
+
+pub(crate) fn get_regs(s: &ArchState) -> uapi::kvm_regs {
+    let g = &s.gprs;
+    uapi::kvm_regs {
+        rax: g[0], rcx: g[1], rdx: g[2], rbx: g[3], rsp: g[4], rbp: g[5], rsi: g[6], rdi: g[7],
+        r8: g[8], r9: g[9], r10: g[10], r11: g[11], r12: g[12], r13: g[13], r14: g[14], r15: g[15],
+        rip: s.rip,
+        rflags: s.rflags,
+    }
+}
+
+pub(crate) fn set_regs(s: &mut ArchState, r: &uapi::kvm_regs) {
+    s.gprs = [
+        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15,
+    ];
+    s.rip = r.rip;
+    s.rflags = r.rflags | crate::arch_state::rflags::FIXED;
+    // Upstream drops a pending (not yet injected) exception on SET_REGS.
+    if matches!(s.pending_event, Some(PendingEvent { external: false, .. })) {
+        s.pending_event = None;
+    }
+}
+
+fn get_sregs(inner: &VcpuInner) -> uapi::kvm_sregs {
+    let s = &inner.state;
+    let mut out = uapi::kvm_sregs {
+        cs: s.cs, ds: s.ds, es: s.es, fs: s.fs, gs: s.gs, ss: s.ss, tr: s.tr, ldt: s.ldt,
+        gdt: s.gdt, idt: s.idt,
+        cr0: s.cr0, cr2: s.cr2, cr3: s.cr3, cr4: s.cr4, cr8: s.cr8, efer: s.efer,
+        apic_base: inner.apic_base,
+        interrupt_bitmap: [0; 4],
+    };
+    if let Some(PendingEvent { vector, external: true, .. }) = s.pending_event {
+        out.interrupt_bitmap[(vector / 64) as usize] |= 1 << (vector % 64);
+    }
+    out
+}
+
+fn set_sregs(inner: &mut VcpuInner, r: &uapi::kvm_sregs) -> Result {
+    let f = &inner.features;
+    let maxphy = crate::cpuid::guest_maxphyaddr(&inner.cpuid);
+    if !validity::valid_sregs(r.cr0, r.cr3, r.cr4, r.efer, r.cs.l != 0, maxphy, f) {
+        return Err(EINVAL);
+    }
+    // No in-kernel LAPIC: the base is stored as is, but must keep reserved bits 0.
+    if r.apic_base & !(0xffff_ffff_f000u64 | (1 << 8) | (1 << 10) | (1 << 11)) != 0 {
+        return Err(EINVAL);
+    }
+    let s = &mut inner.state;
+    s.cs = r.cs; s.ds = r.ds; s.es = r.es; s.fs = r.fs; s.gs = r.gs; s.ss = r.ss;
+    s.tr = r.tr; s.ldt = r.ldt; s.gdt = r.gdt; s.idt = r.idt;
+    s.cr0 = r.cr0; s.cr2 = r.cr2; s.cr3 = r.cr3; s.cr4 = r.cr4; s.cr8 = r.cr8 & 0xf; s.efer = r.efer;
+    inner.apic_base = r.apic_base;
+    // A set bit in interrupt_bitmap queues that external interrupt.
+    for (w, bits) in r.interrupt_bitmap.iter().enumerate() {
+        if *bits != 0 {
+            let vector = (w as u32 * 64 + bits.trailing_zeros()) as u8;
+            s.pending_event = Some(PendingEvent { vector, error_code: None, soft: false, external: true });
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Legacy FXSAVE area offsets (SDM vol. 1, table 10-2).
+fn fpu_from_fxsave(b: &[u8; fpu::UABI_SIZE]) -> uapi::kvm_fpu {
+    let u16at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let u32at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let u64at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let mut f = uapi::kvm_fpu {
+        fcw: u16at(0),
+        fsw: u16at(2),
+        ftwx: b[4],
+        last_opcode: u16at(6),
+        last_ip: u64at(8),
+        last_dp: u64at(16),
+        mxcsr: u32at(24),
+        ..Default::default()
+    };
+    for i in 0..8 {
+        f.fpr[i].copy_from_slice(&b[32 + 16 * i..48 + 16 * i]);
+    }
+    for i in 0..16 {
+        f.xmm[i].copy_from_slice(&b[160 + 16 * i..176 + 16 * i]);
+    }
+    f
+}
+
+fn fxsave_from_fpu(b: &mut [u8; fpu::UABI_SIZE], f: &uapi::kvm_fpu) {
+    b[0..2].copy_from_slice(&f.fcw.to_le_bytes());
+    b[2..4].copy_from_slice(&f.fsw.to_le_bytes());
+    b[4] = f.ftwx;
+    b[6..8].copy_from_slice(&f.last_opcode.to_le_bytes());
+    b[8..16].copy_from_slice(&f.last_ip.to_le_bytes());
+    b[16..24].copy_from_slice(&f.last_dp.to_le_bytes());
+    b[24..28].copy_from_slice(&f.mxcsr.to_le_bytes());
+    for i in 0..8 {
+        b[32 + 16 * i..48 + 16 * i].copy_from_slice(&f.fpr[i]);
+    }
+    for i in 0..16 {
+        b[160 + 16 * i..176 + 16 * i].copy_from_slice(&f.xmm[i]);
+    }
+    // XSTATE_BV in the XSAVE header: x87 and SSE state present.
+    b[512] |= 3;
+}
+
+/// KVM_GET_MSRS / KVM_SET_MSRS: returns how many entries were processed (stops
+/// at the first one that fails, as upstream's __msr_io).
+fn msr_io(inner: &mut VcpuInner, arg: usize, write: bool) -> Result<isize> {
+    let hdr: uapi::kvm_msrs = user::read(arg)?;
+    if hdr.nmsrs >= MAX_IO_MSRS {
+        return Err(E2BIG);
+    }
+    let base = arg + core::mem::size_of::<uapi::kvm_msrs>();
+    let esize = core::mem::size_of::<uapi::kvm_msr_entry>();
+    let mut done = 0;
+    for i in 0..hdr.nmsrs as usize {
+        let mut e: uapi::kvm_msr_entry = user::read(base + i * esize)?;
+        let ok = if write {
+            crate::msrs::set_msr(inner, e.index, e.data, true).is_ok()
+        } else {
+            match crate::msrs::get_msr(inner, e.index, true) {
+                Ok(v) => {
+                    e.data = v;
+                    user::write(base + i * esize, &e)?;
+                    true
+                }
+                Err(_) => false,
+            }
+        };
+        if !ok {
+            break;
+        }
+        done += 1;
+    }
+    Ok(done)
+}
+
+fn get_events(s: &ArchState) -> uapi::kvm_vcpu_events {
+    let mut e = uapi::kvm_vcpu_events::default();
+    if let Some(p) = s.pending_event {
+        if p.external {
+            e.interrupt.injected = 1;
+            e.interrupt.nr = p.vector;
+            e.interrupt.soft = p.soft as u8;
+        } else {
+            e.exception.injected = 1;
+            e.exception.nr = p.vector;
+            e.exception.has_error_code = p.error_code.is_some() as u8;
+            e.exception.error_code = p.error_code.unwrap_or(0);
+        }
+    }
+    e.interrupt.shadow = if s.interrupt_shadow { uapi::KVM_X86_SHADOW_INT_STI as u8 } else { 0 };
+    e.nmi.masked = s.nmi_masked as u8;
+    e.flags = uapi::KVM_VCPUEVENT_VALID_SHADOW;
+    e
+}
+
+fn set_events(s: &mut ArchState, e: &uapi::kvm_vcpu_events) -> Result {
+    let known = uapi::KVM_VCPUEVENT_VALID_NMI_PENDING
+        | uapi::KVM_VCPUEVENT_VALID_SIPI_VECTOR
+        | uapi::KVM_VCPUEVENT_VALID_SHADOW
+        | uapi::KVM_VCPUEVENT_VALID_SMM;
+    if e.flags & !known != 0 {
+        return Err(EINVAL);
+    }
+    // Exception vectors are 0..31; NMI (2) cannot be an exception.
+    if e.exception.injected != 0 && (e.exception.nr > 31 || e.exception.nr == 2) {
+        return Err(EINVAL);
+    }
+    if e.flags & uapi::KVM_VCPUEVENT_VALID_SMM != 0 && e.smi.smm != 0 {
+        return Err(EINVAL);
+    }
+    s.pending_event = if e.exception.injected != 0 {
+        Some(PendingEvent {
+            vector: e.exception.nr,
+            error_code: if e.exception.has_error_code != 0 { Some(e.exception.error_code) } else { None },
+            soft: false,
+            external: false,
+        })
+    } else if e.interrupt.injected != 0 {
+        Some(PendingEvent { vector: e.interrupt.nr, error_code: None, soft: e.interrupt.soft != 0, external: true })
+    } else {
+        None
+    };
+    if e.flags & uapi::KVM_VCPUEVENT_VALID_SHADOW != 0 {
+        s.interrupt_shadow = e.interrupt.shadow != 0;
+    }
+    s.nmi_masked = e.nmi.masked != 0;
+    Ok(())
+}
+
+impl Drop for VcpuInner {
+    fn drop(&mut self) {
+        // Nothing beyond the fields' own drops; kept so the order is explicit:
+        // the vendor state (VMCB/VMCS) goes before the FPU state.
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<VcpuInner>();
+}
+
+pub(crate) use fpu::load_if_needed as fpu_load_if_needed;

@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A virtual machine: its file, memory slots, two-dimensional page tables and
+//! vCPUs (upstream's struct kvm, kvm_dev_ioctl_create_vm, kvm_vm_ioctl).
+
+use crate::bindings;
+use crate::files;
+use crate::memslots::{self, Change, Refusal, Request, SlotDesc};
+use crate::mm::{OwnerMm, PinnedPage};
+use crate::tdp_mmu::TdpMmu;
+use crate::uapi::{self, ioctl};
+use crate::vcpu::{self, VcpuShared};
+use crate::x86_ops::VendorOps;
+use crate::{caps, user};
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::ffi::{c_int, c_long, c_uint, c_ulong};
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+use kernel::{c_str, new_mutex};
+
+/// vCPUs per VM (KVM_CAP_MAX_VCPUS, KVM_CAP_NR_VCPUS) and the vCPU id bound
+/// (KVM_CAP_MAX_VCPU_ID): upstream's x86 defaults.
+pub const MAX_VCPUS: u32 = 1024;
+pub const MAX_VCPU_ID: u32 = 4096;
+
+/// A memory slot: what user space described, the user pages pinned so far (one
+/// entry per guest frame) and the dirty bitmap while dirty logging is on.
+pub(crate) struct Memslot {
+    pub desc: SlotDesc,
+    pages: KVVec<Option<PinnedPage>>,
+    dirty: Option<KVVec<u64>>,
+}
+
+impl Memslot {
+    fn new(desc: SlotDesc) -> Result<Self> {
+        let n = usize::try_from(desc.npages).map_err(|_| ENOMEM)?;
+        let mut pages = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..n {
+            pages.push(None, GFP_KERNEL_ACCOUNT)?;
+        }
+        let mut slot = Memslot { desc, pages, dirty: None };
+        slot.set_logging(desc.flags & memslots::MEM_LOG_DIRTY_PAGES != 0)?;
+        Ok(slot)
+    }
+
+    fn set_logging(&mut self, on: bool) -> Result {
+        if on && self.dirty.is_none() {
+            let words = (self.desc.npages as usize).div_ceil(64);
+            self.dirty = Some(KVVec::from_elem(0u64, words, GFP_KERNEL_ACCOUNT)?);
+        } else if !on {
+            self.dirty = None;
+        }
+        Ok(())
+    }
+
+    fn mark_dirty(&mut self, gfn: u64) {
+        let i = (gfn - self.desc.base_gfn) as usize;
+        if let Some(d) = self.dirty.as_mut() {
+            if let Some(w) = d.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
+}
+
+pub(crate) struct VmInner {
+    pub slots: KVec<Memslot>,
+    pub mmu: TdpMmu,
+    pub vcpus: KVec<Arc<VcpuShared>>,
+    pub tss_addr: Option<u64>,
+    pub identity_map_addr: Option<u64>,
+}
+
+/// What a guest-physical access resolves to.
+pub(crate) enum Resolved {
+    /// Mapped in the page tables now; re-enter the guest.
+    Mapped,
+    /// Not backed by RAM (or a write to a read-only slot): emulate as MMIO.
+    Mmio,
+}
+
+#[pin_data]
+pub struct Vm {
+    pub(crate) vendor: &'static dyn VendorOps,
+    owner: OwnerMm,
+    /// Bumped whenever mappings are removed or write-protected; a vCPU that
+    /// entered with an older value flushes its guest TLB on the next entry.
+    pub(crate) tlb_gen: AtomicU64,
+    #[pin]
+    pub(crate) inner: Mutex<VmInner>,
+}
+
+/// KVM_CREATE_VM.
+pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
+    // Only the default VM type (KVM_X86_DEFAULT_VM) is supported.
+    if vm_type != 0 {
+        return Err(EINVAL);
+    }
+    let vendor = crate::virtualization::vendor().ok_or(ENODEV)?;
+    let mmu = TdpMmu::new(vendor.tdp())?;
+    let vm = Arc::pin_init(
+        pin_init!(Vm {
+            vendor,
+            owner: OwnerMm::current(),
+            tlb_gen: AtomicU64::new(0),
+            inner <- new_mutex!(VmInner {
+                slots: KVec::new(),
+                mmu,
+                vcpus: KVec::new(),
+                tss_addr: None,
+                identity_map_addr: None,
+            }),
+        }),
+        GFP_KERNEL,
+    )?;
+    Ok(files::new_fd(c_str!("kvm-vm"), files::vm_fops()?, vm)? as isize)
+}
+
+pub(crate) unsafe extern "C" fn kvm_vm_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
+    // SAFETY: `file` is a VM file in an ioctl, so its Arc<Vm> is alive.
+    let vm = unsafe { files::borrow::<Vm>(file) };
+    match vm_ioctl(&vm, cmd, arg as usize) {
+        Ok(v) => v as c_long,
+        Err(e) => e.to_errno() as c_long,
+    }
+}
+
+pub(crate) unsafe extern "C" fn kvm_vm_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: called once when the last reference to the file goes.
+    unsafe { files::release::<Vm>(file) };
+    0
+}
+
+fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
+    if !vm.owner.is_current() {
+        return Err(EIO);
+    }
+    match cmd {
+        ioctl::KVM_CHECK_EXTENSION => Ok(caps::check_extension(arg as u64)),
+        ioctl::KVM_SET_USER_MEMORY_REGION => {
+            let r: uapi::kvm_userspace_memory_region = user::read(arg)?;
+            vm.set_memory_region(&Request {
+                slot: r.slot,
+                flags: r.flags,
+                guest_phys_addr: r.guest_phys_addr,
+                memory_size: r.memory_size,
+                userspace_addr: r.userspace_addr,
+            })?;
+            Ok(0)
+        }
+        ioctl::KVM_SET_USER_MEMORY_REGION2 => {
+            let r: uapi::kvm_userspace_memory_region2 = user::read(arg)?;
+            // guest_memfd is not supported; the padding must be zero.
+            if r.pad1 != 0 || r.pad2.iter().any(|&p| p != 0) {
+                return Err(EINVAL);
+            }
+            vm.set_memory_region(&Request {
+                slot: r.slot,
+                flags: r.flags,
+                guest_phys_addr: r.guest_phys_addr,
+                memory_size: r.memory_size,
+                userspace_addr: r.userspace_addr,
+            })?;
+            Ok(0)
+        }
+        ioctl::KVM_CREATE_VCPU => vcpu::kvm_vm_ioctl_create_vcpu(vm, arg),
+        ioctl::KVM_SET_TSS_ADDR => {
+            // Three pages below 4G (upstream checks only that it fits in 32 bits
+            // on SVM; VMX uses the pages for real-mode emulation).
+            if arg as u64 > 0xffff_ffff - 3 * 4096 {
+                return Err(EINVAL);
+            }
+            vm.inner.lock().tss_addr = Some(arg as u64);
+            Ok(0)
+        }
+        ioctl::KVM_SET_IDENTITY_MAP_ADDR => {
+            let addr: u64 = user::read(arg)?;
+            let mut inner = vm.inner.lock();
+            if !inner.vcpus.is_empty() {
+                return Err(EINVAL);
+            }
+            inner.identity_map_addr = Some(addr);
+            Ok(0)
+        }
+        ioctl::KVM_GET_DIRTY_LOG => {
+            let log: uapi::kvm_dirty_log = user::read(arg)?;
+            // SAFETY: reading the pointer member of the union; any value is a
+            // plain address, checked by the user copy.
+            let bitmap = unsafe { log.__bindgen_anon_1.dirty_bitmap } as usize;
+            vm.get_dirty_log(log.slot, bitmap)?;
+            Ok(0)
+        }
+        _ => Err(ENOTTY),
+    }
+}
+
+impl Vm {
+    fn set_memory_region(&self, req: &Request) -> Result {
+        let mut inner = self.inner.lock();
+        let descs = {
+            let mut v = KVec::with_capacity(inner.slots.len(), GFP_KERNEL)?;
+            for s in inner.slots.iter() {
+                v.push(s.desc, GFP_KERNEL)?;
+            }
+            v
+        };
+        let change = memslots::check_request(req, &descs).map_err(|r| match r {
+            Refusal::Invalid => EINVAL,
+            Refusal::Overlap => EEXIST,
+        })?;
+        match change {
+            Change::Unchanged => Ok(()),
+            Change::Create(desc) => {
+                let slot = Memslot::new(desc)?;
+                inner.slots.push(slot, GFP_KERNEL)?;
+                Ok(())
+            }
+            Change::Delete(desc) => {
+                let i = inner.slots.iter().position(|s| s.desc.id == desc.id).ok_or(EINVAL)?;
+                inner.mmu.zap(desc.base_gfn, desc.end_gfn());
+                self.flush_remote_tlbs(&inner);
+                // No vCPU can use the old translations now: drop the slot (and the
+                // pins of its pages).
+                drop(crate::kvec_ext::swap_remove(&mut inner.slots, i));
+                Ok(())
+            }
+            Change::Move { old, new } => {
+                inner.mmu.zap(old.base_gfn, old.end_gfn());
+                self.flush_remote_tlbs(&inner);
+                if let Some(s) = inner.slots.iter_mut().find(|s| s.desc.id == old.id) {
+                    s.desc = new;
+                }
+                Ok(())
+            }
+            Change::FlagsOnly { old, new } => {
+                let logging = new.flags & memslots::MEM_LOG_DIRTY_PAGES != 0;
+                if let Some(s) = inner.slots.iter_mut().find(|s| s.desc.id == old.id) {
+                    s.set_logging(logging)?;
+                    s.desc = new;
+                }
+                if logging {
+                    // Writes must fault from now on to be logged.
+                    inner.mmu.write_protect(old.base_gfn, old.end_gfn());
+                    self.flush_remote_tlbs(&inner);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn get_dirty_log(&self, slot: u32, bitmap_uaddr: usize) -> Result {
+        if slot >> 16 != 0 || slot & 0xffff >= memslots::MAX_SLOTS as u32 {
+            return Err(EINVAL);
+        }
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let s = inner.slots.iter_mut().find(|s| s.desc.id as u32 == slot).ok_or(ENOENT)?;
+        let (base, npages) = (s.desc.base_gfn, s.desc.npages);
+        let dirty = s.dirty.as_mut().ok_or(ENOENT)?;
+        // Snapshot and clear, then write-protect what was dirty and flush: a write
+        // after this returns faults and is logged again.
+        let mut snapshot = KVVec::with_capacity(dirty.len(), GFP_KERNEL)?;
+        for w in dirty.iter_mut() {
+            snapshot.push(*w, GFP_KERNEL)?;
+            *w = 0;
+        }
+        let mut protected = false;
+        for (wi, w) in snapshot.iter().enumerate() {
+            let mut bits = *w;
+            while bits != 0 {
+                let b = bits.trailing_zeros() as u64;
+                bits &= bits - 1;
+                let gfn = base + wi as u64 * 64 + b;
+                if gfn < base + npages {
+                    protected |= inner.mmu.write_protect(gfn, gfn + 1);
+                }
+            }
+        }
+        if protected {
+            self.flush_remote_tlbs(inner);
+        }
+        // Upstream copies ALIGN(npages, BITS_PER_LONG) / 8 bytes.
+        user::write_slice(bitmap_uaddr, &snapshot)
+    }
+
+    /// Resolves a guest-physical access that faulted in the nested page tables:
+    /// maps RAM (pinning the user page), or reports MMIO.
+    pub(crate) fn handle_tdp_fault(&self, gpa: u64, write: bool) -> Result<Resolved> {
+        let gfn = gpa >> memslots::PAGE_SHIFT;
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let Some(slot) = inner.slots.iter_mut().find(|s| s.desc.contains(gfn)) else {
+            return Ok(Resolved::Mmio);
+        };
+        let readonly = slot.desc.flags & memslots::MEM_READONLY != 0;
+        if write && readonly {
+            return Ok(Resolved::Mmio);
+        }
+        let idx = (gfn - slot.desc.base_gfn) as usize;
+        let hva = slot.desc.hva_of(gfn);
+        let entry = slot.pages.get_mut(idx).ok_or(EFAULT)?;
+        let need_pin = match entry {
+            None => true,
+            Some(p) => !readonly && !p.writable(),
+        };
+        if need_pin {
+            // Writable slots are pinned for writing at once (breaking COW), so a
+            // later write needs no second pin.
+            *entry = Some(PinnedPage::pin(hva, !readonly)?);
+        }
+        let pa = entry.as_ref().map(|p| p.phys()).ok_or(EFAULT)?;
+        let logging = slot.dirty.is_some();
+        let writable = !readonly && (!logging || write);
+        if logging && write {
+            slot.mark_dirty(gfn);
+        }
+        inner.mmu.map(gfn << memslots::PAGE_SHIFT, pa, writable)?;
+        Ok(Resolved::Mapped)
+    }
+
+    /// The user address of guest frame `gfn` and whether the slot is writable.
+    pub(crate) fn gfn_to_hva(&self, gfn: u64) -> Option<(u64, bool)> {
+        let inner = self.inner.lock();
+        inner
+            .slots
+            .iter()
+            .find(|s| s.desc.contains(gfn))
+            .map(|s| (s.desc.hva_of(gfn), s.desc.flags & memslots::MEM_READONLY == 0))
+    }
+
+    /// Logs a write the kernel made to guest memory on the guest's behalf.
+    pub(crate) fn mark_page_dirty(&self, gfn: u64) {
+        let mut inner = self.inner.lock();
+        if let Some(s) = inner.slots.iter_mut().find(|s| s.desc.contains(gfn)) {
+            s.mark_dirty(gfn);
+        }
+    }
+
+    /// Makes every vCPU drop the guest translations it may cache, and waits until
+    /// none can still use the old ones (upstream's kvm_flush_remote_tlbs with its
+    /// kick and wait): afterwards, pages unmapped before the call can be released.
+    pub(crate) fn flush_remote_tlbs(&self, inner: &VmInner) {
+        let gen = self.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
+        for v in inner.vcpus.iter() {
+            v.kick_and_wait(gen);
+        }
+    }
+}
