@@ -123,3 +123,8 @@ EXPORT_SYMBOL_GPL(kvm_rs_kick_cpu);
 void kvm_rs_fpu_load_if_needed(void)
 { if (test_thread_flag(TIF_NEED_FPU_LOAD)) switch_fpu_return(); }
 EXPORT_SYMBOL_GPL(kvm_rs_fpu_load_if_needed);
+
+struct page *kvm_rs_alloc_pages(unsigned int order) { return alloc_pages(GFP_KERNEL_ACCOUNT | __GFP_ZERO, order); }
+EXPORT_SYMBOL_GPL(kvm_rs_alloc_pages);
+void kvm_rs_free_pages(struct page *page, unsigned int order) { __free_pages(page, order); }
+EXPORT_SYMBOL_GPL(kvm_rs_free_pages);

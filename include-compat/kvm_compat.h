@@ -54,6 +54,10 @@ void kvm_rs_put_page(struct page *page);
 void kvm_rs_set_page_dirty_lock(struct page *page);
 int kvm_rs_pin_user_page(unsigned long hva, bool write, struct page **page);
 
+/* 2^order physically contiguous pages (alloc_pages()/__free_pages()). */
+struct page *kvm_rs_alloc_pages(unsigned int order);
+void kvm_rs_free_pages(struct page *page, unsigned int order);
+
 /* The current task: its mm (compared, grabbed and dropped), pending signals,
  * rescheduling. */
 struct mm_struct *kvm_rs_current_mm(void);

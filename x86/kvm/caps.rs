@@ -6,13 +6,37 @@
 //! Clients (QEMU above all) decide what to use from these answers.
 
 use crate::uapi;
+use crate::vm;
 
-/// The answer for capability `cap` on /dev/kvm (and, later, on VM file descriptors).
+/// The answer for capability `cap` on /dev/kvm or a VM file descriptor.
 pub fn check_extension(cap: u64) -> isize {
     let Ok(cap) = u32::try_from(cap) else { return 0 };
+    let runs_guests = crate::virtualization::vendor().map_or(false, |v| v.runs_guests());
     match cap {
-        // KVM_GET_SUPPORTED_CPUID with E2BIG semantics.
+        // KVM_GET_SUPPORTED_CPUID (E2BIG semantics) and KVM_SET/GET_CPUID2.
         uapi::KVM_CAP_EXT_CPUID => 1,
+        _ if !runs_guests => 0,
+        // VMs, memory slots (create, delete, move, flags; read-only slots).
+        uapi::KVM_CAP_USER_MEMORY
+        | uapi::KVM_CAP_USER_MEMORY2
+        | uapi::KVM_CAP_DESTROY_MEMORY_REGION_WORKS
+        | uapi::KVM_CAP_JOIN_MEMORY_REGIONS_WORKS
+        | uapi::KVM_CAP_READONLY_MEM
+        | uapi::KVM_CAP_SET_TSS_ADDR
+        | uapi::KVM_CAP_SET_IDENTITY_MAP_ADDR
+        | uapi::KVM_CAP_CHECK_EXTENSION_VM => 1,
+        uapi::KVM_CAP_NR_MEMSLOTS => crate::memslots::MAX_SLOTS as isize,
+        // vCPUs and their state.
+        uapi::KVM_CAP_NR_VCPUS | uapi::KVM_CAP_MAX_VCPUS => vm::MAX_VCPUS as isize,
+        uapi::KVM_CAP_MAX_VCPU_ID => vm::MAX_VCPU_ID as isize,
+        uapi::KVM_CAP_MP_STATE
+        | uapi::KVM_CAP_IMMEDIATE_EXIT
+        | uapi::KVM_CAP_DEBUGREGS
+        | uapi::KVM_CAP_XSAVE
+        | uapi::KVM_CAP_XCRS
+        | uapi::KVM_CAP_VCPU_EVENTS
+        | uapi::KVM_CAP_INTERNAL_ERROR_DATA
+        | uapi::KVM_CAP_NOP_IO_DELAY => 1,
         _ => 0,
     }
 }

@@ -136,3 +136,14 @@ pub fn page_phys(page: &kernel::page::Page) -> u64 {
 pub fn eopnotsupp() -> Error {
     Error::from_errno(-95)
 }
+
+/// XCR0 of the current CPU (XGETBV with ECX = 0); 1 (x87 only) without XSAVE.
+pub fn xgetbv0() -> u64 {
+    if read_cr4() & crate::arch::regs::cr4::OSXSAVE == 0 {
+        return 1;
+    }
+    let (lo, hi): (u32, u32);
+    // SAFETY: CR4.OSXSAVE is set, so XGETBV(0) is defined.
+    unsafe { core::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (hi as u64) << 32 | lo as u64
+}

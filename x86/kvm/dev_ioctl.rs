@@ -50,8 +50,8 @@ fn kvm_dev_ioctl_checked(cmd: u32, arg: usize) -> Result<isize> {
             get_supported_cpuid(arg)?;
             Ok(0)
         }
-        // Everything else, including VM creation until VMs exist, is unknown to
-        // /dev/kvm: upstream answers unknown requests with EINVAL.
+        ioctl::KVM_CREATE_VM => crate::vm::kvm_dev_ioctl_create_vm(arg),
+        // Everything else is unknown to /dev/kvm: upstream answers EINVAL.
         _ => Err(EINVAL),
     }
 }

@@ -24,19 +24,41 @@ pub mod arch;
 #[path = "../../src/supported-cpuid/src/lib.rs"]
 pub mod supported_cpuid;
 
+#[path = "../../src/memslots/src/lib.rs"]
+pub mod memslots;
+
+#[path = "../../src/x86-emulator/src/lib.rs"]
+pub mod emulator;
+
+pub mod arch_state;
 mod bindings;
 pub mod caps;
 pub mod cpu;
+mod cpuid;
 mod dev_ioctl;
+mod emulate;
+pub mod exit;
+mod files;
+mod fpu;
 pub mod kvm_init;
+mod kvec_ext;
 mod misc_device;
+pub mod mm;
 pub mod msr_list;
+mod msrs;
+mod run;
+mod run_page;
+mod tdp_mmu;
 pub mod user;
+mod vcpu;
 mod virtualization;
+mod vm;
 pub mod x86_ops;
 
 pub use kvm_init::{kvm_init, Registration};
-pub use x86_ops::KvmX86Ops;
+pub use arch_state::ArchState;
+pub use exit::Exit;
+pub use x86_ops::{EntryParams, KvmX86Ops, TdpFormat, VendorVcpu};
 
 module! {
     type: KvmModule,

@@ -6,7 +6,8 @@
 use crate::misc_device::{MiscFileOps, MiscRegistration};
 use crate::virtualization::{self, VirtualizationOn};
 use crate::x86_ops::{KvmX86Ops, VendorOps};
-use crate::{dev_ioctl, msr_list};
+use crate::files::{self, FileTables, Handlers};
+use crate::{dev_ioctl, msr_list, vcpu, vm};
 use kernel::c_str;
 use kernel::prelude::*;
 
@@ -17,6 +18,7 @@ pub const KVM_MINOR: i32 = 232;
 /// every CPU and then drops the vendor's ops (its hardware_unsetup).
 pub struct Registration<T: KvmX86Ops> {
     misc: Option<MiscRegistration>,
+    files: Option<KBox<FileTables>>,
     virt: Option<VirtualizationOn>,
     ops: KBox<T>,
 }
@@ -52,8 +54,13 @@ pub fn kvm_init<T: KvmX86Ops>(module: &'static ThisModule) -> Result<Registratio
     // SAFETY: we hold the claim and nothing that reads the slot is registered yet.
     unsafe { virtualization::set_vendor(Some(ops_ref)) };
 
-    let mut reg = Registration { misc: None, virt: None, ops };
+    let mut reg = Registration { misc: None, files: None, virt: None, ops };
     msr_list::init(ops_ref);
+    reg.files = Some(files::install(
+        Handlers { ioctl: vm::kvm_vm_ioctl, release: vm::kvm_vm_release, mmap: None },
+        Handlers { ioctl: vcpu::kvm_vcpu_ioctl, release: vcpu::kvm_vcpu_release, mmap: Some(vcpu::kvm_vcpu_mmap) },
+        module,
+    )?);
     reg.virt = Some(virtualization::enable_all()?);
     reg.misc = Some(MiscRegistration::register(
         c_str!("kvm"),
@@ -69,6 +76,10 @@ impl<T: KvmX86Ops> Drop for Registration<T> {
         // /dev/kvm first: no new users. Then every CPU off. Then the slot is cleared,
         // and only after this function returns is `ops` dropped (hardware_unsetup).
         drop(self.misc.take());
+        // Every VM and vCPU file pins the vendor module, so none is open when it
+        // unloads: the file operations can go.
+        files::uninstall();
+        drop(self.files.take());
         drop(self.virt.take());
         // SAFETY: the misc device, the hotplug callbacks and the syscore/emergency
         // hooks are all unregistered above.

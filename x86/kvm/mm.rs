@@ -6,7 +6,7 @@ use kernel::page::Page;
 use kernel::prelude::*;
 
 /// The kernel (direct-map) address of a page we allocated.
-pub(crate) fn page_address(page: &Page) -> *mut u8 {
+pub fn page_address(page: &Page) -> *mut u8 {
     // SAFETY: the page is allocated and owned; page_address only computes.
     unsafe { bindings::kvm_rs_page_address(page.as_ptr().cast()).cast() }
 }
@@ -102,4 +102,55 @@ impl Drop for OwnerMm {
 pub(crate) fn phys_to_virt(pa: u64) -> *mut u8 {
     // SAFETY: only computes the direct-map address.
     unsafe { bindings::kvm_rs_phys_to_virt(pa) as *mut u8 }
+}
+
+/// 2^order physically contiguous, zeroed pages (SVM's I/O and MSR permission
+/// maps), freed on drop.
+pub struct ContigPages {
+    page: *mut bindings::page,
+    order: u32,
+}
+
+// SAFETY: the pages are owned; freeing is allowed from any thread.
+unsafe impl Send for ContigPages {}
+// SAFETY: shared access only reads the addresses.
+unsafe impl Sync for ContigPages {}
+
+impl ContigPages {
+    pub fn alloc(order: u32) -> Result<Self> {
+        // SAFETY: allocation; null on failure.
+        let page = unsafe { bindings::kvm_rs_alloc_pages(order) };
+        if page.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(ContigPages { page, order })
+    }
+
+    pub fn len(&self) -> usize {
+        kernel::page::PAGE_SIZE << self.order
+    }
+
+    /// Fills every byte with `value`.
+    pub fn fill(&mut self, value: u8) {
+        // SAFETY: the pages are owned, contiguous in the direct map, len() bytes.
+        unsafe { core::ptr::write_bytes(bindings::kvm_rs_page_address(self.page) as *mut u8, value, self.len()) };
+    }
+
+    pub fn phys(&self) -> u64 {
+        // SAFETY: the page is allocated.
+        unsafe { bindings::kvm_rs_page_to_phys(self.page) }
+    }
+}
+
+impl Drop for ContigPages {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `alloc` with this order.
+        unsafe { bindings::kvm_rs_free_pages(self.page, self.order) };
+    }
+}
+
+/// The kernel address of a page as a typed pointer (for vendor structures such
+/// as the VMCB that live in a page of their own).
+pub fn page_ptr<T>(page: &Page) -> *mut T {
+    page_address(page).cast()
 }

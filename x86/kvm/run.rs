@@ -30,7 +30,10 @@ const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
 const KVM_ENOSYS: u64 = 1000;
 
 pub(crate) fn kvm_arch_vcpu_ioctl_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
-    complete_userspace_exit(vcpu, inner)?;
+    if let Next::User = complete_userspace_exit(vcpu, inner)? {
+        post_run_save(vcpu, inner);
+        return Ok(());
+    }
     if vcpu.run.immediate_exit() != 0 {
         vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
         post_run_save(vcpu, inner);
@@ -241,7 +244,7 @@ fn handle_io(
     if input {
         let next_rip = match inner.vendor.next_rip() {
             Some(n) => n,
-            None => inner.state.rip + emulate::instruction_length(vcpu, &inner.state).unwrap_or(1),
+            None => inner.state.rip.wrapping_add(emulate::instruction_length(vcpu, &inner.state).unwrap_or(1)),
         };
         run.set_io(true, size, port, 1);
         inner.pending = Pending::PioIn { size, next_rip };
@@ -269,10 +272,10 @@ pub(crate) fn write_reg_sized(s: &mut ArchState, reg: usize, size: u8, v: u64) {
 
 /// Finishes the instruction of the last user-space exit with what user space
 /// provided (upstream's complete_userspace_io).
-fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
+fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     let pending = core::mem::replace(&mut inner.pending, Pending::None);
     match pending {
-        Pending::None => Ok(()),
+        Pending::None => Ok(Next::Guest),
         Pending::PioIn { size, next_rip } => {
             let mut data = [0u8; 8];
             // SAFETY: at most 4 bytes from the PIO page we own.
@@ -280,12 +283,12 @@ fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
             write_reg_sized(&mut inner.state, gpr::RAX, size, u64::from_le_bytes(data));
             set_rip(&mut inner.state, next_rip);
             inner.state.interrupt_shadow = false;
-            Ok(())
+            Ok(Next::Guest)
         }
         Pending::PioInString { size, count } => emulate::complete_string_in(vcpu, inner, size, count),
         Pending::PioOutString { size, count } => {
             emulate::complete_string_out(vcpu, inner, size, count);
-            Ok(())
+            Ok(Next::Guest)
         }
         Pending::MmioRead { len } => emulate::complete_mmio_read(vcpu, inner, len),
         Pending::MmioWrite => emulate::complete_mmio_write(vcpu, inner),

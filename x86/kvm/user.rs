@@ -26,6 +26,18 @@ plain_uapi!(
     uapi::kvm_msr_list,
     uapi::kvm_cpuid2,
     uapi::kvm_cpuid_entry2,
+    uapi::kvm_regs,
+    uapi::kvm_sregs,
+    uapi::kvm_fpu,
+    uapi::kvm_xcrs,
+    uapi::kvm_msrs,
+    uapi::kvm_msr_entry,
+    uapi::kvm_mp_state,
+    uapi::kvm_debugregs,
+    uapi::kvm_vcpu_events,
+    uapi::kvm_userspace_memory_region,
+    uapi::kvm_userspace_memory_region2,
+    uapi::kvm_dirty_log,
 );
 
 /// Reads a `T` from the user address `ptr`.

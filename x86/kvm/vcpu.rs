@@ -100,6 +100,8 @@ pub(crate) struct VcpuInner {
     /// The emulated instruction of a pending MMIO access, re-executed with the
     /// data once user space has provided it.
     pub mmio_insn: Option<crate::emulate::PendingMmio>,
+    /// Length of the string I/O instruction of a pending INS/OUTS exit.
+    pub string_insn_len: u64,
 }
 
 #[pin_data]
@@ -136,11 +138,13 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     let vendor = vm.vendor.vcpu_create()?;
     let fpu = GuestFpu::new()?;
     let signature = crate::cpu::cpuid(1, 0)[0];
+    let run = RunPages::new()?;
+    let (vm_ref, shared_ref) = (vm.clone(), shared.clone());
     let vcpu = Arc::pin_init(
         pin_init!(Vcpu {
-            vm: vm.clone(),
-            shared: shared.clone(),
-            run: RunPages::new()?,
+            vm: vm_ref,
+            shared: shared_ref,
+            run,
             inner <- new_mutex!(VcpuInner {
                 state: ArchState::reset(signature),
                 vendor,
@@ -152,6 +156,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 flushed_gen: u64::MAX,
                 pending: Pending::None,
                 mmio_insn: None,
+                string_insn_len: 0,
             }),
         }),
         GFP_KERNEL,
@@ -170,7 +175,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
 
 pub(crate) unsafe extern "C" fn kvm_vcpu_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
     // SAFETY: a vCPU file in an ioctl: its Arc<Vcpu> is alive.
-    let vcpu = unsafe { files::borrow::<Vcpu>(file) };
+    let vcpu: Arc<Vcpu> = unsafe { files::borrow::<Vcpu>(file) }.into();
     match vcpu_ioctl(&vcpu, cmd, arg as usize) {
         Ok(v) => v as c_long,
         Err(e) => e.to_errno() as c_long,

@@ -85,6 +85,8 @@ pub struct Vm {
     /// Bumped whenever mappings are removed or write-protected; a vCPU that
     /// entered with an older value flushes its guest TLB on the next entry.
     pub(crate) tlb_gen: AtomicU64,
+    /// Physical address of the root of the two-dimensional page tables.
+    pub(crate) tdp_root: u64,
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
 }
@@ -96,12 +98,17 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
         return Err(EINVAL);
     }
     let vendor = crate::virtualization::vendor().ok_or(ENODEV)?;
+    if !vendor.runs_guests() {
+        return Err(EINVAL);
+    }
     let mmu = TdpMmu::new(vendor.tdp())?;
+    let tdp_root = mmu.root_pa();
     let vm = Arc::pin_init(
         pin_init!(Vm {
             vendor,
             owner: OwnerMm::current(),
             tlb_gen: AtomicU64::new(0),
+            tdp_root,
             inner <- new_mutex!(VmInner {
                 slots: KVec::new(),
                 mmu,
@@ -117,7 +124,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
 
 pub(crate) unsafe extern "C" fn kvm_vm_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
     // SAFETY: `file` is a VM file in an ioctl, so its Arc<Vm> is alive.
-    let vm = unsafe { files::borrow::<Vm>(file) };
+    let vm: Arc<Vm> = unsafe { files::borrow::<Vm>(file) }.into();
     match vm_ioctl(&vm, cmd, arg as usize) {
         Ok(v) => v as c_long,
         Err(e) => e.to_errno() as c_long,
@@ -194,6 +201,11 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
 }
 
 impl Vm {
+    /// Whether the calling process created this VM.
+    pub(crate) fn owner_is_current(&self) -> bool {
+        self.owner.is_current()
+    }
+
     fn set_memory_region(&self, req: &Request) -> Result {
         let mut inner = self.inner.lock();
         let descs = {

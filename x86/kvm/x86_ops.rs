@@ -37,6 +37,12 @@ pub trait KvmX86Ops: Sync + Send + Sized + 'static {
         true
     }
 
+    /// Whether the vendor can run guests (VMs and vCPUs); a vendor that cannot
+    /// yet offers only the system ioctls, and every VM capability says 0.
+    fn runs_guests(&self) -> bool {
+        true
+    }
+
     /// Creates the vendor half of a vCPU (VMCB or VMCS).
     fn vcpu_create(&self) -> Result<KBox<dyn VendorVcpu>>;
 
@@ -97,6 +103,7 @@ pub trait VendorOps: Sync + Send {
     fn enable_virtualization_cpu(&self) -> Result;
     fn disable_virtualization_cpu(&self);
     fn has_emulated_msr(&self, index: u32) -> bool;
+    fn runs_guests(&self) -> bool;
     fn vcpu_create(&self) -> Result<KBox<dyn VendorVcpu>>;
     fn tdp(&self) -> &'static dyn TdpFormat;
 }
@@ -113,6 +120,9 @@ impl<T: KvmX86Ops> VendorOps for T {
     }
     fn has_emulated_msr(&self, index: u32) -> bool {
         KvmX86Ops::has_emulated_msr(self, index)
+    }
+    fn runs_guests(&self) -> bool {
+        KvmX86Ops::runs_guests(self)
     }
     fn vcpu_create(&self) -> Result<KBox<dyn VendorVcpu>> {
         KvmX86Ops::vcpu_create(self)

@@ -7,8 +7,10 @@
 
 use kernel::prelude::*;
 
+mod npt;
 mod params;
 mod svm;
+mod vcpu;
 
 module! {
     type: KvmAmd,

@@ -6,6 +6,7 @@ use kernel::prelude::*;
 #[path = "../../src/vmcs-config/src/lib.rs"]
 mod vmcs_config;
 
+mod ept;
 mod params;
 mod vmx;
 mod vmx_insn;

@@ -132,6 +132,21 @@ impl KvmX86Ops for Vmx {
         Ok(())
     }
 
+    /// VMCS management and VM entry are not implemented yet: kvm-intel offers
+    /// /dev/kvm's system ioctls only, and says so (KVM_CREATE_VM answers EINVAL and
+    /// every VM capability is 0).
+    fn runs_guests(&self) -> bool {
+        false
+    }
+
+    fn vcpu_create(&self) -> Result<KBox<dyn kvm::VendorVcpu>> {
+        Err(EINVAL)
+    }
+
+    fn tdp(&self) -> &'static dyn kvm::TdpFormat {
+        &crate::ept::EPT
+    }
+
     fn disable_virtualization_cpu(&self) {
         if cpu::read_cr4() & cr4::VMXE != 0 {
             // SAFETY: CR4.VMXE is only set by enable_virtualization_cpu, after which

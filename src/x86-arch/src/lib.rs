@@ -10,3 +10,4 @@ pub mod cpuid;
 pub mod msr;
 pub mod regs;
 pub mod validity;
+pub mod vmcb;

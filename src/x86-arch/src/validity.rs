@@ -2,7 +2,7 @@
 //! in its CPUID (upstream's kvm_is_valid_cr0, __cr4_reserved_bits, __kvm_valid_efer
 //! and kvm_is_valid_sregs).
 
-use crate::regs::{cr0, cr4, efer};
+use super::regs::{cr0, cr4, efer};
 
 /// The guest CPUID features these checks depend on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

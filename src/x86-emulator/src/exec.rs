@@ -1,8 +1,8 @@
 //! Execution of the decoded MMIO instructions.
 
-use crate::decode::{Insn, MemRef, Op, Operand, Seg};
-use crate::flags::{self, mask};
-use crate::paging::PageFault;
+use super::decode::{Insn, MemRef, Op, Operand, Seg};
+use super::flags::{self, mask};
+use super::paging::PageFault;
 
 /// The registers the emulator reads and writes (committed by the caller only when
 /// [`execute`] succeeds).
@@ -179,7 +179,7 @@ pub fn execute(insn: &Insn, regs: &mut Regs, env: &mut dyn Env) -> Result<(), St
             store(insn, &mut r, env, insn.src, size, a)?;
         }
         Op::Bt | Op::Bts | Op::Btr | Op::Btc => {
-            let bits = 8 * size as i64;
+            let bits: i64 = 8 * size as i64;
             let (offset, bit) = match (insn.src, insn.dst) {
                 (Operand::Imm(i), _) => (0i64, (i as i64) & (bits - 1)),
                 (src, Operand::Mem(_)) => {

@@ -1,0 +1,476 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Glue between the vCPU and the instruction emulator (src/x86-emulator): guest
+//! memory by linear address (through the guest's page tables and the memory
+//! slots), MMIO exits to user space and their completion, string I/O, and the
+//! length of an instruction when the hardware does not report the next RIP.
+
+use crate::arch::regs::{cr0, cr4, efer};
+use crate::arch_state::{gpr, rflags, ArchState};
+use crate::emulator::paging::{self, Access, PagingMode, WalkError};
+use crate::emulator::{self, Env, Mode, Regs, Seg, Stop};
+use crate::run::{set_rip, Next};
+use crate::uapi;
+use crate::vcpu::{Pending, Vcpu, VcpuInner};
+use kernel::prelude::*;
+use kernel::uaccess::UserSlice;
+
+/// `KVM_INTERNAL_ERROR_EMULATION`.
+const INTERNAL_ERROR_EMULATION: u32 = 1;
+
+/// An MMIO read waiting for (or holding) the data user space provides; the
+/// instruction is executed again with it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingMmio {
+    pub gpa: u64,
+    pub len: u8,
+    pub data: Option<[u8; 8]>,
+}
+
+fn mode_of(s: &ArchState) -> Mode {
+    if s.cr0 & cr0::PE == 0 || s.rflags & rflags::VM != 0 {
+        Mode::Bits16
+    } else if s.long_mode() && s.cs.l != 0 {
+        Mode::Bits64
+    } else if s.cs.db != 0 {
+        Mode::Bits32
+    } else {
+        Mode::Bits16
+    }
+}
+
+fn paging_of(s: &ArchState) -> PagingMode {
+    PagingMode {
+        cr0_pg: s.cr0 & cr0::PG != 0,
+        cr0_wp: s.cr0 & cr0::WP != 0,
+        cr3: s.cr3,
+        cr4_pae: s.cr4 & cr4::PAE != 0,
+        cr4_pse: s.cr4 & cr4::PSE != 0,
+        efer_lma: s.efer & efer::LMA != 0,
+        efer_nxe: s.efer & efer::NXE != 0,
+        user: s.cpl() == 3,
+    }
+}
+
+/// Reads guest-physical memory backed by a memory slot (through the VMM's
+/// mapping, so a bad address is EFAULT, never a kernel fault).
+pub(crate) fn read_gpa(vcpu: &Vcpu, gpa: u64, buf: &mut [u8]) -> Result<bool> {
+    let mut done = 0;
+    while done < buf.len() {
+        let a = gpa + done as u64;
+        let n = (buf.len() - done).min(4096 - (a & 0xfff) as usize);
+        let Some((hva, _)) = vcpu.vm.gfn_to_hva(a >> 12) else { return Ok(false) };
+        UserSlice::new((hva + (a & 0xfff)) as usize, n).reader().read_slice(&mut buf[done..done + n])?;
+        done += n;
+    }
+    Ok(true)
+}
+
+/// Writes guest-physical memory backed by a writable slot; logs the pages dirty.
+pub(crate) fn write_gpa(vcpu: &Vcpu, gpa: u64, data: &[u8]) -> Result<bool> {
+    let mut done = 0;
+    while done < data.len() {
+        let a = gpa + done as u64;
+        let n = (data.len() - done).min(4096 - (a & 0xfff) as usize);
+        match vcpu.vm.gfn_to_hva(a >> 12) {
+            Some((hva, true)) => {
+                UserSlice::new((hva + (a & 0xfff)) as usize, n).writer().write_slice(&data[done..done + n])?;
+                vcpu.vm.mark_page_dirty(a >> 12);
+            }
+            _ => return Ok(false),
+        }
+        done += n;
+    }
+    Ok(true)
+}
+
+/// The emulator's view of the vCPU: memory by linear address; RAM directly, the
+/// pending MMIO access through user space.
+struct VcpuEnv<'a> {
+    vcpu: &'a Vcpu,
+    st: &'a ArchState,
+    mmio: Option<PendingMmio>,
+    /// The MMIO read this execution needs (set on NeedMmioRead).
+    wanted_read: Option<(u64, u8)>,
+    /// The MMIO write this execution made.
+    write: Option<(u64, [u8; 8], u8)>,
+}
+
+impl VcpuEnv<'_> {
+    fn translate(&self, lin: u64, access: Access) -> core::result::Result<u64, Stop> {
+        let pm = paging_of(self.st);
+        let vcpu = self.vcpu;
+        let mut rd = |gpa: u64, n: u8| {
+            let mut b = [0u8; 8];
+            match read_gpa(vcpu, gpa, &mut b[..n as usize]) {
+                Ok(true) => Some(u64::from_le_bytes(b)),
+                _ => None,
+            }
+        };
+        paging::translate(lin, access, &pm, &mut rd).map_err(|e| match e {
+            WalkError::Fault(f) => Stop::PageFault(f),
+            WalkError::TableUnreadable(_) => Stop::Internal,
+        })
+    }
+
+    fn is_ram(&self, gpa: u64) -> bool {
+        self.vcpu.vm.gfn_to_hva(gpa >> 12).is_some()
+    }
+}
+
+impl Env for VcpuEnv<'_> {
+    fn seg_base(&self, seg: Seg) -> u64 {
+        let s = self.st;
+        let long64 = s.long_mode() && s.cs.l != 0;
+        match seg {
+            Seg::Fs => s.fs.base,
+            Seg::Gs => s.gs.base,
+            _ if long64 => 0,
+            Seg::Es => s.es.base,
+            Seg::Cs => s.cs.base,
+            Seg::Ss => s.ss.base,
+            Seg::Ds => s.ds.base,
+        }
+    }
+
+    fn long_mode(&self) -> bool {
+        self.st.long_mode() && self.st.cs.l != 0
+    }
+
+    fn read(&mut self, lin: u64, buf: &mut [u8]) -> core::result::Result<(), Stop> {
+        // Accesses that cross a page are split, each half translated.
+        let first = buf.len().min(4096 - (lin & 0xfff) as usize);
+        for (off, len) in [(0usize, first), (first, buf.len() - first)] {
+            if len == 0 {
+                continue;
+            }
+            let gpa = self.translate(lin.wrapping_add(off as u64), Access::Read)?;
+            if self.is_ram(gpa) {
+                match read_gpa(self.vcpu, gpa, &mut buf[off..off + len]) {
+                    Ok(true) => continue,
+                    _ => return Err(Stop::Internal),
+                }
+            }
+            match self.mmio {
+                Some(PendingMmio { gpa: g, len: l, data: Some(d) }) if g == gpa && l as usize == len => {
+                    buf[off..off + len].copy_from_slice(&d[..len]);
+                }
+                _ => {
+                    self.wanted_read = Some((gpa, len as u8));
+                    return Err(Stop::NeedMmioRead);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, lin: u64, data: &[u8]) -> core::result::Result<(), Stop> {
+        if (lin & 0xfff) as usize + data.len() > 4096 {
+            return Err(Stop::Unsupported);
+        }
+        let gpa = self.translate(lin, Access::Write)?;
+        if self.is_ram(gpa) {
+            return match write_gpa(self.vcpu, gpa, data) {
+                Ok(true) => Ok(()),
+                // A read-only slot: the write is MMIO.
+                Ok(false) => self.record_write(gpa, data),
+                Err(_) => Err(Stop::Internal),
+            };
+        }
+        self.record_write(gpa, data)
+    }
+}
+
+impl VcpuEnv<'_> {
+    fn record_write(&mut self, gpa: u64, data: &[u8]) -> core::result::Result<(), Stop> {
+        if self.write.is_some() || data.len() > 8 {
+            return Err(Stop::Unsupported);
+        }
+        let mut d = [0u8; 8];
+        d[..data.len()].copy_from_slice(data);
+        self.write = Some((gpa, d, data.len() as u8));
+        Ok(())
+    }
+}
+
+/// Fetches up to 15 instruction bytes at CS:RIP.
+fn fetch(vcpu: &Vcpu, st: &ArchState) -> core::result::Result<([u8; 15], usize), Stop> {
+    let env = VcpuEnv { vcpu, st, mmio: None, wanted_read: None, write: None };
+    let lin = env.seg_base(Seg::Cs).wrapping_add(st.rip);
+    let lin = if env.long_mode() { lin } else { lin & 0xffff_ffff };
+    let mut bytes = [0u8; 15];
+    let mut got = 0;
+    while got < 15 {
+        let a = lin.wrapping_add(got as u64);
+        let n = (15 - got).min(4096 - (a & 0xfff) as usize);
+        let gpa = match env.translate(a, Access::Fetch) {
+            Ok(g) => g,
+            Err(e) if got == 0 => return Err(e),
+            Err(_) => break,
+        };
+        match read_gpa(vcpu, gpa, &mut bytes[got..got + n]) {
+            Ok(true) => got += n,
+            _ if got == 0 => return Err(Stop::Internal),
+            _ => break,
+        }
+    }
+    Ok((bytes, got))
+}
+
+/// The length of the instruction at RIP, if it can be fetched and decoded.
+pub(crate) fn instruction_length(vcpu: &Vcpu, st: &ArchState) -> Option<u64> {
+    let (bytes, n) = fetch(vcpu, st).ok()?;
+    emulator::decode(&bytes[..n], mode_of(st)).ok().map(|i| i.len as u64)
+}
+
+fn regs_of(s: &ArchState) -> Regs {
+    Regs { gprs: s.gprs, rip: s.rip, rflags: s.rflags }
+}
+
+fn commit(s: &mut ArchState, r: &Regs) {
+    s.gprs = r.gprs;
+    set_rip(s, r.rip);
+    s.rflags = r.rflags | rflags::FIXED;
+    s.interrupt_shadow = false;
+}
+
+fn emulation_failure(vcpu: &Vcpu, bytes: &[u8], extra: u64) -> Result<Next> {
+    let mut w = [0u64; 3];
+    for (i, b) in bytes.iter().take(16).enumerate() {
+        w[i / 8] |= (*b as u64) << (8 * (i % 8));
+    }
+    w[2] = extra;
+    vcpu.run.set_internal_error(INTERNAL_ERROR_EMULATION, &w);
+    Ok(Next::User)
+}
+
+/// Runs the instruction at RIP through the emulator and turns the outcome into
+/// the next step: back to the guest, or an MMIO exit.
+fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
+    let (bytes, n) = match fetch(vcpu, &inner.state) {
+        Ok(f) => f,
+        Err(Stop::PageFault(f)) => {
+            inner.state.cr2 = f.address;
+            inner.state.queue_exception(14, Some(f.error_code));
+            return Ok(Next::Guest);
+        }
+        Err(_) => return emulation_failure(vcpu, &[], inner.state.rip),
+    };
+    let insn = match emulator::decode(&bytes[..n], mode_of(&inner.state)) {
+        Ok(i) => i,
+        Err(_) => return emulation_failure(vcpu, &bytes[..n], inner.state.rip),
+    };
+    let mut regs = regs_of(&inner.state);
+    let mut env = VcpuEnv { vcpu, st: &inner.state, mmio: inner.mmio_insn, wanted_read: None, write: None };
+    let r = emulator::execute(&insn, &mut regs, &mut env);
+    let (wanted, write) = (env.wanted_read, env.write);
+    match r {
+        Ok(()) => {
+            commit(&mut inner.state, &regs);
+            inner.mmio_insn = None;
+            if let Some((gpa, data, len)) = write {
+                vcpu.run.set_mmio(gpa, data, len as u32, true);
+                inner.pending = Pending::MmioWrite;
+                return Ok(Next::User);
+            }
+            Ok(Next::Guest)
+        }
+        Err(Stop::NeedMmioRead) => {
+            let Some((gpa, len)) = wanted else { return emulation_failure(vcpu, &bytes[..n], 0) };
+            vcpu.run.set_mmio(gpa, [0; 8], len as u32, false);
+            inner.mmio_insn = Some(PendingMmio { gpa, len, data: None });
+            inner.pending = Pending::MmioRead { len };
+            Ok(Next::User)
+        }
+        Err(Stop::PageFault(f)) => {
+            inner.state.cr2 = f.address;
+            inner.state.queue_exception(14, Some(f.error_code));
+            inner.mmio_insn = None;
+            Ok(Next::Guest)
+        }
+        Err(Stop::GeneralProtection) => {
+            inner.state.queue_exception(13, Some(0));
+            inner.mmio_insn = None;
+            Ok(Next::Guest)
+        }
+        Err(Stop::Unsupported) | Err(Stop::Internal) => {
+            inner.mmio_insn = None;
+            emulation_failure(vcpu, &bytes[..insn.len as usize], inner.state.rip)
+        }
+    }
+}
+
+/// A guest access to `gpa` that no RAM backs: emulate the instruction.
+pub(crate) fn emulate_mmio(vcpu: &Vcpu, inner: &mut VcpuInner, _gpa: u64) -> Result<Next> {
+    inner.mmio_insn = None;
+    run_emulator(vcpu, inner)
+}
+
+/// User space answered an MMIO read: execute the instruction again with the data.
+pub(crate) fn complete_mmio_read(vcpu: &Vcpu, inner: &mut VcpuInner, len: u8) -> Result<Next> {
+    let data = vcpu.run.mmio_data();
+    match inner.mmio_insn.as_mut() {
+        Some(p) if p.len == len => p.data = Some(data),
+        _ => return Ok(Next::Guest),
+    }
+    run_emulator(vcpu, inner)
+}
+
+/// User space took an MMIO write: the instruction was already completed.
+pub(crate) fn complete_mmio_write(_vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
+    inner.mmio_insn = None;
+    Ok(Next::Guest)
+}
+
+/// The linear address and element count of the next chunk of a string I/O.
+struct StringChunk {
+    lin: u64,
+    count: u32,
+    len: u64,
+    addr_mask: u64,
+}
+
+fn string_chunk(vcpu: &Vcpu, st: &ArchState, size: u8, input: bool, rep: bool) -> Option<StringChunk> {
+    let (bytes, n) = fetch(vcpu, st).ok()?;
+    let insn = emulator::decode(&bytes[..n], mode_of(st)).ok()?;
+    let am = emulator::flags::mask(insn.addr_size);
+    let env = VcpuEnv { vcpu, st, mmio: None, wanted_read: None, write: None };
+    let (base, off) = if input {
+        (env.seg_base(Seg::Es), st.gprs[gpr::RDI] & am)
+    } else {
+        (env.seg_base(insn.seg_override.unwrap_or(Seg::Ds)), st.gprs[gpr::RSI] & am)
+    };
+    let lin = base.wrapping_add(off);
+    let lin = if env.long_mode() { lin } else { lin & 0xffff_ffff };
+    let remaining = if rep { st.gprs[gpr::RCX] & am } else { 1 };
+    let size = size.max(1) as u64;
+    let mut count = remaining.min(4096 / size);
+    if st.rflags & rflags::DF != 0 {
+        count = 1;
+    } else {
+        // Stay within the guest page so one translation covers the chunk.
+        count = count.min(((4096 - (lin & 0xfff)) / size).max(1));
+    }
+    Some(StringChunk { lin, count: count as u32, len: insn.len as u64, addr_mask: am })
+}
+
+/// INS/OUTS (with REP): moves up to a page of elements per exit through the PIO
+/// data page (upstream emulates them the same way, with the PIO page as buffer).
+pub(crate) fn string_io(vcpu: &Vcpu, inner: &mut VcpuInner, port: u16, size: u8, input: bool, rep: bool) -> Result<Next> {
+    let st = &inner.state;
+    if rep && st.gprs[gpr::RCX] & emulator_addr_mask(vcpu, st) == 0 {
+        crate::run::skip_instruction(vcpu, inner, 2);
+        return Ok(Next::Guest);
+    }
+    let Some(chunk) = string_chunk(vcpu, st, size, input, rep) else {
+        return emulation_failure(vcpu, &[], st.rip);
+    };
+    let bytes = chunk.count as usize * size as usize;
+    if !input {
+        let env = VcpuEnv { vcpu, st, mmio: None, wanted_read: None, write: None };
+        let mut buf = [0u8; 4096];
+        let mut ok = true;
+        let mut done = 0;
+        while done < bytes {
+            let a = chunk.lin.wrapping_add(done as u64);
+            let n = (bytes - done).min(4096 - (a & 0xfff) as usize);
+            match env.translate(a, Access::Read) {
+                Ok(gpa) => {
+                    if !matches!(read_gpa(vcpu, gpa, &mut buf[done..done + n]), Ok(true)) {
+                        ok = false;
+                        break;
+                    }
+                }
+                Err(Stop::PageFault(f)) => {
+                    inner.state.cr2 = f.address;
+                    inner.state.queue_exception(14, Some(f.error_code));
+                    return Ok(Next::Guest);
+                }
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+            done += n;
+        }
+        if !ok {
+            return emulation_failure(vcpu, &[], inner.state.rip);
+        }
+        // SAFETY: at most a page into the PIO page we own.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), vcpu.run.pio_ptr(), bytes) };
+        vcpu.run.set_io(false, size, port, chunk.count);
+        inner.pending = Pending::PioOutString { size, count: chunk.count };
+    } else {
+        vcpu.run.set_io(true, size, port, chunk.count);
+        inner.pending = Pending::PioInString { size, count: chunk.count };
+    }
+    inner.string_insn_len = chunk.len;
+    let _ = chunk.addr_mask;
+    Ok(Next::User)
+}
+
+fn emulator_addr_mask(vcpu: &Vcpu, st: &ArchState) -> u64 {
+    fetch(vcpu, st)
+        .ok()
+        .and_then(|(b, n)| emulator::decode(&b[..n], mode_of(st)).ok())
+        .map(|i| emulator::flags::mask(i.addr_size))
+        .unwrap_or(u64::MAX)
+}
+
+/// Advances RSI or RDI (and RCX for REP) after `count` elements; RIP moves on
+/// once the count is exhausted.
+fn advance_string(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, count: u32, input: bool) {
+    let am = emulator_addr_mask(vcpu, &inner.state);
+    let s = &mut inner.state;
+    let delta = count as u64 * size as u64;
+    let reg = if input { gpr::RDI } else { gpr::RSI };
+    let v = s.gprs[reg];
+    let nv = if s.rflags & rflags::DF != 0 { v.wrapping_sub(delta) } else { v.wrapping_add(delta) };
+    s.gprs[reg] = (v & !am) | (nv & am);
+    let (bytes, n) = fetch(vcpu, &inner.state).unwrap_or(([0; 15], 0));
+    let insn = emulator::decode(&bytes[..n], mode_of(&inner.state)).ok();
+    let rep = insn.map_or(false, |i| i.rep);
+    let len = insn.map_or(inner.string_insn_len, |i| i.len as u64);
+    let s = &mut inner.state;
+    let mut done = true;
+    if rep {
+        let c = (s.gprs[gpr::RCX] & am).wrapping_sub(count as u64) & am;
+        s.gprs[gpr::RCX] = (s.gprs[gpr::RCX] & !am) | c;
+        done = c == 0;
+    }
+    if done {
+        let rip = s.rip.wrapping_add(len);
+        set_rip(s, rip);
+    }
+    s.interrupt_shadow = false;
+}
+
+pub(crate) fn complete_string_out(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, count: u32) {
+    advance_string(vcpu, inner, size, count, false);
+}
+
+pub(crate) fn complete_string_in(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, count: u32) -> Result<Next> {
+    let st = &inner.state;
+    let Some(chunk) = string_chunk(vcpu, st, size, true, false) else { return Ok(Next::Guest) };
+    let bytes = count as usize * size as usize;
+    let mut buf = [0u8; 4096];
+    // SAFETY: at most a page from the PIO page we own.
+    unsafe { core::ptr::copy_nonoverlapping(vcpu.run.pio_ptr(), buf.as_mut_ptr(), bytes.min(4096)) };
+    let env = VcpuEnv { vcpu, st, mmio: None, wanted_read: None, write: None };
+    let gpa = match env.translate(chunk.lin, Access::Write) {
+        Ok(g) => g,
+        Err(Stop::PageFault(f)) => {
+            inner.state.cr2 = f.address;
+            inner.state.queue_exception(14, Some(f.error_code));
+            return Ok(Next::Guest);
+        }
+        Err(_) => return emulation_failure(vcpu, &[], inner.state.rip),
+    };
+    if !matches!(write_gpa(vcpu, gpa, &buf[..bytes.min(4096)]), Ok(true)) {
+        return emulation_failure(vcpu, &[], inner.state.rip);
+    }
+    advance_string(vcpu, inner, size, count, true);
+    Ok(Next::Guest)
+}
+
+#[allow(dead_code)]
+fn _uses(_: uapi::kvm_run) {}

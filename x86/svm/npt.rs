@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Nested page table entries (AMD APM vol. 2, 15.25): the long-mode page-table
+//! format; every level must allow user access, since the guest's accesses count
+//! as user accesses in the nested walk.
+
+use kvm::TdpFormat;
+
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const USER: u64 = 1 << 2;
+const ACCESSED: u64 = 1 << 5;
+const DIRTY: u64 = 1 << 6;
+
+pub(crate) struct NptFormat;
+
+impl TdpFormat for NptFormat {
+    fn leaf(&self, pa: u64, writable: bool) -> u64 {
+        (pa & 0x000f_ffff_ffff_f000) | PRESENT | USER | ACCESSED | if writable { WRITABLE | DIRTY } else { 0 }
+    }
+    fn table(&self, pa: u64) -> u64 {
+        (pa & 0x000f_ffff_ffff_f000) | PRESENT | WRITABLE | USER | ACCESSED
+    }
+    fn present(&self, pte: u64) -> bool {
+        pte & PRESENT != 0
+    }
+    fn write_protect(&self, pte: u64) -> u64 {
+        pte & !(WRITABLE | DIRTY)
+    }
+}
+
+pub(crate) static NPT: NptFormat = NptFormat;
