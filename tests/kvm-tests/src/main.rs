@@ -6,6 +6,8 @@
 //! Output: one `PASS <name>` / `FAIL <name>: <why>` line per test; exit status 1
 //! if any failed. `kvm-api-tests [FILTER]` runs the tests whose name contains FILTER.
 
+mod guest;
+mod guests;
 mod harness;
 mod kvm;
 mod system;
@@ -14,6 +16,7 @@ fn main() {
     let filter = std::env::args().nth(1).unwrap_or_default();
     let mut tests = Vec::new();
     tests.extend(system::tests());
+    tests.extend(guests::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
