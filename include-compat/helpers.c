@@ -49,6 +49,8 @@ unsigned int kvm_rs_smp_processor_id(void) { return raw_smp_processor_id(); }
 EXPORT_SYMBOL_GPL(kvm_rs_smp_processor_id);
 unsigned int kvm_rs_nr_cpu_ids(void) { return nr_cpu_ids; }
 EXPORT_SYMBOL_GPL(kvm_rs_nr_cpu_ids);
+unsigned int kvm_rs_num_online_cpus(void) { return num_online_cpus(); }
+EXPORT_SYMBOL_GPL(kvm_rs_num_online_cpus);
 void kvm_rs_migrate_disable(void) { migrate_disable(); }
 EXPORT_SYMBOL_GPL(kvm_rs_migrate_disable);
 void kvm_rs_migrate_enable(void) { migrate_enable(); }

@@ -30,6 +30,7 @@ unsigned long kvm_rs_read_cr4(void);
 /* CPU identity (smp_processor_id(), nr_cpu_ids, cpu_online()). */
 unsigned int kvm_rs_smp_processor_id(void);
 unsigned int kvm_rs_nr_cpu_ids(void);
+unsigned int kvm_rs_num_online_cpus(void);
 void kvm_rs_migrate_disable(void);
 void kvm_rs_migrate_enable(void);
 

@@ -27,7 +27,9 @@ pub fn check_extension(cap: u64) -> isize {
         | uapi::KVM_CAP_CHECK_EXTENSION_VM => 1,
         uapi::KVM_CAP_NR_MEMSLOTS => crate::memslots::MAX_SLOTS as isize,
         // vCPUs and their state.
-        uapi::KVM_CAP_NR_VCPUS | uapi::KVM_CAP_MAX_VCPUS => vm::MAX_VCPUS as isize,
+        // The recommended count is the number of online CPUs, as upstream says.
+        uapi::KVM_CAP_NR_VCPUS => (crate::cpu::num_online_cpus() as isize).min(vm::MAX_VCPUS as isize),
+        uapi::KVM_CAP_MAX_VCPUS => vm::MAX_VCPUS as isize,
         uapi::KVM_CAP_MAX_VCPU_ID => vm::MAX_VCPU_ID as isize,
         uapi::KVM_CAP_MP_STATE
         | uapi::KVM_CAP_IMMEDIATE_EXIT

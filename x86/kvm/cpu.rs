@@ -147,3 +147,9 @@ pub fn xgetbv0() -> u64 {
     unsafe { core::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
     (hi as u64) << 32 | lo as u64
 }
+
+/// The number of online CPUs.
+pub fn num_online_cpus() -> u32 {
+    // SAFETY: reads a counter.
+    unsafe { bindings::kvm_rs_num_online_cpus() }
+}

@@ -22,7 +22,6 @@ const CANDIDATES: &[u32] = &[
     msr::CSTAR,
     msr::SYSCALL_MASK,
     msr::KERNEL_GS_BASE,
-    msr::TSC_AUX,
     msr::IA32_TSC,
     msr::IA32_PAT,
 ];

@@ -34,9 +34,8 @@ pub(crate) fn kvm_arch_vcpu_ioctl_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -
         post_run_save(vcpu, inner);
         return Ok(());
     }
+    // Upstream returns at once, leaving kvm_run's exit reason as it was.
     if vcpu.run.immediate_exit() != 0 {
-        vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
-        post_run_save(vcpu, inner);
         return Err(EINTR);
     }
     inner.has_run = true;

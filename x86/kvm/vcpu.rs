@@ -324,9 +324,8 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_GET_CPUID2 => {
             let mut hdr: uapi::kvm_cpuid2 = user::read(arg)?;
             let n = inner.cpuid.len() as u32;
+            // Too small: E2BIG, and (as upstream) nent is not written back.
             if hdr.nent < n {
-                hdr.nent = n;
-                user::write(arg, &hdr)?;
                 return Err(E2BIG);
             }
             user::write_slice(arg + core::mem::size_of::<uapi::kvm_cpuid2>(), &inner.cpuid)?;

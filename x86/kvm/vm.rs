@@ -156,10 +156,8 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
         }
         ioctl::KVM_SET_USER_MEMORY_REGION2 => {
             let r: uapi::kvm_userspace_memory_region2 = user::read(arg)?;
-            // guest_memfd is not supported; the padding must be zero.
-            if r.pad1 != 0 || r.pad2.iter().any(|&p| p != 0) {
-                return Err(EINVAL);
-            }
+            // guest_memfd is not supported (KVM_MEM_GUEST_MEMFD is refused with
+            // the other unknown flags); like upstream, the padding is ignored.
             vm.set_memory_region(&Request {
                 slot: r.slot,
                 flags: r.flags,

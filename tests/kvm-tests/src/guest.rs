@@ -12,6 +12,12 @@ pub struct Vm {
     pub mems: Vec<(*mut u8, usize)>,
 }
 
+// SAFETY: the raw pointers are the VM's own mappings; a VMM hands vCPUs and
+// their mappings to threads the same way.
+unsafe impl Send for Vm {}
+// SAFETY: as above.
+unsafe impl Send for Vcpu {}
+
 pub struct Vcpu {
     pub fd: OwnedFd,
     pub run: *mut kvm_run,
@@ -46,6 +52,16 @@ impl Vm {
     pub fn set_region(&self, slot: u32, gpa: u64, size: u64, hva: u64, flags: u32) -> Result<i64, Errno> {
         let mut r = kvm_userspace_memory_region { slot, flags, guest_phys_addr: gpa, memory_size: size, userspace_addr: hva };
         ioctl_ptr(&self.fd, KVM_SET_USER_MEMORY_REGION, &mut r)
+    }
+
+    /// Closes the VM file (its descriptor number then refers to /dev/null).
+    pub fn close_vm_file(&mut self) {
+        // SAFETY: dup2 atomically drops our reference to the VM file.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+            libc::dup2(null, self.fd.as_raw_fd());
+            libc::close(null);
+        }
     }
 
     pub fn vcpu(&self, id: u64) -> Result<Vcpu, String> {

@@ -10,6 +10,7 @@ mod guest;
 mod guests;
 mod harness;
 mod kvm;
+mod lifecycle;
 mod system;
 
 fn main() {
@@ -17,6 +18,7 @@ fn main() {
     let mut tests = Vec::new();
     tests.extend(system::tests());
     tests.extend(guests::tests());
+    tests.extend(lifecycle::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
