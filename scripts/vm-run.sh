@@ -8,18 +8,21 @@
 #   HOST_REPO, HOST_KBUILD  the same paths as seen after `chroot /host`
 # and can `chroot /host` to run host binaries.
 #
-#   scripts/vm-run.sh [--smp N] [--mem M] [--timeout S] [--log FILE] SCRIPT [ARGS...]
+#   scripts/vm-run.sh [--smp N] [--mem M] [--timeout S] [--log FILE] [--icount] SCRIPT [ARGS...]
+# --icount runs QEMU with -icount shift=0,sleep=off: the VM's clock counts
+# instructions (deterministic benchmarks).
 # Exit status: the script's, or 124 on timeout, 125 if the VM died without a status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-smp=2 mem=2G timeout=600 log=""
+smp=2 mem=2G timeout=600 log="" extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --smp) smp=$2; shift 2 ;;
         --mem) mem=$2; shift 2 ;;
         --timeout) timeout=$2; shift 2 ;;
         --log) log=$2; shift 2 ;;
+        --icount) extra+=(-icount shift=0,sleep=off); shift ;;
         --) shift; break ;;
         *) break ;;
     esac
@@ -45,7 +48,7 @@ chmod 644 "$job"
 
 set +e
 timeout --foreground -k 10 "$timeout" qemu-system-x86_64 -accel tcg -cpu EPYC,+svm \
-    -smp "$smp" -m "$mem" -nographic -no-reboot -nodefaults -serial stdio \
+    -smp "$smp" -m "$mem" "${extra[@]}" -nographic -no-reboot -nodefaults -serial stdio \
     -kernel "$kbuild/arch/x86/boot/bzImage" -initrd "$initrd" \
     -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
     -append "console=ttyS0 panic=-1 quiet oops=panic kvmjob=$job" \

