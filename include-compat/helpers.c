@@ -130,3 +130,18 @@ struct page *kvm_rs_alloc_pages(unsigned int order) { return alloc_pages(GFP_KER
 EXPORT_SYMBOL_GPL(kvm_rs_alloc_pages);
 void kvm_rs_free_pages(struct page *page, unsigned int order) { __free_pages(page, order); }
 EXPORT_SYMBOL_GPL(kvm_rs_free_pages);
+
+void kvm_rs_sigmask_activate(u64 set)
+{
+	sigset_t s;
+
+	s.sig[0] = set;
+	sigprocmask(SIG_SETMASK, &s, &current->real_blocked);
+}
+EXPORT_SYMBOL_GPL(kvm_rs_sigmask_activate);
+void kvm_rs_sigmask_deactivate(void)
+{
+	sigprocmask(SIG_SETMASK, &current->real_blocked, NULL);
+	sigemptyset(&current->real_blocked);
+}
+EXPORT_SYMBOL_GPL(kvm_rs_sigmask_deactivate);

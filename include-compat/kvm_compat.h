@@ -68,6 +68,10 @@ bool kvm_rs_signal_pending(void);
 void kvm_rs_cond_resched(void);
 bool kvm_rs_need_resched(void);
 
+/* KVM_SET_SIGNAL_MASK around KVM_RUN (kvm_sigset_activate/deactivate). */
+void kvm_rs_sigmask_activate(u64 set);
+void kvm_rs_sigmask_deactivate(void);
+
 /* IRQ and preemption control around VM entry. */
 void kvm_rs_local_irq_disable(void);
 void kvm_rs_local_irq_enable(void);

@@ -25,6 +25,11 @@ pub fn check_extension(cap: u64) -> isize {
         | uapi::KVM_CAP_SET_TSS_ADDR
         | uapi::KVM_CAP_SET_IDENTITY_MAP_ADDR
         | uapi::KVM_CAP_CHECK_EXTENSION_VM => 1,
+        // KVM_SET_GSI_ROUTING exists (and, as upstream, refuses without an
+        // in-kernel irqchip, which is not offered).
+        uapi::KVM_CAP_IRQ_ROUTING => 1,
+        // KVM_NMI, KVM_SET_SIGNAL_MASK are covered by these.
+        uapi::KVM_CAP_USER_NMI => 1,
         uapi::KVM_CAP_NR_MEMSLOTS => crate::memslots::MAX_SLOTS as isize,
         // vCPUs and their state.
         // The recommended count is the number of online CPUs, as upstream says.

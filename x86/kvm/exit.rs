@@ -24,6 +24,8 @@ pub enum Exit {
     HostInterrupt,
     /// The guest can take an interrupt now (interrupt-window exiting).
     InterruptWindow,
+    /// IRET while NMIs are masked (the NMI handler returns).
+    Iret,
     /// An instruction that must behave as #UD for this guest (SVM/VMX
     /// instructions, since nested virtualization is not offered, RDPRU...).
     UndefinedOpcode,

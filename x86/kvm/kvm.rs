@@ -48,6 +48,7 @@ pub mod msr_list;
 mod msrs;
 mod run;
 mod run_page;
+mod sigmask;
 mod tdp_mmu;
 pub mod user;
 mod vcpu;

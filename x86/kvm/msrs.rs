@@ -6,7 +6,85 @@
 use crate::arch::msr;
 use crate::arch::validity;
 use crate::vcpu::VcpuInner;
+use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::prelude::*;
+
+/// Variable-range MTRR pairs reported in MTRRcap (upstream's KVM_NR_VAR_MTRR).
+const NR_VAR_MTRR: usize = 8;
+/// MTRRcap: 8 variable ranges, fixed ranges (bit 8), write-combining (bit 10).
+const MTRR_CAP: u64 = 0x500 | NR_VAR_MTRR as u64;
+const FIXED_MTRRS: [u32; 11] = [0x250, 0x258, 0x259, 0x268, 0x269, 0x26a, 0x26b, 0x26c, 0x26d, 0x26e, 0x26f];
+
+/// Machine-check banks per vCPU (upstream's KVM_MAX_MCE_BANKS, also its default
+/// MCG_CAP when user space does not set one up).
+const MCE_BANKS: usize = 32;
+
+/// MSRs kvm.ko keeps in software for the guest: MTRRs, the machine-check
+/// registers (MCG_CAP = 32 banks, as upstream's default), kvmclock's.
+#[derive(Clone, Copy)]
+pub(crate) struct SoftMsrs {
+    mce_banks: [u64; 4 * MCE_BANKS],
+    mtrr_def_type: u64,
+    mtrr_fixed: [u64; 11],
+    mtrr_var: [u64; 2 * NR_VAR_MTRR],
+    mcg_status: u64,
+    mcg_ctl: u64,
+    hwcr: u64,
+    /// DE_CFG: guests set bit 1 (LFENCE is dispatch serializing).
+    de_cfg: u64,
+    /// kvmclock MSRs (0x11/0x12 and 0x4b564d00/01), stored for the VMM's
+    /// save/restore. kvmclock is not offered in CPUID, so a guest cannot turn it
+    /// on (a guest write with the enable bit is #GP).
+    kvm_wall_clock: u64,
+    kvm_system_time: u64,
+}
+
+impl SoftMsrs {
+    pub(crate) fn new() -> Self {
+        SoftMsrs {
+            mce_banks: [0; 4 * MCE_BANKS],
+            mtrr_def_type: 0,
+            mtrr_fixed: [0; 11],
+            mtrr_var: [0; 2 * NR_VAR_MTRR],
+            mcg_status: 0,
+            mcg_ctl: u64::MAX,
+            hwcr: 0,
+            de_cfg: 0,
+            kvm_wall_clock: 0,
+            kvm_system_time: 0,
+        }
+    }
+}
+
+fn valid_memtype(t: u64) -> bool {
+    matches!(t, 0 | 1 | 4 | 5 | 6)
+}
+
+/// Reports the first MSRs the guest uses that are not implemented (as upstream's
+/// "unhandled rdmsr/wrmsr" lines), so a missing one can be found from dmesg.
+fn report_unhandled(write: bool, index: u32, value: u64) {
+    static REPORTED: AtomicU32 = AtomicU32::new(0);
+    if REPORTED.fetch_add(1, Ordering::Relaxed) < 32 {
+        if write {
+            pr_info!("unhandled wrmsr {:#x} <- {:#x} (#GP)\n", index, value);
+        } else {
+            pr_info!("unhandled rdmsr {:#x} (#GP)\n", index);
+        }
+    }
+}
+
+/// MSRs that read as 0 and ignore writes of 0 on the AMD CPUs KVM presents
+/// (upstream's kvm_get/set_msr_common does the same for these).
+fn is_read_as_zero(index: u32) -> bool {
+    matches!(index,
+        0xc001_0000..=0xc001_0007 // K7 performance counters and event selects
+        | 0xc001_0010 // SYSCFG
+        | 0xc001_0055 // interrupt pending message
+        | 0xc001_0140 | 0xc001_0141 // OSVW length and status
+        | 0xc001_102a // BU_CFG2
+        | 0x0000_01d9 // DEBUGCTL
+    )
+}
 
 fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
@@ -41,7 +119,29 @@ pub(crate) fn get_msr(inner: &VcpuInner, index: u32, _host: bool) -> Result<u64>
         msr::IA32_PAT => s.pat,
         msr::IA32_TSC => rdtsc().wrapping_add(s.tsc_offset),
         msr::IA32_APIC_BASE => inner.apic_base,
-        _ => return Err(EINVAL),
+        msr::IA32_MTRRCAP => MTRR_CAP,
+        msr::IA32_MTRR_DEF_TYPE => inner.msrs.mtrr_def_type,
+        0x200..=0x20f => inner.msrs.mtrr_var[(index - 0x200) as usize],
+        i if FIXED_MTRRS.contains(&i) => {
+            inner.msrs.mtrr_fixed[FIXED_MTRRS.iter().position(|&f| f == i).unwrap_or(0)]
+        }
+        msr::IA32_MCG_CAP => MCE_BANKS as u64,
+        0x400..=0x47f => inner.msrs.mce_banks[(index - 0x400) as usize],
+        msr::IA32_MCG_STATUS => inner.msrs.mcg_status,
+        msr::IA32_MCG_CTL => inner.msrs.mcg_ctl,
+        // Microcode revision: upstream's default for a vCPU.
+        msr::IA32_BIOS_SIGN_ID => 0x1_0000_0000,
+        0xc001_0015 => inner.msrs.hwcr,
+        0xc001_1029 => inner.msrs.de_cfg,
+        msr::KVM_WALL_CLOCK | msr::KVM_WALL_CLOCK_NEW => inner.msrs.kvm_wall_clock,
+        msr::KVM_SYSTEM_TIME | msr::KVM_SYSTEM_TIME_NEW => inner.msrs.kvm_system_time,
+        i if is_read_as_zero(i) => 0,
+        _ => {
+            if !_host {
+                report_unhandled(false, index, 0);
+            }
+            return Err(EINVAL);
+        }
     })
 }
 
@@ -98,7 +198,52 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
             }
             inner.apic_base = v;
         }
-        _ => return Err(EINVAL),
+        msr::IA32_MTRR_DEF_TYPE => {
+            if v & !0xcff != 0 || !valid_memtype(v & 0xff) {
+                return Err(EINVAL);
+            }
+            inner.msrs.mtrr_def_type = v;
+        }
+        0x200..=0x20f => {
+            // Base: memory type in 7:0; mask: valid bit 11; reserved 10:8.
+            let is_base = index % 2 == 0;
+            if (is_base && (!valid_memtype(v & 0xff) || v & 0xf00 != 0)) || (!is_base && v & 0x7ff != 0) {
+                return Err(EINVAL);
+            }
+            inner.msrs.mtrr_var[(index - 0x200) as usize] = v;
+        }
+        i if FIXED_MTRRS.contains(&i) => {
+            if !v.to_le_bytes().iter().all(|&b| valid_memtype(b as u64)) {
+                return Err(EINVAL);
+            }
+            inner.msrs.mtrr_fixed[FIXED_MTRRS.iter().position(|&f| f == i).unwrap_or(0)] = v;
+        }
+        msr::IA32_MCG_STATUS => inner.msrs.mcg_status = v,
+        msr::IA32_MCG_CTL => inner.msrs.mcg_ctl = v,
+        // MCG_CAP is read-only; the host may write back what it read.
+        msr::IA32_MCG_CAP if host && v == MCE_BANKS as u64 => {}
+        0x400..=0x47f => {
+            let i = (index - 0x400) as usize;
+            // MCi_CTL: all or nothing; MCi_STATUS: only 0 from the guest (upstream).
+            match i % 4 {
+                0 if v != 0 && v != u64::MAX => return Err(EINVAL),
+                1 if !host && v != 0 => return Err(EINVAL),
+                _ => {}
+            }
+            inner.msrs.mce_banks[i] = v;
+        }
+        msr::IA32_BIOS_SIGN_ID => {}
+        0xc001_0015 => inner.msrs.hwcr = v & 0x0000_0000_ffff_ffff,
+        0xc001_1029 if v & !2 == 0 => inner.msrs.de_cfg = v,
+        msr::KVM_WALL_CLOCK | msr::KVM_WALL_CLOCK_NEW if host => inner.msrs.kvm_wall_clock = v,
+        msr::KVM_SYSTEM_TIME | msr::KVM_SYSTEM_TIME_NEW if host || v & 1 == 0 => inner.msrs.kvm_system_time = v,
+        i if is_read_as_zero(i) && (v == 0 || host) => {}
+        _ => {
+            if !host {
+                report_unhandled(true, index, v);
+            }
+            return Err(EINVAL);
+        }
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! kvm_fast_pio, kvm_emulate_cpuid, kvm_emulate_rdmsr/wrmsr, kvm_emulate_halt...).
 
 use crate::arch::regs::{cr0, cr4};
-use crate::arch_state::{gpr, rflags, ArchState};
+use crate::arch_state::{gpr, rflags, ArchState, PendingEvent};
 use crate::bindings;
 use crate::emulate;
 use crate::exit::Exit;
@@ -34,16 +34,51 @@ pub(crate) fn kvm_arch_vcpu_ioctl_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -
         post_run_save(vcpu, inner);
         return Ok(());
     }
-    // Upstream returns at once, leaving kvm_run's exit reason as it was.
+    // Upstream returns at once, leaving kvm_run's exit reason as it was but
+    // refreshing the rest (ready_for_interrupt_injection, if_flag...): QEMU
+    // decides whether to inject from those after every return.
     if vcpu.run.immediate_exit() != 0 {
+        post_run_save(vcpu, inner);
         return Err(EINTR);
     }
+    // Without an in-kernel LAPIC user space owns the TPR: it passes it in cr8.
+    let cr8 = vcpu.run.cr8();
+    if cr8 > 15 {
+        return Err(EINVAL);
+    }
+    inner.state.cr8 = cr8;
     inner.has_run = true;
+    let saved = crate::sigmask::activate(&inner.sigmask);
     inner.fpu.load();
     let r = vcpu_run(vcpu, inner);
     inner.fpu.put();
+    crate::sigmask::deactivate(saved);
     post_run_save(vcpu, inner);
     r
+}
+
+/// Whether an interrupt from user space could be injected now (upstream's
+/// kvm_vcpu_ready_for_interrupt_injection with a user-space irqchip).
+fn ready_for_interrupt(inner: &VcpuInner) -> bool {
+    inner.pending_external.is_none() && inner.vendor.interrupt_allowed(&inner.state)
+}
+
+/// Chooses the event to deliver at this entry (upstream's
+/// kvm_check_and_inject_events): a pending exception or re-injected event first,
+/// then an NMI, then the external interrupt from KVM_INTERRUPT.
+fn inject_pending_event(inner: &mut VcpuInner) {
+    if inner.state.pending_event.is_some() {
+        return;
+    }
+    if inner.nmi_pending && !inner.state.nmi_masked && !inner.state.interrupt_shadow {
+        inner.nmi_pending = false;
+        inner.state.nmi_masked = true;
+        inner.state.pending_event = Some(PendingEvent { vector: 2, error_code: None, soft: false, external: false });
+        return;
+    }
+    if let Some(v) = inner.pending_external.take() {
+        inner.state.pending_event = Some(PendingEvent { vector: v, error_code: None, soft: false, external: true });
+    }
 }
 
 fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
@@ -56,8 +91,13 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
         // SAFETY: may sleep; no spinlock or IRQ-off section is held here.
         unsafe { bindings::kvm_rs_cond_resched() };
         match vcpu_enter_guest(vcpu, inner)? {
-            Next::Guest => continue,
+            Next::Guest => {}
             Next::User => return Ok(()),
+        }
+        // User space asked to be told when it can inject: tell it now.
+        if vcpu.run.request_interrupt_window() != 0 && ready_for_interrupt(inner) {
+            vcpu.run.set_simple(uapi::KVM_EXIT_IRQ_WINDOW_OPEN);
+            return Ok(());
         }
     }
 }
@@ -72,7 +112,13 @@ fn xsetbv(xcr0: u64) {
 
 fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     let params_root = vcpu.vm.tdp_root;
+    inject_pending_event(inner);
+    // User space wants to inject (request_interrupt_window), or KVM_INTERRUPT's
+    // vector could not go in yet: exit as soon as the guest can take an
+    // interrupt, which is at once if it already can (upstream arms the window in
+    // both cases, so a guest spinning with IF=1 cannot starve user space).
     let want_window = vcpu.run.request_interrupt_window() != 0;
+    let intercept_iret = inner.state.nmi_masked && !inner.iret_seen;
     // SAFETY: paired with the enable below; nothing in between sleeps.
     unsafe { bindings::kvm_rs_local_irq_disable() };
     crate::vcpu::fpu_load_if_needed();
@@ -87,8 +133,18 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     if guest_xcr0 != host_xcr0 {
         xsetbv(guest_xcr0);
     }
-    let params = EntryParams { tdp_root: params_root, flush_tlb: flush, request_interrupt_window: want_window };
+    let params = EntryParams {
+        tdp_root: params_root,
+        flush_tlb: flush,
+        request_interrupt_window: want_window,
+        intercept_iret,
+    };
     let exit = inner.vendor.run(&mut inner.state, &params);
+    if inner.iret_seen {
+        // The IRET that ended the NMI handler has executed by now.
+        inner.iret_seen = false;
+        inner.state.nmi_masked = false;
+    }
     if guest_xcr0 != host_xcr0 {
         xsetbv(host_xcr0);
     }
@@ -189,13 +245,12 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             Ok(Next::User)
         }
         Exit::HostInterrupt => Ok(Next::Guest),
-        Exit::InterruptWindow => {
-            if run.request_interrupt_window() != 0 {
-                run.set_simple(uapi::KVM_EXIT_IRQ_WINDOW_OPEN);
-                Ok(Next::User)
-            } else {
-                Ok(Next::Guest)
-            }
+        // The window opened: the pending interrupt goes in at the next entry, or
+        // the run loop tells user space (KVM_EXIT_IRQ_WINDOW_OPEN).
+        Exit::InterruptWindow => Ok(Next::Guest),
+        Exit::Iret => {
+            inner.iret_seen = true;
+            Ok(Next::Guest)
         }
         Exit::UndefinedOpcode => {
             inner.state.queue_exception(6, None);
@@ -301,7 +356,7 @@ fn post_run_save(vcpu: &Vcpu, inner: &VcpuInner) {
     run.set_if_flag((s.rflags & rflags::IF != 0) as u8);
     run.set_cr8(s.cr8);
     run.set_apic_base(inner.apic_base);
-    run.set_ready_for_interrupt_injection(inner.vendor.interrupt_allowed(s) as u8);
+    run.set_ready_for_interrupt_injection(ready_for_interrupt(inner) as u8);
     run.set_flags(0);
     let _ = cr0::PE;
 }

@@ -38,6 +38,8 @@ plain_uapi!(
     uapi::kvm_userspace_memory_region,
     uapi::kvm_userspace_memory_region2,
     uapi::kvm_dirty_log,
+    uapi::kvm_interrupt,
+    uapi::kvm_signal_mask,
 );
 
 /// Reads a `T` from the user address `ptr`.

@@ -102,6 +102,17 @@ pub(crate) struct VcpuInner {
     pub mmio_insn: Option<crate::emulate::PendingMmio>,
     /// Length of the string I/O instruction of a pending INS/OUTS exit.
     pub string_insn_len: u64,
+    /// KVM_INTERRUPT's vector, injected once the guest can take it (the
+    /// user-space irqchip's pending_external_vector).
+    pub pending_external: Option<u8>,
+    /// KVM_NMI was called; the NMI is injected once NMIs are unmasked.
+    pub nmi_pending: bool,
+    /// An IRET ended an NMI handler; NMIs open again after the next entry.
+    pub iret_seen: bool,
+    /// Guest MSRs kept in software (MTRRs, MCE).
+    pub msrs: crate::msrs::SoftMsrs,
+    /// KVM_SET_SIGNAL_MASK: the mask in force while KVM_RUN runs the guest.
+    pub sigmask: Option<crate::sigmask::SigSet>,
 }
 
 #[pin_data]
@@ -157,6 +168,11 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 pending: Pending::None,
                 mmio_insn: None,
                 string_insn_len: 0,
+                pending_external: None,
+                nmi_pending: false,
+                iret_seen: false,
+                msrs: crate::msrs::SoftMsrs::new(),
+                sigmask: None,
             }),
         }),
         GFP_KERNEL,
@@ -333,6 +349,26 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             user::write(arg, &hdr)?;
             Ok(0)
         }
+        ioctl::KVM_INTERRUPT => {
+            let irq: uapi::kvm_interrupt = user::read(arg)?;
+            if irq.irq >= 256 {
+                return Err(EINVAL);
+            }
+            // Without an in-kernel irqchip the vector is queued for injection at
+            // the next entry (user space calls this only when kvm_run says the
+            // guest is ready); a second call replaces it, as upstream's
+            // kvm_queue_interrupt.
+            inner.pending_external = Some(irq.irq as u8);
+            Ok(0)
+        }
+        ioctl::KVM_NMI => {
+            inner.nmi_pending = true;
+            Ok(0)
+        }
+        ioctl::KVM_SET_SIGNAL_MASK => {
+            crate::sigmask::set_signal_mask(&mut inner.sigmask, arg)?;
+            Ok(0)
+        }
         ioctl::KVM_GET_MP_STATE => {
             user::write(arg, &uapi::kvm_mp_state { mp_state: uapi::KVM_MP_STATE_RUNNABLE })?;
             Ok(0)
@@ -363,12 +399,18 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_GET_VCPU_EVENTS => {
-            user::write(arg, &get_events(&inner.state))?;
+            let mut e = get_events(&inner.state);
+            e.nmi.pending = inner.nmi_pending as u8;
+            e.flags |= uapi::KVM_VCPUEVENT_VALID_NMI_PENDING;
+            user::write(arg, &e)?;
             Ok(0)
         }
         ioctl::KVM_SET_VCPU_EVENTS => {
             let e: uapi::kvm_vcpu_events = user::read(arg)?;
             set_events(&mut inner.state, &e)?;
+            if e.flags & uapi::KVM_VCPUEVENT_VALID_NMI_PENDING != 0 {
+                inner.nmi_pending = e.nmi.pending != 0;
+            }
             Ok(0)
         }
         _ => Err(EINVAL),

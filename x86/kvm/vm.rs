@@ -194,6 +194,10 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             vm.get_dirty_log(log.slot, bitmap)?;
             Ok(0)
         }
+        // No in-kernel irqchip: routing and IRQ lines are refused as upstream
+        // refuses them without one.
+        ioctl::KVM_SET_GSI_ROUTING => Err(EINVAL),
+        ioctl::KVM_IRQ_LINE | ioctl::KVM_IRQ_LINE_STATUS => Err(ENXIO),
         _ => Err(ENOTTY),
     }
 }

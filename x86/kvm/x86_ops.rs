@@ -58,6 +58,9 @@ pub struct EntryParams {
     pub flush_tlb: bool,
     /// Exit as soon as the guest can take an interrupt.
     pub request_interrupt_window: bool,
+    /// Exit when the guest executes IRET (the end of an NMI handler, so NMIs can
+    /// be unmasked).
+    pub intercept_iret: bool,
 }
 
 /// The vendor half of a vCPU.

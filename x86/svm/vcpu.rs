@@ -152,6 +152,8 @@ impl SvmVcpu {
         s.g_pat = st.pat;
         let c = &mut self.vmcb().control;
         c.tsc_offset = st.tsc_offset;
+        // The guest's TPR (CR8) is V_TPR while V_INTR_MASKING is on.
+        c.int_ctl = (c.int_ctl & !0xff) | (st.cr8 as u32 & 0xf);
         c.int_state = st.interrupt_shadow as u32;
         c.event_inj = 0;
         c.event_inj_err = 0;
@@ -212,6 +214,7 @@ impl SvmVcpu {
         st.pat = s.g_pat;
         let c = &v.control;
         st.interrupt_shadow = c.int_state & 1 != 0;
+        st.cr8 = (c.int_ctl & 0xf) as u64;
         // The injected event was delivered, unless delivery itself exited: then
         // EXITINTINFO holds it and it is injected again.
         st.pending_event = None;
@@ -233,6 +236,7 @@ impl SvmVcpu {
         match code {
             ec::INTR | ec::NMI | ec::SMI | ec::INIT => Exit::HostInterrupt,
             ec::VINTR => Exit::InterruptWindow,
+            ec::IRET => Exit::Iret,
             ec::CPUID => Exit::Cpuid,
             ec::HLT => Exit::Hlt,
             ec::MSR => if i1 & 1 != 0 { Exit::Wrmsr } else { Exit::Rdmsr },
@@ -283,6 +287,11 @@ impl VendorVcpu for SvmVcpu {
             c.tlb_ctl = tlb;
             c.nested_cr3 = p.tdp_root;
             c.clean = 0;
+            if p.intercept_iret {
+                c.intercept_misc1 |= intercept::IRET;
+            } else {
+                c.intercept_misc1 &= !intercept::IRET;
+            }
             if p.request_interrupt_window {
                 c.intercept_misc1 |= intercept::VINTR;
                 c.int_ctl |= vmcb::V_IRQ | vmcb::V_IGN_TPR;

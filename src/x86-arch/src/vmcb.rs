@@ -148,6 +148,7 @@ pub mod intercept {
     pub const INIT: u32 = 1 << 3;
     pub const VINTR: u32 = 1 << 4;
     pub const CPUID: u32 = 1 << 18;
+    pub const IRET: u32 = 1 << 20;
     pub const INVD: u32 = 1 << 22;
     pub const HLT: u32 = 1 << 24;
     pub const INVLPGA: u32 = 1 << 26;
@@ -181,6 +182,7 @@ pub mod exit_code {
     pub const INIT: u64 = 0x063;
     pub const VINTR: u64 = 0x064;
     pub const CPUID: u64 = 0x072;
+    pub const IRET: u64 = 0x074;
     pub const INVD: u64 = 0x076;
     pub const HLT: u64 = 0x078;
     pub const INVLPGA: u64 = 0x07a;

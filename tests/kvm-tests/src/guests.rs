@@ -24,6 +24,11 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("guest/dirty_log", dirty_log),
         ("guest/fail_entry_invalid_cs", fail_entry),
         ("guest/hypercall_returns_enosys", hypercall),
+        ("irq/kvm_interrupt_wakes_hlt", interrupt_after_hlt),
+        ("irq/interrupt_window_open", interrupt_window),
+        ("irq/kvm_interrupt_replaces_queued", interrupt_twice),
+        ("irq/nmi_delivered_and_masked_until_iret", nmi),
+        ("irq/kick_from_another_thread_then_inject", kick_and_inject),
     ]
 }
 
@@ -321,5 +326,177 @@ fn hypercall() -> TestResult {
     let r = v.regs()?;
     check_eq!(r.rax, (-1000i64) as u64); // -KVM_ENOSYS
     check_eq!(r.rip, CODE + 9);
+    Ok(())
+}
+
+fn set_request_window(v: &Vcpu, on: bool) {
+    // SAFETY: the mapped kvm_run page.
+    unsafe { std::ptr::addr_of_mut!((*v.run).request_interrupt_window).write_volatile(on as u8) }
+}
+
+fn ready_for_injection(v: &Vcpu) -> bool {
+    // SAFETY: the mapped kvm_run page.
+    unsafe { std::ptr::addr_of!((*v.run).ready_for_interrupt_injection).read_volatile() != 0 }
+}
+
+fn if_flag(v: &Vcpu) -> bool {
+    // SAFETY: the mapped kvm_run page.
+    unsafe { std::ptr::addr_of!((*v.run).if_flag).read_volatile() != 0 }
+}
+
+fn inject(v: &Vcpu, vector: u32) -> Result<i64, Errno> {
+    let mut irq = kvm_interrupt { irq: vector };
+    ioctl_ptr(&v.fd, KVM_INTERRUPT, &mut irq)
+}
+
+/// Real mode with an IVT entry for vector 0x20 -> 0:0x2000, whose handler does
+/// `out 0x21, al; iret`, and the NMI vector 2 -> 0:0x2100 (`out 0x22, al; iret`).
+fn irq_guest(main: &[u8]) -> Result<(Vm, Vcpu, *mut u8), String> {
+    let (vm, v, mem) = vm_with_ram(0x10000)?;
+    poke(mem, 0x20 * 4, &[0x00, 0x20, 0x00, 0x00]);
+    poke(mem, 2 * 4, &[0x00, 0x21, 0x00, 0x00]);
+    poke(mem, 0x2000, &[0xe6, 0x21, 0xcf]);
+    poke(mem, 0x2100, &[0xe6, 0x22, 0xcf]);
+    poke(mem, CODE as usize, main);
+    v.real_mode_at(CODE)?;
+    let mut r = v.regs()?;
+    r.rsp = 0x8000;
+    v.set_regs(&r)?;
+    Ok((vm, v, mem))
+}
+
+fn interrupt_after_hlt() -> TestResult {
+    // sti; L: hlt; jmp L
+    let (_vm, v, _m) = irq_guest(&[0xfb, 0xf4, 0xeb, 0xfd])?;
+    expect_exit(&v, KVM_EXIT_HLT)?;
+    check!(if_flag(&v) && ready_for_injection(&v), "if_flag {} ready {}", if_flag(&v), ready_for_injection(&v));
+    check_eq!(inject(&v, 0x20), Ok(0));
+    expect_exit(&v, KVM_EXIT_IO)?;
+    check_eq!(v.io().port, 0x21);
+    expect_exit(&v, KVM_EXIT_HLT)?;
+    check_eq!(v.regs()?.rip, CODE + 2);
+    check_eq!(inject(&v, 256), Err(libc::EINVAL));
+    Ok(())
+}
+
+fn interrupt_window() -> TestResult {
+    // cli; out 0x30,al; mov cx,200; L1: loop L1; sti; nop; L2: jmp L2
+    let (_vm, v, _m) = irq_guest(&[0xfa, 0xe6, 0x30, 0xb9, 0xc8, 0x00, 0xe2, 0xfe, 0xfb, 0x90, 0xeb, 0xfe])?;
+    expect_exit(&v, KVM_EXIT_IO)?;
+    check!(!if_flag(&v) && !ready_for_injection(&v), "IF=0 must not be ready");
+    set_request_window(&v, true);
+    expect_exit(&v, KVM_EXIT_IRQ_WINDOW_OPEN)?;
+    check!(ready_for_injection(&v) && if_flag(&v), "window open but not ready");
+    let rip = v.regs()?.rip;
+    check!(rip >= CODE + 9 && rip <= CODE + 10, "window opened at rip {rip:#x}");
+    set_request_window(&v, false);
+    check_eq!(inject(&v, 0x20), Ok(0));
+    expect_exit(&v, KVM_EXIT_IO)?;
+    check_eq!(v.io().port, 0x21);
+    // With the guest spinning and IF=1, a window request still exits at once.
+    set_request_window(&v, true);
+    expect_exit(&v, KVM_EXIT_IRQ_WINDOW_OPEN)?;
+    set_request_window(&v, false);
+    Ok(())
+}
+
+fn interrupt_twice() -> TestResult {
+    // sti; L: hlt; jmp L. IVT 0x21 -> 0:0x2000 too.
+    let (_vm, v, mem) = irq_guest(&[0xfb, 0xf4, 0xeb, 0xfd])?;
+    poke(mem, 0x21 * 4, &[0x00, 0x22, 0x00, 0x00]);
+    poke(mem, 0x2200, &[0xe6, 0x23, 0xcf]);
+    expect_exit(&v, KVM_EXIT_HLT)?;
+    // Without an in-kernel irqchip a second KVM_INTERRUPT replaces the first.
+    check_eq!(inject(&v, 0x20), Ok(0));
+    check_eq!(inject(&v, 0x21), Ok(0));
+    expect_exit(&v, KVM_EXIT_IO)?;
+    check_eq!(v.io().port, 0x23);
+    expect_exit(&v, KVM_EXIT_HLT)?;
+    Ok(())
+}
+
+fn nmi() -> TestResult {
+    // L: out 0x30, al; jmp L  (the NMI handler at 0x2100 outs to 0x22)
+    let (_vm, v, _m) = irq_guest(&[0xe6, 0x30, 0xeb, 0xfc])?;
+    expect_exit(&v, KVM_EXIT_IO)?;
+    check_eq!(ioctl_val(&v.fd, KVM_NMI, 0), Ok(0));
+    expect_exit(&v, KVM_EXIT_IO)?;
+    check_eq!(v.io().port, 0x22);
+    // A second NMI while the handler runs waits for its IRET, then comes in.
+    check_eq!(ioctl_val(&v.fd, KVM_NMI, 0), Ok(0));
+    let mut ports = vec![];
+    for _ in 0..4 {
+        expect_exit(&v, KVM_EXIT_IO)?;
+        ports.push(v.io().port);
+    }
+    check!(ports.contains(&0x22), "second NMI never delivered: {ports:x?}");
+    Ok(())
+}
+
+extern "C" fn on_usr1(_: libc::c_int) {}
+
+/// What QEMU does with its user-space irqchip: another thread raises an
+/// interrupt and kicks the vCPU thread with a signal; the vCPU thread, back from
+/// KVM_RUN with EINTR, injects with KVM_INTERRUPT when kvm_run says it can, or
+/// asks for an interrupt window.
+fn kick_and_inject() -> TestResult {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+    // sti; L: pause; jmp L   handler for 0x20: inc word [0x3000]; iret
+    let (_vm, v, mem) = irq_guest(&[0xfb, 0xf3, 0x90, 0xeb, 0xfc])?;
+    poke(mem, 0x2000, &[0xff, 0x06, 0x00, 0x30, 0xcf]);
+    // SAFETY: a no-op handler without SA_RESTART, as QEMU's SIG_IPI.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_usr1 as *const () as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    let pending = Arc::new(AtomicBool::new(false));
+    let raised = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    // SAFETY: pthread_self of this (the vCPU) thread.
+    let me = unsafe { libc::pthread_self() };
+    let me_id = me as usize;
+    let (p2, r2, s2) = (pending.clone(), raised.clone(), stop.clone());
+    let kicker = std::thread::spawn(move || {
+        for _ in 0..40 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            if !p2.swap(true, Ordering::SeqCst) {
+                r2.fetch_add(1, Ordering::SeqCst);
+            }
+            // SAFETY: the vCPU thread outlives this loop (it joins us).
+            unsafe { libc::pthread_kill(me_id as libc::pthread_t, libc::SIGUSR1) };
+        }
+        s2.store(true, Ordering::SeqCst);
+        unsafe { libc::pthread_kill(me_id as libc::pthread_t, libc::SIGUSR1) };
+    });
+    let mut injected = 0u32;
+    let start = std::time::Instant::now();
+    loop {
+        if pending.load(Ordering::SeqCst) && ready_for_injection(&v) && if_flag(&v) {
+            inject(&v, 0x20).map_err(|e| format!("KVM_INTERRUPT errno {e}"))?;
+            pending.store(false, Ordering::SeqCst);
+            injected += 1;
+        }
+        set_request_window(&v, pending.load(Ordering::SeqCst));
+        match v.run() {
+            Ok(KVM_EXIT_IRQ_WINDOW_OPEN) | Err(libc::EINTR) => {}
+            Ok(r) => return Err(format!("unexpected exit {}", exit_name(r))),
+            Err(e) => return Err(format!("KVM_RUN errno {e}")),
+        }
+        if stop.load(Ordering::SeqCst) && !pending.load(Ordering::SeqCst) {
+            break;
+        }
+        if start.elapsed().as_secs() > 20 {
+            return Err(format!("stuck: injected {injected} of {}", raised.load(Ordering::SeqCst)));
+        }
+    }
+    kicker.join().map_err(|_| "kicker panicked")?;
+    // Let the last handler run.
+    set_request_window(&v, true);
+    let _ = v.run();
+    let handled = u16::from_le_bytes([peek(mem, 0x3000, 2)[0], peek(mem, 0x3000, 2)[1]]) as u32;
+    check!(injected >= 10, "only {injected} injections");
+    check_eq!(handled, injected);
     Ok(())
 }

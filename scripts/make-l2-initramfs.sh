@@ -1,0 +1,26 @@
+#!/bin/bash
+# The initramfs of the nested (L2) guest that QEMU boots inside the test VM: busybox
+# and an /init that prints a marker and powers off. Prints its path (cached).
+set -euo pipefail
+cache=${KVM_RS_CACHE:-$HOME/.cache/kvm-rs}
+hash=$( (cat "$0"; sha256sum /bin/busybox) | sha256sum | cut -c1-12)
+out="$cache/l2-initramfs-$hash.gz"
+if [ -f "$out" ]; then echo "$out"; exit 0; fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp"/{bin,proc,sys,dev}
+cp /bin/busybox "$tmp/bin/busybox"
+for app in sh echo mount poweroff cat sleep; do ln -s busybox "$tmp/bin/$app"; done
+cat > "$tmp/init" <<'EOI'
+#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+echo "L2 guest: Linux $(cat /proc/sys/kernel/osrelease) up, $(grep -c ^processor /proc/cpuinfo) CPU(s)"
+echo "KVM-RS-L2-BOOT-OK"
+poweroff -f
+EOI
+chmod +x "$tmp/init"
+mkdir -p "$cache"
+(cd "$tmp" && find . | cpio -o -H newc --quiet | gzip -9) > "$out.tmp"
+mv "$out.tmp" "$out"
+echo "$out"
