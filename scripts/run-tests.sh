@@ -47,6 +47,21 @@ if [ $vmstatus -ne 0 ]; then
     failed=$((failed + 1))
 fi
 
+step "test VM: Debian's QEMU boots Linux on /dev/kvm (user-space irqchip), ours and upstream"
+L2_INITRD=$("$here/make-l2-initramfs.sh")
+"$here/vm-run.sh" --timeout 900 --log "$logdir/qemu-boot.log" --env "L2_INITRD=$L2_INITRD" \
+    "$repo/tests/vm/qemu-boot.sh" ours upstream > "$logdir/qemu-boot.out" 2>&1
+qstatus=$?
+grep -E '^(PASS|FAIL) ' "$logdir/qemu-boot.out"
+p=$(grep -c '^PASS ' "$logdir/qemu-boot.out")
+f=$(grep -c '^FAIL ' "$logdir/qemu-boot.out")
+passed=$((passed + p)) failed=$((failed + f))
+if [ $qstatus -ne 0 ]; then
+    echo "FAIL vm/qemu-boot: the test VM ended with status $qstatus (log: $logdir/qemu-boot.log)"
+    tail -30 "$logdir/qemu-boot.out"
+    failed=$((failed + 1))
+fi
+
 step "Bochs (Intel VMX): kvm-intel tests, ours and upstream"
 "$here/bochs-run.sh" --timeout 600 --log "$logdir/bochs.log" "$repo/tests/vm/vmx.sh" ours upstream \
     > "$logdir/bochs.out" 2>&1

@@ -9,13 +9,14 @@
 # and can `chroot /host` to run host binaries.
 #
 #   scripts/vm-run.sh [--smp N] [--mem M] [--timeout S] [--log FILE] [--icount] SCRIPT [ARGS...]
+# --env NAME=VALUE exports a variable to the script.
 # --icount runs QEMU with -icount shift=0,sleep=off: the VM's clock counts
 # instructions (deterministic benchmarks).
 # Exit status: the script's, or 124 on timeout, 125 if the VM died without a status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-smp=2 mem=2G timeout=600 log="" extra=()
+smp=2 mem=2G timeout=600 log="" extra=() envs=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --smp) smp=$2; shift 2 ;;
@@ -23,6 +24,7 @@ while [ $# -gt 0 ]; do
         --timeout) timeout=$2; shift 2 ;;
         --log) log=$2; shift 2 ;;
         --icount) extra+=(-icount shift=0,sleep=off); shift ;;
+        --env) envs+=("$2"); shift 2 ;;
         --) shift; break ;;
         *) break ;;
     esac
@@ -41,6 +43,7 @@ job=$(mktemp "$cache/jobs/job.XXXXXX")
 trap 'rm -f "$job"' EXIT
 {
     echo "export REPO='/host$repo' KBUILD='/host$kbuild' HOST_REPO='$repo' HOST_KBUILD='$kbuild'"
+    for e in "${envs[@]}"; do echo "export $e"; done
     printf 'set --'; printf " '%s'" "$@"; echo
     echo ". '/host$script'"
 } > "$job"

@@ -11,6 +11,7 @@ mod guests;
 mod harness;
 mod kvm;
 mod lifecycle;
+mod smp;
 mod system;
 
 fn main() {
@@ -19,6 +20,7 @@ fn main() {
     tests.extend(system::tests());
     tests.extend(guests::tests());
     tests.extend(lifecycle::tests());
+    tests.extend(smp::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
