@@ -427,7 +427,7 @@ fn nmi() -> TestResult {
     let mut ports = vec![];
     for _ in 0..4 {
         expect_exit(&v, KVM_EXIT_IO)?;
-        ports.push(v.io().port);
+            ports.push(v.io().port);
     }
     check!(ports.contains(&0x22), "second NMI never delivered: {ports:x?}");
     Ok(())
@@ -454,6 +454,8 @@ fn kick_and_inject() -> TestResult {
     let pending = Arc::new(AtomicBool::new(false));
     let raised = Arc::new(AtomicU32::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let finished = Arc::new(AtomicBool::new(false));
+    let f2 = finished.clone();
     // SAFETY: pthread_self of this (the vCPU) thread.
     let me = unsafe { libc::pthread_self() };
     let me_id = me as usize;
@@ -468,7 +470,13 @@ fn kick_and_inject() -> TestResult {
             unsafe { libc::pthread_kill(me_id as libc::pthread_t, libc::SIGUSR1) };
         }
         s2.store(true, Ordering::SeqCst);
-        unsafe { libc::pthread_kill(me_id as libc::pthread_t, libc::SIGUSR1) };
+        // Signals do not queue: keep kicking until the vCPU thread is done, so
+        // its last KVM_RUN cannot wait for a kick that was merged with another.
+        while !f2.load(Ordering::SeqCst) {
+            // SAFETY: as above.
+            unsafe { libc::pthread_kill(me_id as libc::pthread_t, libc::SIGUSR1) };
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     });
     let mut injected = 0u32;
     let start = std::time::Instant::now();
@@ -491,10 +499,11 @@ fn kick_and_inject() -> TestResult {
             return Err(format!("stuck: injected {injected} of {}", raised.load(Ordering::SeqCst)));
         }
     }
-    kicker.join().map_err(|_| "kicker panicked")?;
-    // Let the last handler run.
+    // Let the last handler run (the kicker still interrupts the spin).
     set_request_window(&v, true);
     let _ = v.run();
+    finished.store(true, Ordering::SeqCst);
+    kicker.join().map_err(|_| "kicker panicked")?;
     let handled = u16::from_le_bytes([peek(mem, 0x3000, 2)[0], peek(mem, 0x3000, 2)[1]]) as u32;
     check!(injected >= 10, "only {injected} injections");
     check_eq!(handled, injected);

@@ -3,11 +3,33 @@
 pub type TestResult = Result<(), String>;
 pub type TestFn = fn() -> TestResult;
 
+/// Seconds a test may take before the watchdog fails it and ends the run (a
+/// KVM_RUN that never returns cannot be interrupted from inside the test).
+const TEST_TIMEOUT_S: u64 = 120;
+
 /// Runs the tests whose name contains `filter`; returns how many failed. A test
 /// that panics counts as failed, and the others still run.
 pub fn run(tests: &[(&'static str, TestFn)], filter: &str) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let current: Arc<Mutex<(&'static str, std::time::Instant)>> =
+        Arc::new(Mutex::new(("", std::time::Instant::now())));
+    let done = Arc::new(AtomicUsize::new(0));
+    {
+        let current = current.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let (name, start) = *current.lock().unwrap_or_else(|e| e.into_inner());
+            if !name.is_empty() && start.elapsed().as_secs() > TEST_TIMEOUT_S {
+                println!("FAIL {name}: timed out after {TEST_TIMEOUT_S}s (the run stops here)");
+                std::process::exit(1);
+            }
+        });
+    }
     let mut failed = 0;
     for (name, f) in tests.iter().filter(|(n, _)| n.contains(filter)) {
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = (name, std::time::Instant::now());
+        done.fetch_add(1, Ordering::Relaxed);
         let r = std::panic::catch_unwind(f).unwrap_or_else(|p| {
             Err(p
                 .downcast_ref::<String>()

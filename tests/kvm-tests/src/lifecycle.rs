@@ -400,10 +400,16 @@ fn signal_interrupts() -> TestResult {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = on_alarm as *const () as usize;
         libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
-        let t = libc::itimerval { it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 }, it_value: libc::timeval { tv_sec: 0, tv_usec: 100_000 } };
+        // Every 100 ms, so a tick before KVM_RUN started cannot leave it spinning.
+        let t = libc::itimerval { it_interval: libc::timeval { tv_sec: 0, tv_usec: 100_000 }, it_value: libc::timeval { tv_sec: 0, tv_usec: 100_000 } };
         libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut());
     }
     let r = v.run();
+    // SAFETY: disarms the timer.
+    unsafe {
+        let z: libc::itimerval = std::mem::zeroed();
+        libc::setitimer(libc::ITIMER_REAL, &z, std::ptr::null_mut());
+    }
     check_eq!(r, Err(libc::EINTR));
     check_eq!(v.exit_reason(), KVM_EXIT_INTR);
     Ok(())

@@ -85,8 +85,13 @@ fn kick() -> TestResult {
     });
     let tid = rx.recv().map_err(|_| "no tid")?;
     std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: the thread is alive until it returns from KVM_RUN.
-    unsafe { libc::pthread_kill(tid as libc::pthread_t, libc::SIGUSR2) };
+    // Kick until it is back (a signal that lands before KVM_RUN starts only runs
+    // the handler).
+    while !h.is_finished() {
+        // SAFETY: the thread is alive until it returns from KVM_RUN.
+        unsafe { libc::pthread_kill(tid as libc::pthread_t, libc::SIGUSR2) };
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (r, took) = h.join().map_err(|_| "vcpu thread panicked")?;
     check_eq!(r, Err(libc::EINTR));
     check!(took < Duration::from_secs(5), "KVM_RUN returned after {took:?}");
@@ -155,9 +160,14 @@ fn destroy_while_running() -> TestResult {
     // The VM file goes while every vCPU is in the guest.
     vm.close_vm_file();
     std::thread::sleep(Duration::from_millis(100));
-    for t in &tids {
-        // SAFETY: the threads are alive until their KVM_RUN returns.
-        unsafe { libc::pthread_kill(*t as libc::pthread_t, libc::SIGUSR2) };
+    while handles.iter().any(|h| !h.is_finished()) {
+        for (t, h) in tids.iter().zip(handles.iter()) {
+            if !h.is_finished() {
+                // SAFETY: the thread is alive until its KVM_RUN returns.
+                unsafe { libc::pthread_kill(*t as libc::pthread_t, libc::SIGUSR2) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     for h in handles {
         let r = h.join().map_err(|_| "vcpu thread panicked")?;
