@@ -153,3 +153,31 @@ pub fn num_online_cpus() -> u32 {
     // SAFETY: reads a counter.
     unsafe { bindings::kvm_rs_num_online_cpus() }
 }
+
+/// Reads DR0..DR3.
+pub fn read_db() -> [u64; 4] {
+    let (a, b, c, d): (u64, u64, u64, u64);
+    // SAFETY: reading debug registers in ring 0 has no side effects.
+    unsafe {
+        core::arch::asm!("mov {}, dr0", out(reg) a, options(nomem, nostack));
+        core::arch::asm!("mov {}, dr1", out(reg) b, options(nomem, nostack));
+        core::arch::asm!("mov {}, dr2", out(reg) c, options(nomem, nostack));
+        core::arch::asm!("mov {}, dr3", out(reg) d, options(nomem, nostack));
+    }
+    [a, b, c, d]
+}
+
+/// Writes DR0..DR3.
+///
+/// # Safety
+/// The caller restores the host's values before the host can use them
+/// (interrupts off around the guest's use).
+pub unsafe fn write_db(v: &[u64; 4]) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        core::arch::asm!("mov dr0, {}", in(reg) v[0], options(nomem, nostack));
+        core::arch::asm!("mov dr1, {}", in(reg) v[1], options(nomem, nostack));
+        core::arch::asm!("mov dr2, {}", in(reg) v[2], options(nomem, nostack));
+        core::arch::asm!("mov dr3, {}", in(reg) v[3], options(nomem, nostack));
+    }
+}

@@ -474,3 +474,63 @@ pub(crate) fn complete_string_in(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, c
 
 #[allow(dead_code)]
 fn _uses(_: uapi::kvm_run) {}
+
+/// MOV to/from a debug register (every DR access exits): decodes the GPR operand
+/// (no decode assists are assumed) and applies the architectural rules.
+pub(crate) fn mov_dr(vcpu: &Vcpu, inner: &mut VcpuInner, dr: u8, write: bool) -> Result<Next> {
+    let Ok((bytes, n)) = fetch(vcpu, &inner.state) else { return emulation_failure(vcpu, &[], inner.state.rip) };
+    let b = &bytes[..n];
+    let mut i = 0;
+    let mut rex = 0u8;
+    while i < b.len() && matches!(b[i], 0x66 | 0x67 | 0xf2 | 0xf3 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65) {
+        i += 1;
+    }
+    let long64 = mode_of(&inner.state) == Mode::Bits64;
+    if long64 && i < b.len() && (0x40..=0x4f).contains(&b[i]) {
+        rex = b[i];
+        i += 1;
+    }
+    if i + 3 > b.len() || b[i] != 0x0f || !matches!(b[i + 1], 0x21 | 0x23) {
+        return emulation_failure(vcpu, b, inner.state.rip);
+    }
+    let modrm = b[i + 2];
+    let gpr = ((modrm & 7) | if rex & 1 != 0 { 8 } else { 0 }) as usize;
+    let len = (i + 3) as u64;
+    let s = &mut inner.state;
+    if s.cpl() != 0 {
+        s.queue_exception(13, Some(0));
+        return Ok(Next::Guest);
+    }
+    let dr = match dr {
+        4 | 5 if s.cr4 & cr4::DE != 0 => {
+            s.queue_exception(6, None);
+            return Ok(Next::Guest);
+        }
+        4 => 6,
+        5 => 7,
+        d => d,
+    };
+    if write {
+        let v = if long64 { s.gprs[gpr] } else { s.gprs[gpr] & 0xffff_ffff };
+        match dr {
+            0..=3 => s.db[dr as usize] = v,
+            6 | 7 if v >> 32 != 0 => {
+                s.queue_exception(13, Some(0));
+                return Ok(Next::Guest);
+            }
+            6 => s.dr6 = (v | 0xffff_0ff0) & !0x1000,
+            _ => s.dr7 = (v | 0x400) & !0xd000,
+        }
+    } else {
+        let v = match dr {
+            0..=3 => s.db[dr as usize],
+            6 => s.dr6,
+            _ => s.dr7,
+        };
+        s.gprs[gpr] = if long64 { v } else { v & 0xffff_ffff };
+    }
+    let rip = s.rip.wrapping_add(len);
+    set_rip(s, rip);
+    s.interrupt_shadow = false;
+    Ok(Next::Guest)
+}

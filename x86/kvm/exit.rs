@@ -26,6 +26,8 @@ pub enum Exit {
     InterruptWindow,
     /// IRET while NMIs are masked (the NMI handler returns).
     Iret,
+    /// MOV to or from debug register `dr`.
+    DrAccess { dr: u8, write: bool },
     /// An instruction that must behave as #UD for this guest (SVM/VMX
     /// instructions, since nested virtualization is not offered, RDPRU...).
     UndefinedOpcode,

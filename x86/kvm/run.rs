@@ -139,7 +139,19 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         request_interrupt_window: want_window,
         intercept_iret,
     };
+    // The guest's DR0-3 are in the hardware only while it runs with breakpoints
+    // enabled (DR7 is switched by the hardware; every DR access exits).
+    let guest_bps = inner.state.dr7 & 0xff != 0;
+    let host_db = if guest_bps { Some(crate::cpu::read_db()) } else { None };
+    if guest_bps {
+        // SAFETY: interrupts are off; the host's values are restored below.
+        unsafe { crate::cpu::write_db(&inner.state.db) };
+    }
     let exit = inner.vendor.run(&mut inner.state, &params);
+    if let Some(h) = host_db {
+        // SAFETY: the host's own values, read above.
+        unsafe { crate::cpu::write_db(&h) };
+    }
     if inner.iret_seen {
         // The IRET that ended the NMI handler has executed by now.
         inner.iret_seen = false;
@@ -248,6 +260,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
         // The window opened: the pending interrupt goes in at the next entry, or
         // the run loop tells user space (KVM_EXIT_IRQ_WINDOW_OPEN).
         Exit::InterruptWindow => Ok(Next::Guest),
+        Exit::DrAccess { dr, write } => emulate::mov_dr(vcpu, inner, dr, write),
         Exit::Iret => {
             inner.iret_seen = true;
             Ok(Next::Guest)

@@ -61,6 +61,9 @@ impl SvmVcpu {
     fn init_vmcb(&mut self) {
         let (iopm, msrpm) = (self.svm.iopm_pa, self.svm.msrpm_pa);
         let c = &mut self.vmcb().control;
+        // Every read and write of DR0-DR7 exits (kvm.ko keeps the guest's values
+        // and switches DR0-3 around VMRUN when the guest enables breakpoints).
+        c.intercept_dr = 0x00ff_00ff;
         c.intercept_exceptions = 1 << 18; // #MC goes to the host
         c.intercept_misc1 = intercept::INTR
             | intercept::NMI
@@ -236,6 +239,8 @@ impl SvmVcpu {
         match code {
             ec::INTR | ec::NMI | ec::SMI | ec::INIT => Exit::HostInterrupt,
             ec::VINTR => Exit::InterruptWindow,
+            0x20..=0x27 => Exit::DrAccess { dr: (code - 0x20) as u8, write: false },
+            0x30..=0x37 => Exit::DrAccess { dr: (code - 0x30) as u8, write: true },
             ec::IRET => Exit::Iret,
             ec::CPUID => Exit::Cpuid,
             ec::HLT => Exit::Hlt,

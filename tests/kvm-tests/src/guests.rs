@@ -24,6 +24,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("guest/dirty_log", dirty_log),
         ("guest/fail_entry_invalid_cs", fail_entry),
         ("guest/hypercall_returns_enosys", hypercall),
+        ("guest/debug_registers", debug_registers),
         ("irq/kvm_interrupt_wakes_hlt", interrupt_after_hlt),
         ("irq/interrupt_window_open", interrupt_window),
         ("irq/kvm_interrupt_replaces_queued", interrupt_twice),
@@ -507,5 +508,19 @@ fn kick_and_inject() -> TestResult {
     let handled = u16::from_le_bytes([peek(mem, 0x3000, 2)[0], peek(mem, 0x3000, 2)[1]]) as u32;
     check!(injected >= 10, "only {injected} injections");
     check_eq!(handled, injected);
+    Ok(())
+}
+
+fn debug_registers() -> TestResult {
+    let (vm, v, mem) = vm_with_ram(0x10000)?;
+    // mov rax,0x1234; mov dr0,rax; mov rbx,dr0; mov rcx,dr7; hlt
+    poke(mem, CODE as usize, &[0x48, 0xc7, 0xc0, 0x34, 0x12, 0, 0, 0x0f, 0x23, 0xc0, 0x0f, 0x21, 0xc3, 0x0f, 0x21, 0xf9, 0xf4]);
+    v.long_mode_at(&vm.kvm, mem, CODE)?;
+    expect_exit(&v, KVM_EXIT_HLT)?;
+    let r = v.regs()?;
+    check_eq!((r.rbx, r.rcx), (0x1234, 0x400));
+    let mut d = kvm_debugregs::default();
+    ioctl_ptr(&v.fd, KVM_GET_DEBUGREGS, &mut d).map_err(|e| format!("errno {e}"))?;
+    check_eq!(d.db[0], 0x1234);
     Ok(())
 }
