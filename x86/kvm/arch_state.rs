@@ -4,6 +4,10 @@
 //! instruction emulator work on. The vendor copies it into its hardware structure
 //! (VMCB/VMCS) before each entry and back after each exit.
 
+// Registers and fields carry the manuals' names; the module comment says what
+// the structure is.
+#![allow(missing_docs)]
+
 use crate::uapi::{kvm_dtable, kvm_segment};
 
 /// General-purpose register numbers in x86 encoding order.

@@ -10,6 +10,9 @@
     dead_code,
     improper_ctypes,
     unsafe_op_in_unsafe_fn,
+    unreachable_pub,
+    unknown_lints,
+    unnecessary_transmutes,
     clippy::all
 )]
 

@@ -2,6 +2,8 @@
 //! Why the guest stopped: the vendor decodes its hardware exit (SVM exit code,
 //! VMX exit reason) into this common form and kvm.ko handles it.
 
+#![allow(missing_docs)] // variant fields are the hardware's exit information
+
 /// A decoded exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {

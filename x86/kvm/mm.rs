@@ -117,6 +117,7 @@ unsafe impl Send for ContigPages {}
 unsafe impl Sync for ContigPages {}
 
 impl ContigPages {
+    /// Allocates 2^order pages.
     pub fn alloc(order: u32) -> Result<Self> {
         // SAFETY: allocation; null on failure.
         let page = unsafe { bindings::kvm_rs_alloc_pages(order) };
@@ -126,6 +127,7 @@ impl ContigPages {
         Ok(ContigPages { page, order })
     }
 
+    /// Size in bytes.
     pub fn len(&self) -> usize {
         kernel::page::PAGE_SIZE << self.order
     }
@@ -136,6 +138,7 @@ impl ContigPages {
         unsafe { core::ptr::write_bytes(bindings::kvm_rs_page_address(self.page) as *mut u8, value, self.len()) };
     }
 
+    /// Physical address of the first page.
     pub fn phys(&self) -> u64 {
         // SAFETY: the page is allocated.
         unsafe { bindings::kvm_rs_page_to_phys(self.page) }

@@ -26,8 +26,8 @@ const MAX_IO_MSRS: u32 = 256;
 
 /// What the VM keeps of each vCPU: enough to kick it out of the guest and to know
 /// which TLB generation it runs with.
-pub struct VcpuShared {
-    pub id: u32,
+pub(crate) struct VcpuShared {
+    pub(crate) id: u32,
     in_guest: AtomicBool,
     cpu: AtomicI32,
     seen_gen: AtomicU64,
@@ -62,13 +62,6 @@ impl VcpuShared {
         }
     }
 
-    /// Makes the vCPU leave the guest if it is there (a request is pending).
-    pub(crate) fn kick(&self) {
-        if self.in_guest.load(Ordering::SeqCst) {
-            // SAFETY: as above.
-            unsafe { bindings::kvm_rs_kick_cpu(self.cpu.load(Ordering::Relaxed)) };
-        }
-    }
 }
 
 /// A user-space exit whose instruction completes on the next KVM_RUN.

@@ -55,10 +55,6 @@ pub(crate) unsafe fn set_vendor(ops: Option<&'static dyn VendorOps>) {
     unsafe { *VENDOR.0.get() = ops };
 }
 
-/// Whether the system is shutting down.
-pub fn rebooting() -> bool {
-    REBOOTING.load(Ordering::Relaxed)
-}
 
 unsafe extern "C" fn kvm_online_cpu(cpu: c_uint) -> c_int {
     let Some(ops) = vendor() else { return 0 };

@@ -19,8 +19,8 @@ use kernel::{c_str, new_mutex};
 
 /// vCPUs per VM (KVM_CAP_MAX_VCPUS, KVM_CAP_NR_VCPUS) and the vCPU id bound
 /// (KVM_CAP_MAX_VCPU_ID): upstream's x86 defaults.
-pub const MAX_VCPUS: u32 = 1024;
-pub const MAX_VCPU_ID: u32 = 4096;
+pub(crate) const MAX_VCPUS: u32 = 1024;
+pub(crate) const MAX_VCPU_ID: u32 = 4096;
 
 /// A memory slot: what user space described, the user pages pinned so far (one
 /// entry per guest frame) and the dirty bitmap while dirty logging is on.

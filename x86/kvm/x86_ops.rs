@@ -51,6 +51,7 @@ pub trait KvmX86Ops: Sync + Send + Sized + 'static {
 }
 
 /// Entry parameters the core computes before each entry.
+#[allow(missing_docs)]
 pub struct EntryParams {
     /// Physical address of the root of the nested/extended page tables.
     pub tdp_root: u64,
@@ -101,6 +102,9 @@ pub trait TdpFormat: Sync {
 
 /// The object-safe part of [`KvmX86Ops`] that kvm.ko's non-generic code calls
 /// through a `&'static dyn` (per-CPU callbacks, ioctls).
+///
+/// Each method forwards to the [`KvmX86Ops`] method of the same name.
+#[allow(missing_docs)]
 pub trait VendorOps: Sync + Send {
     fn name(&self) -> &'static CStr;
     fn enable_virtualization_cpu(&self) -> Result;

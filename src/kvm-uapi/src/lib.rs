@@ -19,7 +19,7 @@ pub mod ffi {
 }
 
 #[rustfmt::skip]
-#[allow(unsafe_op_in_unsafe_fn, missing_docs, clippy::all)]
+#[allow(unsafe_op_in_unsafe_fn, missing_docs, unreachable_pub, unknown_lints, unnecessary_transmutes, clippy::all)]
 mod bindings {
     use super::ffi;
     include!("bindings.rs");
@@ -29,5 +29,7 @@ pub use bindings::*;
 pub mod ioctl;
 mod layout;
 
-/// `KVM_GET_API_VERSION` answer; fixed since Linux 2.6.22.
+/// `KVM_GET_API_VERSION` answer; fixed since Linux 2.6.22 (the generated u32
+/// constant of the same name is shadowed by this typed one).
+#[allow(unreachable_pub)]
 pub const KVM_API_VERSION: i32 = 12;

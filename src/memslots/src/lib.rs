@@ -5,6 +5,8 @@
 //! bitmaps) and asks this module what a request means. As a crate (cargo) this is
 //! `no_std`; kvm.ko includes it as a module.
 #![cfg_attr(not(kvm_kernel), no_std)]
+// Slot fields and limits are named as in linux/kvm.h.
+#![allow(missing_docs)]
 
 pub const PAGE_SHIFT: u32 = 12;
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;

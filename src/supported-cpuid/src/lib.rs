@@ -6,6 +6,8 @@
 //! Pure logic over a [`HostCpuid`] source, so the host tests can feed it the CPUID of
 //! real CPUs. As a crate (cargo) this is `no_std`; in kvm.ko it is a module.
 #![cfg_attr(not(kvm_kernel), no_std)]
+// CPUID register fields are named as in the manuals.
+#![allow(missing_docs)]
 
 #[cfg(not(kvm_kernel))]
 use x86_arch::cpuid::{self as feat, Feature, Reg};
