@@ -137,6 +137,11 @@ pub(crate) unsafe extern "C" fn kvm_vm_release(_inode: *mut bindings::inode, fil
     0
 }
 
+/// The fields of KVM_SET_USER_MEMORY_REGION(2) that a memory slot is made of.
+fn region_request(slot: u32, flags: u32, gpa: u64, size: u64, hva: u64) -> Request {
+    Request { slot, flags, guest_phys_addr: gpa, memory_size: size, userspace_addr: hva }
+}
+
 fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
     if !vm.owner.is_current() {
         return Err(EIO);
@@ -145,26 +150,14 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_CHECK_EXTENSION => Ok(caps::check_extension(arg as u64)),
         ioctl::KVM_SET_USER_MEMORY_REGION => {
             let r: uapi::kvm_userspace_memory_region = user::read(arg)?;
-            vm.set_memory_region(&Request {
-                slot: r.slot,
-                flags: r.flags,
-                guest_phys_addr: r.guest_phys_addr,
-                memory_size: r.memory_size,
-                userspace_addr: r.userspace_addr,
-            })?;
+            vm.set_memory_region(&region_request(r.slot, r.flags, r.guest_phys_addr, r.memory_size, r.userspace_addr))?;
             Ok(0)
         }
         ioctl::KVM_SET_USER_MEMORY_REGION2 => {
             let r: uapi::kvm_userspace_memory_region2 = user::read(arg)?;
             // guest_memfd is not supported (KVM_MEM_GUEST_MEMFD is refused with
             // the other unknown flags); like upstream, the padding is ignored.
-            vm.set_memory_region(&Request {
-                slot: r.slot,
-                flags: r.flags,
-                guest_phys_addr: r.guest_phys_addr,
-                memory_size: r.memory_size,
-                userspace_addr: r.userspace_addr,
-            })?;
+            vm.set_memory_region(&region_request(r.slot, r.flags, r.guest_phys_addr, r.memory_size, r.userspace_addr))?;
             Ok(0)
         }
         ioctl::KVM_CREATE_VCPU => vcpu::kvm_vm_ioctl_create_vcpu(vm, arg),

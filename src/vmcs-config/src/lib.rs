@@ -13,6 +13,9 @@
 // A table of the SDM's control bits: not every one is used by kvm-intel.
 #[allow(dead_code)]
 pub mod controls;
+// Typed VMCS fields; kvm-intel does not manage VMCSs yet (see README).
+#[allow(dead_code)]
+pub mod fields;
 use controls::*;
 
 /// The capability MSRs the configuration is computed from.
