@@ -33,48 +33,46 @@ passed=$((passed + p)) failed=$((failed + f))
 step "test programs"
 cargo build --release -p kvm-tests 2>&1 | grep -E '^(error|warning)' ; [ -x target/release/kvm-api-tests ] || die "test programs failed to build"
 
+# count NAME OUTFILE STATUS LOG: adds the PASS/FAIL lines of one VM run to the
+# totals; a run that ended badly (timeout, crash) is one more failure.
+count() {
+    local name=$1 out=$2 status=$3 log=$4 p f
+    grep -E '^(PASS|FAIL) ' "$out"
+    p=$(grep -c '^PASS ' "$out")
+    f=$(grep -c '^FAIL ' "$out")
+    passed=$((passed + p)) failed=$((failed + f))
+    if [ "$status" -ne 0 ]; then
+        echo "FAIL $name: the run ended with status $status (log: $log)"
+        tail -30 "$out"
+        failed=$((failed + 1))
+    fi
+}
+
 step "test VM: module and API tests, ours and upstream"
 "$here/vm-run.sh" --timeout 1200 --log "$logdir/vm-suite.log" "$repo/tests/vm/suite.sh" ours upstream \
     > "$logdir/vm-suite.out" 2>&1
-vmstatus=$?
-grep -E '^(PASS|FAIL) ' "$logdir/vm-suite.out"
-p=$(grep -c '^PASS ' "$logdir/vm-suite.out")
-f=$(grep -c '^FAIL ' "$logdir/vm-suite.out")
-passed=$((passed + p)) failed=$((failed + f))
-if [ $vmstatus -ne 0 ]; then
-    echo "FAIL vm/suite: the test VM ended with status $vmstatus (log: $logdir/vm-suite.log)"
-    tail -30 "$logdir/vm-suite.log"
-    failed=$((failed + 1))
-fi
+count vm/suite "$logdir/vm-suite.out" $? "$logdir/vm-suite.log"
 
 step "test VM: Debian's QEMU boots Linux on /dev/kvm (user-space irqchip), ours and upstream"
 L2_INITRD=$("$here/make-l2-initramfs.sh")
 "$here/vm-run.sh" --timeout 900 --log "$logdir/qemu-boot.log" --env "L2_INITRD=$L2_INITRD" \
     "$repo/tests/vm/qemu-boot.sh" ours upstream > "$logdir/qemu-boot.out" 2>&1
-qstatus=$?
-grep -E '^(PASS|FAIL) ' "$logdir/qemu-boot.out"
-p=$(grep -c '^PASS ' "$logdir/qemu-boot.out")
-f=$(grep -c '^FAIL ' "$logdir/qemu-boot.out")
-passed=$((passed + p)) failed=$((failed + f))
-if [ $qstatus -ne 0 ]; then
-    echo "FAIL vm/qemu-boot: the test VM ended with status $qstatus (log: $logdir/qemu-boot.log)"
-    tail -30 "$logdir/qemu-boot.out"
-    failed=$((failed + 1))
-fi
+count vm/qemu-boot "$logdir/qemu-boot.out" $? "$logdir/qemu-boot.log"
 
 step "Bochs (Intel VMX): kvm-intel tests, ours and upstream"
 "$here/bochs-run.sh" --timeout 600 --log "$logdir/bochs.log" "$repo/tests/vm/vmx.sh" ours upstream \
     > "$logdir/bochs.out" 2>&1
-bstatus=$?
-grep -E '^(PASS|FAIL) ' "$logdir/bochs.out"
-p=$(grep -c '^PASS ' "$logdir/bochs.out")
-f=$(grep -c '^FAIL ' "$logdir/bochs.out")
-passed=$((passed + p)) failed=$((failed + f))
-if [ $bstatus -ne 0 ]; then
-    echo "FAIL bochs/suite: Bochs ended with status $bstatus (log: $logdir/bochs.log)"
-    tail -30 "$logdir/bochs.out"
-    failed=$((failed + 1))
+count bochs/suite "$logdir/bochs.out" $? "$logdir/bochs.log"
+
+step "make install (DESTDIR)"
+inst=$(mktemp -d)
+if make -s install DESTDIR="$inst" >/dev/null 2>&1 && [ -f "$inst/lib/udev/rules.d/65-kvm.rules" ] \
+    && [ "$(find "$inst/lib/modules" -name 'kvm*.ko' | wc -l)" -eq 3 ]; then
+    echo "PASS install/destdir"; passed=$((passed + 1))
+else
+    echo "FAIL install/destdir: modules or udev rule missing under $inst"; failed=$((failed + 1))
 fi
+rm -rf "$inst"
 
 echo
 echo "$passed passed, $failed failed"
