@@ -40,10 +40,10 @@ pub fn check_extension(cap: u64) -> isize {
         | uapi::KVM_CAP_IMMEDIATE_EXIT
         | uapi::KVM_CAP_DEBUGREGS
         | uapi::KVM_CAP_XSAVE
-        | uapi::KVM_CAP_XCRS
         | uapi::KVM_CAP_VCPU_EVENTS
         | uapi::KVM_CAP_INTERNAL_ERROR_DATA
         | uapi::KVM_CAP_NOP_IO_DELAY => 1,
+        uapi::KVM_CAP_XCRS => crate::cpu::host_has_xsave() as isize,
         _ => 0,
     }
 }

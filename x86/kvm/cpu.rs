@@ -181,3 +181,8 @@ pub unsafe fn write_db(v: &[u64; 4]) {
         core::arch::asm!("mov dr3, {}", in(reg) v[3], options(nomem, nostack));
     }
 }
+
+/// Whether the host uses XSAVE (CR4.OSXSAVE), so guests can have an XCR0.
+pub fn host_has_xsave() -> bool {
+    read_cr4() & crate::arch::regs::cr4::OSXSAVE != 0
+}

@@ -292,7 +292,8 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         }
         ioctl::KVM_GET_XCRS => {
             let mut x = uapi::kvm_xcrs::default();
-            x.nr_xcrs = 1;
+            // Without XSAVE on the host there is no XCR to report (upstream).
+            x.nr_xcrs = crate::cpu::host_has_xsave() as u32;
             x.xcrs[0].xcr = 0;
             x.xcrs[0].value = inner.state.xcr0;
             user::write(arg, &x)?;
@@ -300,6 +301,9 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         }
         ioctl::KVM_SET_XCRS => {
             let x: uapi::kvm_xcrs = user::read(arg)?;
+            if !crate::cpu::host_has_xsave() {
+                return Err(EINVAL);
+            }
             if x.nr_xcrs as usize > x.xcrs.len() || x.flags != 0 {
                 return Err(EINVAL);
             }

@@ -10,6 +10,7 @@ mod vmcs_config;
 
 mod ept;
 mod params;
+mod vcpu;
 mod vmx;
 mod vmx_insn;
 

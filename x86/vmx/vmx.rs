@@ -58,6 +58,7 @@ fn read_capability_msrs() -> Result<CapabilityMsrs> {
 pub(crate) struct Vmx {
     config: VmcsConfig,
     caps: CapabilityMsrs,
+    true_procbased_must1: u32,
     /// The VMXON region of each CPU, indexed by CPU number.
     vmxon_regions: KVec<Page>,
 }
@@ -98,7 +99,13 @@ impl KvmX86Ops for Vmx {
             unsafe { page.write_raw(rev.as_ptr(), 0, rev.len())? };
             vmxon_regions.push(page, GFP_KERNEL)?;
         }
-        Ok(Vmx { config, caps, vmxon_regions })
+        // Bit 55 of IA32_VMX_BASIC: the TRUE control MSRs exist.
+        let true_procbased_must1 = if caps.basic & (1 << 55) != 0 {
+            cpu::rdmsr_safe(msr::IA32_VMX_TRUE_PROCBASED_CTLS).map(|v| v as u32).unwrap_or(caps.procbased as u32)
+        } else {
+            caps.procbased as u32
+        };
+        Ok(Vmx { config, caps, true_procbased_must1, vmxon_regions })
     }
 
     fn enable_virtualization_cpu(&self) -> Result {
@@ -132,15 +139,15 @@ impl KvmX86Ops for Vmx {
         Ok(())
     }
 
-    /// VMCS management and VM entry are not implemented yet: kvm-intel offers
-    /// /dev/kvm's system ioctls only, and says so (KVM_CREATE_VM answers EINVAL and
-    /// every VM capability is 0).
-    fn runs_guests(&self) -> bool {
-        false
-    }
-
     fn vcpu_create(&self) -> Result<KBox<dyn kvm::VendorVcpu>> {
-        Err(EINVAL)
+        // SAFETY: every vCPU file pins this module, so the registration that owns
+        // `self` outlives every vCPU.
+        let vmx: &'static Vmx = unsafe { &*(self as *const Vmx) };
+        let boxed: KBox<crate::vcpu::VmxVcpu> = KBox::new(crate::vcpu::VmxVcpu::new(vmx)?, GFP_KERNEL)?;
+        let raw_concrete: *mut crate::vcpu::VmxVcpu = KBox::into_raw(boxed);
+        let raw: *mut dyn kvm::VendorVcpu = raw_concrete;
+        // SAFETY: from KBox::into_raw just above.
+        Ok(unsafe { KBox::from_raw(raw) })
     }
 
     fn tdp(&self) -> &'static dyn kvm::TdpFormat {
@@ -161,9 +168,19 @@ impl KvmX86Ops for Vmx {
 
 impl Vmx {
     /// The computed VMCS configuration.
-    #[allow(dead_code)]
     pub(crate) fn config(&self) -> &VmcsConfig {
         &self.config
+    }
+
+    /// The capability MSRs read at load.
+    pub(crate) fn caps(&self) -> &CapabilityMsrs {
+        &self.caps
+    }
+
+    /// Primary processor-based controls that must be 1 per the TRUE capability
+    /// MSR (the default1 controls, such as CR3 exiting, may be 0 when it says so).
+    pub(crate) fn true_procbased_must1(&self) -> u32 {
+        self.true_procbased_must1
     }
 }
 

@@ -40,3 +40,59 @@ pub(crate) unsafe fn vmxoff() {
     // SAFETY: per the caller's guarantee the instruction cannot #UD.
     unsafe { core::arch::asm!("vmxoff", options(nostack)) };
 }
+
+/// VMCLEAR of the VMCS at `pa`.
+///
+/// # Safety
+/// VMX operation is on; `pa` is a VMCS region owned by the caller.
+pub(crate) unsafe fn vmclear(pa: u64) -> Result {
+    let failed: u8;
+    // SAFETY: per the caller's guarantee.
+    unsafe { core::arch::asm!("vmclear [{}]", "setna {}", in(reg) &pa, out(reg_byte) failed, options(nostack)) };
+    if failed != 0 { Err(EIO) } else { Ok(()) }
+}
+
+/// VMPTRLD of the VMCS at `pa`.
+///
+/// # Safety
+/// As for [`vmclear`], and the region carries the VMCS revision ID.
+pub(crate) unsafe fn vmptrld(pa: u64) -> Result {
+    let failed: u8;
+    // SAFETY: per the caller's guarantee.
+    unsafe { core::arch::asm!("vmptrld [{}]", "setna {}", in(reg) &pa, out(reg_byte) failed, options(nostack)) };
+    if failed != 0 { Err(EIO) } else { Ok(()) }
+}
+
+/// VMREAD of a field of the current VMCS (0 if the read fails).
+///
+/// # Safety
+/// A VMCS is current on this CPU.
+pub(crate) unsafe fn vmread(field: u32) -> u64 {
+    let v: u64;
+    // SAFETY: per the caller's guarantee; an invalid field only sets flags.
+    unsafe { core::arch::asm!("vmread {}, {}", out(reg) v, in(reg) field as u64, options(nostack)) };
+    v
+}
+
+/// VMWRITE of a field of the current VMCS; `EIO` if the CPU refuses it.
+///
+/// # Safety
+/// A VMCS is current on this CPU.
+pub(crate) unsafe fn vmwrite(field: u32, value: u64) -> Result {
+    let failed: u8;
+    // SAFETY: per the caller's guarantee.
+    unsafe {
+        core::arch::asm!("vmwrite {}, {}", "setna {}", in(reg) field as u64, in(reg) value, out(reg_byte) failed, options(nostack))
+    };
+    if failed != 0 { Err(EIO) } else { Ok(()) }
+}
+
+/// INVEPT (type 2: all contexts).
+///
+/// # Safety
+/// VMX operation is on and INVEPT is supported.
+pub(crate) unsafe fn invept_all() {
+    let desc = [0u64; 2];
+    // SAFETY: per the caller's guarantee.
+    unsafe { core::arch::asm!("invept {}, [{}]", in(reg) 2u64, in(reg) &desc, options(nostack)) };
+}

@@ -320,8 +320,12 @@ fn fail_entry() -> TestResult {
 
 fn hypercall() -> TestResult {
     let (vm, v, mem) = vm_with_ram(0x10000)?;
-    // mov eax, 12345; vmmcall; hlt
-    poke(mem, CODE as usize, &[0xb8, 0x39, 0x30, 0, 0, 0x0f, 0x01, 0xd9, 0xf4]);
+    // mov eax, 12345; vmmcall (AMD) or vmcall (Intel); hlt
+    let mut c = Cpuid2::with_room(256);
+    ioctl_ptr(&vm.kvm, KVM_GET_SUPPORTED_CPUID, c.ptr()).map_err(|e| format!("errno {e}"))?;
+    let intel = find_cpuid(&c.entries(), 0, 0).map_or(false, |e| e.ebx == 0x756e_6547);
+    let op = if intel { 0xc1 } else { 0xd9 };
+    poke(mem, CODE as usize, &[0xb8, 0x39, 0x30, 0, 0, 0x0f, 0x01, op, 0xf4]);
     v.long_mode_at(&vm.kvm, mem, CODE)?;
     expect_exit(&v, KVM_EXIT_HLT)?;
     let r = v.regs()?;
