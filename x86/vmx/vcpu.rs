@@ -14,7 +14,7 @@ use kernel::page::Page;
 use kernel::prelude::*;
 use kvm::arch::msr;
 use kvm::arch::regs::{cr0, cr4, efer};
-use kvm::arch_state::{gpr, PendingEvent};
+use kvm::arch_state::{gpr, seg_from_vmcb_attrib, seg_to_vmcb_attrib, PendingEvent};
 use kvm::uapi::{kvm_dtable, kvm_segment};
 use kvm::{cpu, ArchState, EntryParams, Exit, VendorVcpu};
 
@@ -95,38 +95,21 @@ mod f {
     pub(super) const HOST_SYSENTER_EIP: u32 = 0x6c12;
 }
 
-/// Access rights as the VMCS packs them: type, S, DPL, P, AVL (12), L (13),
-/// D/B (14), G (15), unusable (16).
+/// Access rights as the VMCS packs them: the VMCB's attribute layout with
+/// AVL/L/D-B/G moved from bits 8-11 to 12-15, and "unusable" in bit 16.
 fn seg_to_ar(s: &kvm_segment) -> u32 {
     if s.unusable != 0 || s.present == 0 {
         return 1 << 16;
     }
-    (s.type_ as u32 & 0xf)
-        | ((s.s as u32 & 1) << 4)
-        | ((s.dpl as u32 & 3) << 5)
-        | ((s.present as u32 & 1) << 7)
-        | ((s.avl as u32 & 1) << 12)
-        | ((s.l as u32 & 1) << 13)
-        | ((s.db as u32 & 1) << 14)
-        | ((s.g as u32 & 1) << 15)
+    let a = seg_to_vmcb_attrib(s) as u32;
+    (a & 0xff) | ((a & 0xf00) << 4)
 }
 
 fn seg_from_ar(selector: u16, ar: u32, limit: u32, base: u64) -> kvm_segment {
-    kvm_segment {
-        base,
-        limit,
-        selector,
-        type_: (ar & 0xf) as u8,
-        s: ((ar >> 4) & 1) as u8,
-        dpl: ((ar >> 5) & 3) as u8,
-        present: ((ar >> 7) & 1) as u8,
-        avl: ((ar >> 12) & 1) as u8,
-        l: ((ar >> 13) & 1) as u8,
-        db: ((ar >> 14) & 1) as u8,
-        g: ((ar >> 15) & 1) as u8,
-        unusable: ((ar >> 16) & 1) as u8,
-        padding: 0,
-    }
+    let attrib = ((ar & 0xff) | ((ar >> 4) & 0xf00)) as u16;
+    let mut s = seg_from_vmcb_attrib(selector, attrib, limit, base);
+    s.unusable = ((ar >> 16) & 1) as u8;
+    s
 }
 
 /// Event types of VM-entry interruption information.
