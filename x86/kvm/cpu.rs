@@ -186,3 +186,11 @@ pub unsafe fn write_db(v: &[u64; 4]) {
 pub fn host_has_xsave() -> bool {
     read_cr4() & crate::arch::regs::cr4::OSXSAVE != 0
 }
+
+/// Reads CR0.
+pub fn read_cr0() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR0 has no side effects.
+    unsafe { core::arch::asm!("mov {}, cr0", out(reg) v, options(nomem, nostack)) };
+    v
+}

@@ -84,7 +84,7 @@ pub(crate) fn emulate_cpuid(inner: &mut VcpuInner, vcpu_id: u32) {
     let s = &mut inner.state;
     let function = s.gprs[gpr::RAX] as u32;
     let index = s.gprs[gpr::RCX] as u32;
-    let (mut a, mut b, mut c, mut d) = match find(&inner.cpuid, function, index) {
+    let (a, mut b, mut c, d) = match find(&inner.cpuid, function, index) {
         Some(e) => (e.eax, e.ebx, e.ecx, e.edx),
         None => (0, 0, 0, 0),
     };
@@ -95,14 +95,8 @@ pub(crate) fn emulate_cpuid(inner: &mut VcpuInner, vcpu_id: u32) {
         }
         b = (b & 0x00ff_ffff) | ((vcpu_id & 0xff) << 24);
     }
-    if function == 0xd && index == 0 {
-        // EBX: the size for the components enabled in XCR0 (we report the area of
-        // all supported components, which covers every enabled subset).
-        let _ = &mut a;
-    }
     s.gprs[gpr::RAX] = a as u64;
     s.gprs[gpr::RBX] = b as u64;
     s.gprs[gpr::RCX] = c as u64;
     s.gprs[gpr::RDX] = d as u64;
-    let _ = &mut d;
 }

@@ -9,7 +9,6 @@ use crate::arch_state::{gpr, rflags, ArchState};
 use crate::emulator::paging::{self, Access, PagingMode, WalkError};
 use crate::emulator::{self, Env, Mode, Regs, Seg, Stop};
 use crate::run::{set_rip, Next};
-use crate::uapi;
 use crate::vcpu::{Pending, Vcpu, VcpuInner};
 use kernel::prelude::*;
 use kernel::uaccess::UserSlice;
@@ -326,7 +325,6 @@ struct StringChunk {
     lin: u64,
     count: u32,
     len: u64,
-    addr_mask: u64,
 }
 
 fn string_chunk(vcpu: &Vcpu, st: &ArchState, size: u8, input: bool, rep: bool) -> Option<StringChunk> {
@@ -350,7 +348,7 @@ fn string_chunk(vcpu: &Vcpu, st: &ArchState, size: u8, input: bool, rep: bool) -
         // Stay within the guest page so one translation covers the chunk.
         count = count.min(((4096 - (lin & 0xfff)) / size).max(1));
     }
-    Some(StringChunk { lin, count: count as u32, len: insn.len as u64, addr_mask: am })
+    Some(StringChunk { lin, count: count as u32, len: insn.len as u64 })
 }
 
 /// INS/OUTS (with REP): moves up to a page of elements per exit through the PIO
@@ -404,7 +402,6 @@ pub(crate) fn string_io(vcpu: &Vcpu, inner: &mut VcpuInner, port: u16, size: u8,
         inner.pending = Pending::PioInString { size, count: chunk.count };
     }
     inner.string_insn_len = chunk.len;
-    let _ = chunk.addr_mask;
     Ok(Next::User)
 }
 
@@ -471,9 +468,6 @@ pub(crate) fn complete_string_in(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, c
     advance_string(vcpu, inner, size, count, true);
     Ok(Next::Guest)
 }
-
-#[allow(dead_code)]
-fn _uses(_: uapi::kvm_run) {}
 
 /// MOV to/from a debug register (every DR access exits): decodes the GPR operand
 /// (no decode assists are assumed) and applies the architectural rules.

@@ -3,7 +3,7 @@
 //! kvm_arch_vcpu_ioctl_run, vcpu_run, vcpu_enter_guest, and the common handlers
 //! kvm_fast_pio, kvm_emulate_cpuid, kvm_emulate_rdmsr/wrmsr, kvm_emulate_halt...).
 
-use crate::arch::regs::{cr0, cr4};
+use crate::arch::regs::cr4;
 use crate::arch_state::{gpr, rflags, ArchState, PendingEvent};
 use crate::bindings;
 use crate::emulate;
@@ -371,5 +371,4 @@ fn post_run_save(vcpu: &Vcpu, inner: &VcpuInner) {
     run.set_apic_base(inner.apic_base);
     run.set_ready_for_interrupt_injection(ready_for_interrupt(inner) as u8);
     run.set_flags(0);
-    let _ = cr0::PE;
 }

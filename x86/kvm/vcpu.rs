@@ -609,17 +609,6 @@ fn set_events(s: &mut ArchState, e: &uapi::kvm_vcpu_events) -> Result {
     Ok(())
 }
 
-impl Drop for VcpuInner {
-    fn drop(&mut self) {
-        // Nothing beyond the fields' own drops; kept so the order is explicit:
-        // the vendor state (VMCB/VMCS) goes before the FPU state.
-    }
-}
 
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<VcpuInner>();
-}
 
 pub(crate) use fpu::load_if_needed as fpu_load_if_needed;

@@ -164,12 +164,6 @@ fn dt_base(d: &[u8; 10]) -> u64 {
     u64::from_le_bytes([d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]])
 }
 
-fn read_cr0() -> u64 {
-    let v: u64;
-    // SAFETY: no side effects.
-    unsafe { core::arch::asm!("mov {}, cr0", out(reg) v, options(nomem, nostack)) };
-    v
-}
 
 fn read_cr3() -> u64 {
     let v: u64;
@@ -245,7 +239,7 @@ impl VmxVcpu {
         let [cs, ss, _ds, _es, _fs, _gs, tr] = read_seg_selectors();
         let (gdt, idt) = read_dt();
         let gdt_base = dt_base(&gdt);
-        w.w(f::HOST_CR0, read_cr0());
+        w.w(f::HOST_CR0, cpu::read_cr0());
         w.w(f::HOST_CR3, read_cr3());
         w.w(f::HOST_CR4, cpu::read_cr4());
         w.w(f::HOST_CS, cs as u64);

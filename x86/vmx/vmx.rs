@@ -116,7 +116,7 @@ impl KvmX86Ops for Vmx {
         let id = cpu::smp_processor_id() as usize;
         let region = self.vmxon_regions.get(id).ok_or(EINVAL)?;
         // VMXON #GPs unless CR0/CR4 (with VMXE) satisfy the fixed bits: check first.
-        let cr0 = read_cr0();
+        let cr0 = cpu::read_cr0();
         let cr4_on = cpu::read_cr4() | cr4::VMXE;
         if !vmcs_config::fixed_bits_ok(cr0, self.caps.cr0_fixed0, self.caps.cr0_fixed1)
             || !vmcs_config::fixed_bits_ok(cr4_on, self.caps.cr4_fixed0, self.caps.cr4_fixed1)
@@ -184,9 +184,3 @@ impl Vmx {
     }
 }
 
-fn read_cr0() -> u64 {
-    let v: u64;
-    // SAFETY: reading CR0 has no side effects.
-    unsafe { core::arch::asm!("mov {}, cr0", out(reg) v, options(nomem, nostack)) };
-    v
-}

@@ -8,7 +8,6 @@ use crate::kvm::*;
 use crate::{check, check_eq};
 use kvm_uapi::ioctl::*;
 use kvm_uapi::*;
-use std::os::fd::AsRawFd;
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     vec![
@@ -530,13 +529,7 @@ fn migrating_vcpu() -> TestResult {
         Ok(())
     });
     h.join().map_err(|_| "thread panicked".to_string())??;
-    let _ = v_dummy();
     Ok(())
 }
 
-fn v_dummy() {}
 
-#[allow(dead_code)]
-fn _fd(v: &Vcpu) -> i32 {
-    v.fd.as_raw_fd()
-}
