@@ -55,6 +55,9 @@ pub struct ArchState {
     pub cr4: u64,
     pub cr8: u64,
     pub efer: u64,
+    /// The PAE page-directory-pointer entries the CPU loaded with CR3 (VMX with
+    /// EPT keeps them in the VMCS; used only in PAE paging outside long mode).
+    pub pdptrs: [u64; 4],
     pub xcr0: u64,
     pub db: [u64; 4],
     pub dr6: u64,
@@ -168,6 +171,13 @@ impl ArchState {
     /// Long mode active (EFER.LMA).
     pub fn long_mode(&self) -> bool {
         self.efer & crate::arch::regs::efer::LMA != 0
+    }
+
+    /// Paging with PAE outside long mode: the mode in which the CPU takes the four
+    /// PDPTEs from memory when CR3 or a paging bit is loaded, not at each walk.
+    pub fn pae_paging(&self) -> bool {
+        use crate::arch::regs::{cr0, cr4, efer};
+        self.cr0 & cr0::PG != 0 && self.cr4 & cr4::PAE != 0 && self.efer & efer::LMA == 0
     }
 
     /// The CPL (SS.DPL, as SVM and VMX keep it).

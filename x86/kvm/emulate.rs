@@ -6,6 +6,7 @@
 
 use crate::arch::regs::{cr0, cr4, efer};
 use crate::arch_state::{gpr, rflags, ArchState};
+use crate::exit::CrOp;
 use crate::emulator::paging::{self, Access, PagingMode, WalkError};
 use crate::emulator::{self, Env, Mode, Regs, Seg, Stop};
 use crate::run::{set_rip, Next};
@@ -469,27 +470,92 @@ pub(crate) fn complete_string_in(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, c
     Ok(Next::Guest)
 }
 
-/// MOV to/from a debug register (every DR access exits): decodes the GPR operand
-/// (no decode assists are assumed) and applies the architectural rules.
-pub(crate) fn mov_dr(vcpu: &Vcpu, inner: &mut VcpuInner, dr: u8, write: bool) -> Result<Next> {
-    let Ok((bytes, n)) = fetch(vcpu, &inner.state) else { return emulation_failure(vcpu, &[], inner.state.rip) };
+/// A decoded MOV to/from a control or debug register (0F 20-23 /r).
+struct MovCtl {
+    /// The second opcode byte (0x20 read CR, 0x21 read DR, 0x22 write CR, 0x23 write DR).
+    opcode: u8,
+    /// CR/DR number: ModRM.reg, plus 8 with REX.R (or a LOCK prefix for CR8 on AMD).
+    ctl: u8,
+    /// The general-purpose register: ModRM.rm, plus 8 with REX.B.
+    gpr: u8,
+    len: u64,
+}
+
+/// Decodes the MOV CR/DR at RIP (the vendors' exits do not always say which
+/// register is involved: no decode assists are assumed).
+fn decode_mov_ctl(vcpu: &Vcpu, st: &ArchState) -> core::result::Result<MovCtl, ([u8; 15], usize)> {
+    let (bytes, n) = fetch(vcpu, st).map_err(|_| ([0u8; 15], 0))?;
     let b = &bytes[..n];
     let mut i = 0;
     let mut rex = 0u8;
-    while i < b.len() && matches!(b[i], 0x66 | 0x67 | 0xf2 | 0xf3 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65) {
+    let mut lock = false;
+    while i < b.len() && matches!(b[i], 0x66 | 0x67 | 0xf2 | 0xf3 | 0xf0 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65) {
+        lock |= b[i] == 0xf0;
         i += 1;
     }
-    let long64 = mode_of(&inner.state) == Mode::Bits64;
-    if long64 && i < b.len() && (0x40..=0x4f).contains(&b[i]) {
+    if mode_of(st) == Mode::Bits64 && i < b.len() && (0x40..=0x4f).contains(&b[i]) {
         rex = b[i];
         i += 1;
     }
-    if i + 3 > b.len() || b[i] != 0x0f || !matches!(b[i + 1], 0x21 | 0x23) {
-        return emulation_failure(vcpu, b, inner.state.rip);
+    if i + 3 > b.len() || b[i] != 0x0f || !(0x20..=0x23).contains(&b[i + 1]) {
+        return Err((bytes, n));
     }
     let modrm = b[i + 2];
-    let gpr = ((modrm & 7) | if rex & 1 != 0 { 8 } else { 0 }) as usize;
-    let len = (i + 3) as u64;
+    let high = rex & 4 != 0 || lock;
+    Ok(MovCtl {
+        opcode: b[i + 1],
+        ctl: ((modrm >> 3) & 7) | if high { 8 } else { 0 },
+        gpr: (modrm & 7) | if rex & 1 != 0 { 8 } else { 0 },
+        len: (i + 3) as u64,
+    })
+}
+
+/// Decodes the control-register instruction at RIP for an exit that did not
+/// say which register it involves: MOV to/from CR (CR number and operation), or
+/// LMSW from a register (CR0). `None` for anything else, LMSW from memory
+/// included.
+pub(crate) fn decode_cr_access(vcpu: &Vcpu, st: &ArchState) -> Option<(u8, CrOp)> {
+    match decode_mov_ctl(vcpu, st) {
+        Ok(m) if m.opcode == 0x22 => return Some((m.ctl, CrOp::Write { gpr: Some(m.gpr) })),
+        Ok(m) if m.opcode == 0x20 => return Some((m.ctl, CrOp::Read { gpr: Some(m.gpr) })),
+        Ok(_) => return None,
+        Err(_) => {}
+    }
+    // LMSW r16: [prefixes] [REX] 0F 01 /6 with a register operand.
+    let (bytes, n) = fetch(vcpu, st).ok()?;
+    let b = &bytes[..n];
+    let mut i = b.iter().take_while(|x| matches!(x, 0x66 | 0x67 | 0xf2 | 0xf3 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65)).count();
+    let mut rex_b = 0;
+    if mode_of(st) == Mode::Bits64 && i < n && (0x40..=0x4f).contains(&b[i]) {
+        rex_b = (b[i] & 1) << 3;
+        i += 1;
+    }
+    if i + 3 <= n && b[i] == 0x0f && b[i + 1] == 0x01 && b[i + 2] >> 3 == 0b11_110 {
+        let reg = ((b[i + 2] & 7) | rex_b) as usize;
+        return Some((0, CrOp::Lmsw { msw: st.gprs[reg] as u16 }));
+    }
+    None
+}
+
+/// Reports an instruction kvm.ko could not make sense of (the bytes at RIP).
+pub(crate) fn emulation_failure_at_rip(vcpu: &Vcpu, inner: &VcpuInner) -> Result<Next> {
+    match fetch(vcpu, &inner.state) {
+        Ok((bytes, n)) => emulation_failure(vcpu, &bytes[..n], inner.state.rip),
+        Err(_) => emulation_failure(vcpu, &[], inner.state.rip),
+    }
+}
+
+/// MOV to/from a debug register (every DR access exits): decodes the GPR operand
+/// and applies the architectural rules.
+pub(crate) fn mov_dr(vcpu: &Vcpu, inner: &mut VcpuInner, dr: u8, write: bool) -> Result<Next> {
+    let m = match decode_mov_ctl(vcpu, &inner.state) {
+        Ok(m) if m.opcode == 0x21 || m.opcode == 0x23 => m,
+        Ok(_) => return emulation_failure_at_rip(vcpu, inner),
+        Err((bytes, n)) => return emulation_failure(vcpu, &bytes[..n], inner.state.rip),
+    };
+    let long64 = mode_of(&inner.state) == Mode::Bits64;
+    let gpr = m.gpr as usize;
+    let len = m.len;
     let s = &mut inner.state;
     if s.cpl() != 0 {
         s.queue_exception(13, Some(0));

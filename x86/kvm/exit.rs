@@ -30,6 +30,9 @@ pub enum Exit {
     Iret,
     /// MOV to or from debug register `dr`.
     DrAccess { dr: u8, write: bool },
+    /// An intercepted access to control register `cr` (VMX: the CR0/CR4 bits the
+    /// host owns, CR8; SVM: CR8 writes).
+    CrAccess { cr: u8, op: CrOp },
     /// An instruction that must behave as #UD for this guest (SVM/VMX
     /// instructions, since nested virtualization is not offered, RDPRU...).
     UndefinedOpcode,
@@ -39,4 +42,18 @@ pub enum Exit {
     FailEntry { hardware_reason: u64 },
     /// Anything else: reported to user space as KVM_EXIT_INTERNAL_ERROR.
     Unhandled { reason: u64, info1: u64, info2: u64 },
+}
+
+/// What an intercepted control-register access does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrOp {
+    /// MOV to CR from a general-purpose register (`None`: the hardware did not
+    /// say which; kvm.ko decodes the instruction).
+    Write { gpr: Option<u8> },
+    /// MOV from CR to a general-purpose register.
+    Read { gpr: Option<u8> },
+    /// CLTS.
+    Clts,
+    /// LMSW with its 16-bit source operand.
+    Lmsw { msw: u16 },
 }

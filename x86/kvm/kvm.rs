@@ -35,6 +35,7 @@ mod bindings;
 pub mod caps;
 pub mod cpu;
 mod cpuid;
+mod cr;
 mod dev_ioctl;
 mod emulate;
 pub mod exit;
@@ -58,7 +59,7 @@ pub mod x86_ops;
 
 pub use kvm_init::{kvm_init, Registration};
 pub use arch_state::ArchState;
-pub use exit::Exit;
+pub use exit::{CrOp, Exit};
 pub use x86_ops::{EntryParams, KvmX86Ops, TdpFormat, VendorVcpu};
 
 module! {

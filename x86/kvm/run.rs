@@ -25,7 +25,7 @@ pub(crate) enum Next {
 
 /// `KVM_INTERNAL_ERROR_EMULATION`, `..._UNEXPECTED_EXIT_REASON` (linux/kvm.h).
 const INTERNAL_ERROR_EMULATION: u32 = 1;
-const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
+pub(crate) const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
 /// `-KVM_ENOSYS`: the answer to an unknown hypercall.
 const KVM_ENOSYS: u64 = 1000;
 
@@ -136,6 +136,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     let params = EntryParams {
         tdp_root: params_root,
         flush_tlb: flush,
+        flush_guest_tlb: core::mem::take(&mut inner.flush_guest_tlb),
         request_interrupt_window: want_window,
         intercept_iret,
     };
@@ -261,6 +262,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
         // the run loop tells user space (KVM_EXIT_IRQ_WINDOW_OPEN).
         Exit::InterruptWindow => Ok(Next::Guest),
         Exit::DrAccess { dr, write } => emulate::mov_dr(vcpu, inner, dr, write),
+        Exit::CrAccess { cr, op } => crate::cr::handle_cr_access(vcpu, inner, cr, op),
         Exit::Iret => {
             inner.iret_seen = true;
             Ok(Next::Guest)

@@ -104,6 +104,8 @@ pub(crate) struct VcpuInner {
     pub iret_seen: bool,
     /// Guest MSRs kept in software (MTRRs, MCE).
     pub msrs: crate::msrs::SoftMsrs,
+    /// The guest's TLB must be flushed at the next entry (KVM_REQ_TLB_FLUSH_GUEST).
+    pub flush_guest_tlb: bool,
     /// KVM_SET_SIGNAL_MASK: the mask in force while KVM_RUN runs the guest.
     pub sigmask: Option<crate::sigmask::SigSet>,
 }
@@ -165,6 +167,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 nmi_pending: false,
                 iret_seen: false,
                 msrs: crate::msrs::SoftMsrs::new(),
+                flush_guest_tlb: false,
                 sigmask: None,
             }),
         }),
@@ -259,7 +262,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         }
         ioctl::KVM_SET_SREGS => {
             let s: uapi::kvm_sregs = user::read(arg)?;
-            set_sregs(inner, &s)?;
+            set_sregs(vcpu, inner, &s)?;
             Ok(0)
         }
         ioctl::KVM_GET_FPU => {
@@ -455,7 +458,7 @@ fn get_sregs(inner: &VcpuInner) -> uapi::kvm_sregs {
     out
 }
 
-fn set_sregs(inner: &mut VcpuInner, r: &uapi::kvm_sregs) -> Result {
+fn set_sregs(vcpu: &Vcpu, inner: &mut VcpuInner, r: &uapi::kvm_sregs) -> Result {
     let f = &inner.features;
     let maxphy = crate::cpuid::guest_maxphyaddr(&inner.cpuid);
     if !validity::valid_sregs(r.cr0, r.cr3, r.cr4, r.efer, r.cs.l != 0, maxphy, f) {
@@ -468,8 +471,17 @@ fn set_sregs(inner: &mut VcpuInner, r: &uapi::kvm_sregs) -> Result {
     let s = &mut inner.state;
     s.cs = r.cs; s.ds = r.ds; s.es = r.es; s.fs = r.fs; s.gs = r.gs; s.ss = r.ss;
     s.tr = r.tr; s.ldt = r.ldt; s.gdt = r.gdt; s.idt = r.idt;
+    let paging_changed = (s.cr0, s.cr3, s.cr4, s.efer) != (r.cr0, r.cr3, r.cr4, r.efer);
     s.cr0 = r.cr0; s.cr2 = r.cr2; s.cr3 = r.cr3; s.cr4 = r.cr4; s.cr8 = r.cr8 & 0xf; s.efer = r.efer;
     inner.apic_base = r.apic_base;
+    // As upstream: PAE paging takes the PDPTEs from memory now (a failure leaves
+    // them as they were), and a new paging mode starts with a flushed TLB.
+    if inner.state.pae_paging() {
+        let cr3 = inner.state.cr3;
+        let _ = crate::cr::load_pdptrs(vcpu, inner, cr3);
+    }
+    inner.flush_guest_tlb |= paging_changed;
+    let s = &mut inner.state;
     // A set bit in interrupt_bitmap queues that external interrupt.
     for (w, bits) in r.interrupt_bitmap.iter().enumerate() {
         if *bits != 0 {

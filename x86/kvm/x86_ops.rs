@@ -57,6 +57,9 @@ pub struct EntryParams {
     pub tdp_root: u64,
     /// The guest's translations must be flushed (memory slots changed).
     pub flush_tlb: bool,
+    /// The guest's own linear translations must be flushed (an intercepted CR0/CR4
+    /// write or KVM_SET_SREGS changed the paging mode, as a MOV to CR would).
+    pub flush_guest_tlb: bool,
     /// Exit as soon as the guest can take an interrupt.
     pub request_interrupt_window: bool,
     /// Exit when the guest executes IRET (the end of an NMI handler, so NMIs can

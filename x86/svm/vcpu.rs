@@ -10,7 +10,7 @@ use kvm::arch::vmcb::{self, exit_code as ec, intercept, Vmcb, VmcbSeg};
 use kvm::arch::regs::efer;
 use kvm::arch_state::{gpr, seg_from_vmcb_attrib, seg_to_vmcb_attrib, PendingEvent};
 use kvm::uapi::{kvm_dtable, kvm_segment};
-use kvm::{ArchState, EntryParams, Exit, VendorVcpu};
+use kvm::{ArchState, CrOp, EntryParams, Exit, VendorVcpu};
 
 extern "C" {
     fn kvm_rs_svm_vcpu_run(vmcb_pa: u64, gprs: *mut u64, host_save_pa: u64);
@@ -64,11 +64,18 @@ impl SvmVcpu {
         // Every read and write of DR0-DR7 exits (kvm.ko keeps the guest's values
         // and switches DR0-3 around VMRUN when the guest enables breakpoints).
         c.intercept_dr = 0x00ff_00ff;
+        // As upstream's: CR0 writes that change more than TS/MP (SELECTIVE_CR0
+        // below) and CR4 writes exit, so kvm.ko checks them and keeps the paging
+        // mode and CR4.OSXSAVE exact; CR8 writes exit, since the TPR belongs to
+        // user space without an in-kernel LAPIC, which must hear when the guest
+        // lowers it.
+        c.intercept_cr = (1 << (16 + 4)) | (1 << (16 + 8));
         c.intercept_exceptions = 1 << 18; // #MC goes to the host
         c.intercept_misc1 = intercept::INTR
             | intercept::NMI
             | intercept::SMI
             | intercept::INIT
+            | intercept::SELECTIVE_CR0
             | intercept::CPUID
             | intercept::INVD
             | intercept::HLT
@@ -239,6 +246,16 @@ impl SvmVcpu {
         match code {
             ec::INTR | ec::NMI | ec::SMI | ec::INIT => Exit::HostInterrupt,
             ec::VINTR => Exit::InterruptWindow,
+            // With decode assists, bit 63 of EXITINFO1 says bits 3:0 name the GPR.
+            // Bit 63 is set for MOV CR (bits 3:0 the GPR), clear for LMSW.
+            ec::CR0_SEL_WRITE => Exit::CrAccess {
+                cr: 0,
+                op: CrOp::Write { gpr: if i1 & (1 << 63) != 0 { Some((i1 & 0xf) as u8) } else { None } },
+            },
+            ec::WRITE_CR4 | ec::WRITE_CR8 => Exit::CrAccess {
+                cr: (code - 0x10) as u8,
+                op: CrOp::Write { gpr: if i1 & (1 << 63) != 0 { Some((i1 & 0xf) as u8) } else { None } },
+            },
             0x20..=0x27 => Exit::DrAccess { dr: (code - 0x20) as u8, write: false },
             0x30..=0x37 => Exit::DrAccess { dr: (code - 0x30) as u8, write: true },
             ec::IRET => Exit::Iret,
@@ -280,7 +297,7 @@ impl VendorVcpu for SvmVcpu {
             return Exit::Unhandled { reason: u64::MAX - 1, info1: cpu as u64, info2: 0 };
         };
         let mut tlb = self.assign_asid(cpu, pc);
-        if p.flush_tlb && tlb == vmcb::TLB_CONTROL_DO_NOTHING {
+        if (p.flush_tlb || p.flush_guest_tlb) && tlb == vmcb::TLB_CONTROL_DO_NOTHING {
             tlb = if svm.flush_by_asid { vmcb::TLB_CONTROL_FLUSH_ASID } else { vmcb::TLB_CONTROL_FLUSH_ALL_ASID };
         }
         let host_save = pc.host_save_pa;

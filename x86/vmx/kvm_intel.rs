@@ -11,8 +11,10 @@ mod vmcs_config;
 mod ept;
 mod params;
 mod vcpu;
+mod vmcs;
 mod vmx;
 mod vmx_insn;
+mod vpid;
 
 module! {
     type: KvmIntel,

@@ -5,94 +5,64 @@
 //!
 //! The VMCS is VMCLEARed after every run, so it is never active on a CPU the vCPU
 //! has left: moving between CPUs needs no cross-CPU VMCLEAR (at the cost of a
-//! VMPTRLD + VMLAUNCH per entry).
+//! VMPTRLD + VMLAUNCH and a full VMCS write per entry).
 
+use crate::vmcs::CurrentVmcs;
 use crate::vmcs_config::controls::*;
+use crate::vmcs_config::fields::*;
 use crate::vmx::Vmx;
-use crate::vmx_insn::{vmclear, vmptrld, vmread, vmwrite};
+use crate::vmx_insn::{self, InvvpidType};
 use kernel::page::Page;
 use kernel::prelude::*;
 use kvm::arch::msr;
 use kvm::arch::regs::{cr0, cr4, efer};
 use kvm::arch_state::{gpr, seg_from_vmcb_attrib, seg_to_vmcb_attrib, PendingEvent};
 use kvm::uapi::{kvm_dtable, kvm_segment};
-use kvm::{cpu, ArchState, EntryParams, Exit, VendorVcpu};
+use kvm::{cpu, ArchState, CrOp, EntryParams, Exit, VendorVcpu};
 
 extern "C" {
     fn kvm_rs_vmx_vcpu_run(gprs: *mut u64) -> i32;
 }
 
-// VMCS field encodings (Intel SDM vol. 3, appendix B).
-mod f {
-    pub(super) const GUEST_SEL: [u32; 8] = [0x800, 0x802, 0x804, 0x806, 0x808, 0x80a, 0x80c, 0x80e];
-    pub(super) const GUEST_LIMIT: [u32; 8] = [0x4800, 0x4802, 0x4804, 0x4806, 0x4808, 0x480a, 0x480c, 0x480e];
-    pub(super) const GUEST_AR: [u32; 8] = [0x4814, 0x4816, 0x4818, 0x481a, 0x481c, 0x481e, 0x4820, 0x4822];
-    pub(super) const GUEST_BASE: [u32; 8] = [0x6806, 0x6808, 0x680a, 0x680c, 0x680e, 0x6810, 0x6812, 0x6814];
-    pub(super) const HOST_ES: u32 = 0xc00;
-    pub(super) const HOST_CS: u32 = 0xc02;
-    pub(super) const HOST_SS: u32 = 0xc04;
-    pub(super) const HOST_DS: u32 = 0xc06;
-    pub(super) const HOST_FS: u32 = 0xc08;
-    pub(super) const HOST_GS: u32 = 0xc0a;
-    pub(super) const HOST_TR: u32 = 0xc0c;
-    pub(super) const TSC_OFFSET: u32 = 0x2010;
-    pub(super) const EPT_POINTER: u32 = 0x201a;
-    pub(super) const GUEST_PHYSICAL_ADDRESS: u32 = 0x2400;
-    pub(super) const VMCS_LINK_POINTER: u32 = 0x2800;
-    pub(super) const GUEST_DEBUGCTL: u32 = 0x2802;
-    pub(super) const GUEST_PAT: u32 = 0x2804;
-    pub(super) const GUEST_EFER: u32 = 0x2806;
-    pub(super) const HOST_PAT: u32 = 0x2c00;
-    pub(super) const HOST_EFER: u32 = 0x2c02;
-    pub(super) const PIN: u32 = 0x4000;
-    pub(super) const CPU: u32 = 0x4002;
-    pub(super) const EXCEPTION_BITMAP: u32 = 0x4004;
-    pub(super) const CR3_TARGET_COUNT: u32 = 0x400a;
-    pub(super) const EXIT_CONTROLS: u32 = 0x400c;
-    pub(super) const ENTRY_CONTROLS: u32 = 0x4012;
-    pub(super) const ENTRY_INTR_INFO: u32 = 0x4016;
-    pub(super) const ENTRY_EXCEPTION_EC: u32 = 0x4018;
-    pub(super) const SECONDARY: u32 = 0x401e;
-    pub(super) const VM_INSTRUCTION_ERROR: u32 = 0x4400;
-    pub(super) const EXIT_REASON: u32 = 0x4402;
-    pub(super) const EXIT_INTR_INFO: u32 = 0x4404;
-    pub(super) const EXIT_INTR_EC: u32 = 0x4406;
-    pub(super) const IDT_VECTORING_INFO: u32 = 0x4408;
-    pub(super) const IDT_VECTORING_EC: u32 = 0x440a;
-    pub(super) const EXIT_INSTRUCTION_LEN: u32 = 0x440c;
-    pub(super) const GUEST_GDTR_LIMIT: u32 = 0x4810;
-    pub(super) const GUEST_IDTR_LIMIT: u32 = 0x4812;
-    pub(super) const GUEST_INTERRUPTIBILITY: u32 = 0x4824;
-    pub(super) const GUEST_ACTIVITY: u32 = 0x4826;
-    pub(super) const GUEST_SYSENTER_CS: u32 = 0x482a;
-    pub(super) const HOST_SYSENTER_CS: u32 = 0x4c00;
-    pub(super) const CR0_MASK: u32 = 0x6000;
-    pub(super) const CR4_MASK: u32 = 0x6002;
-    pub(super) const CR0_SHADOW: u32 = 0x6004;
-    pub(super) const CR4_SHADOW: u32 = 0x6006;
-    pub(super) const EXIT_QUALIFICATION: u32 = 0x6400;
-    pub(super) const GUEST_CR0: u32 = 0x6800;
-    pub(super) const GUEST_CR3: u32 = 0x6802;
-    pub(super) const GUEST_CR4: u32 = 0x6804;
-    pub(super) const GUEST_GDTR_BASE: u32 = 0x6816;
-    pub(super) const GUEST_IDTR_BASE: u32 = 0x6818;
-    pub(super) const GUEST_DR7: u32 = 0x681a;
-    pub(super) const GUEST_RSP: u32 = 0x681c;
-    pub(super) const GUEST_RIP: u32 = 0x681e;
-    pub(super) const GUEST_RFLAGS: u32 = 0x6820;
-    pub(super) const GUEST_PENDING_DBG: u32 = 0x6822;
-    pub(super) const GUEST_SYSENTER_ESP: u32 = 0x6824;
-    pub(super) const GUEST_SYSENTER_EIP: u32 = 0x6826;
-    pub(super) const HOST_CR0: u32 = 0x6c00;
-    pub(super) const HOST_CR3: u32 = 0x6c02;
-    pub(super) const HOST_CR4: u32 = 0x6c04;
-    pub(super) const HOST_FS_BASE: u32 = 0x6c06;
-    pub(super) const HOST_GS_BASE: u32 = 0x6c08;
-    pub(super) const HOST_TR_BASE: u32 = 0x6c0a;
-    pub(super) const HOST_GDTR_BASE: u32 = 0x6c0c;
-    pub(super) const HOST_IDTR_BASE: u32 = 0x6c0e;
-    pub(super) const HOST_SYSENTER_ESP: u32 = 0x6c10;
-    pub(super) const HOST_SYSENTER_EIP: u32 = 0x6c12;
+/// CR0 bits the guest writes without an exit (upstream's
+/// KVM_POSSIBLE_CR0_GUEST_BITS with EPT); every other bit is host-owned, so
+/// kvm.ko sees (and checks) each change of PE, PG, CD, NW, NE...
+const CR0_GUEST_OWNED: u64 = cr0::TS | cr0::WP;
+/// CR4 bits the guest writes without an exit (KVM_POSSIBLE_CR4_GUEST_BITS):
+/// none of them changes the paging mode or what CPUID reports.
+const CR4_GUEST_OWNED: u64 = cr4::PVI | cr4::DE | cr4::PCE | cr4::OSFXSR | cr4::OSXMMEXCPT | cr4::PGE
+    | cr4::TSD | cr4::FSGSBASE;
+/// CR0 bits kept clear in the hardware CR0 while the guest runs (upstream's
+/// KVM_VM_CR0_ALWAYS_OFF): guest memory stays cacheable; the guest reads its own
+/// CD/NW from the shadow.
+const CR0_ALWAYS_OFF: u64 = cr0::CD | cr0::NW;
+
+/// Exit reasons (SDM vol. 3, appendix C).
+mod reason {
+    pub(super) const EXCEPTION_NMI: u32 = 0;
+    pub(super) const EXTERNAL_INTERRUPT: u32 = 1;
+    pub(super) const TRIPLE_FAULT: u32 = 2;
+    pub(super) const INTERRUPT_WINDOW: u32 = 7;
+    pub(super) const NMI_WINDOW: u32 = 8;
+    pub(super) const CPUID: u32 = 10;
+    pub(super) const HLT: u32 = 12;
+    pub(super) const INVD: u32 = 13;
+    pub(super) const VMCALL: u32 = 18;
+    pub(super) const VMCLEAR: u32 = 19;
+    pub(super) const VMXON: u32 = 27;
+    pub(super) const CR_ACCESS: u32 = 28;
+    pub(super) const DR_ACCESS: u32 = 29;
+    pub(super) const IO_INSTRUCTION: u32 = 30;
+    pub(super) const MSR_READ: u32 = 31;
+    pub(super) const MSR_WRITE: u32 = 32;
+    pub(super) const MWAIT: u32 = 36;
+    pub(super) const MONITOR: u32 = 39;
+    pub(super) const EPT_VIOLATION: u32 = 48;
+    pub(super) const INVEPT: u32 = 50;
+    pub(super) const RDTSCP: u32 = 51;
+    pub(super) const INVVPID: u32 = 53;
+    pub(super) const WBINVD: u32 = 54;
+    pub(super) const XSETBV: u32 = 55;
 }
 
 /// Access rights as the VMCS packs them: the VMCB's attribute layout with
@@ -119,11 +89,18 @@ const TYPE_HW_EXCEPTION: u32 = 3;
 const INTR_INFO_VALID: u32 = 1 << 31;
 const INTR_INFO_EC_VALID: u32 = 1 << 11;
 
+/// Guest interruptibility state bits.
+const BLOCKING_BY_STI: u32 = 1 << 0;
+const BLOCKING_BY_MOV_SS: u32 = 1 << 1;
+const BLOCKING_BY_NMI: u32 = 1 << 3;
+
 pub(crate) struct VmxVcpu {
     vmx: &'static Vmx,
     /// The VMCS region (owned; the hardware uses it through vmcs_pa).
     _vmcs: Page,
     vmcs_pa: u64,
+    /// This vCPU's VPID, or 0 if none was free (then VPID is not enabled).
+    vpid: u16,
     last_cpu: Option<u32>,
     /// RIP and instruction length of the last exit (for next_rip).
     exit_rip: u64,
@@ -132,6 +109,14 @@ pub(crate) struct VmxVcpu {
 
 // SAFETY: the VMCS page is only touched by the thread holding the vCPU.
 unsafe impl Send for VmxVcpu {}
+
+impl Drop for VmxVcpu {
+    fn drop(&mut self) {
+        // The VMCS is never left active (VMCLEAR after every run), so only the
+        // VPID goes back.
+        self.vmx.vpids().free(self.vpid);
+    }
+}
 
 fn read_seg_selectors() -> [u16; 7] {
     let (cs, ss, ds, es, fs, gs, tr): (u16, u16, u16, u16, u16, u16, u16);
@@ -164,7 +149,6 @@ fn dt_base(d: &[u8; 10]) -> u64 {
     u64::from_le_bytes([d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]])
 }
 
-
 fn read_cr3() -> u64 {
     let v: u64;
     // SAFETY: no side effects.
@@ -172,23 +156,27 @@ fn read_cr3() -> u64 {
     v
 }
 
-/// Writes a VMCS field of the current VMCS, remembering the first failure.
-struct Writer {
-    failed: Option<u32>,
+/// Writes fields of the current VMCS, remembering the first that failed (so a
+/// sequence of writes is checked once).
+struct Writer<'v, 'a> {
+    vmcs: &'v mut CurrentVmcs<'a>,
+    failed: Option<WriteFailed>,
 }
 
-impl Writer {
-    fn w(&mut self, field: u32, v: u64) {
-        // SAFETY: the vCPU's VMCS is current (VMPTRLD before the writer is used).
-        if unsafe { vmwrite(field, v) }.is_err() && self.failed.is_none() {
-            self.failed = Some(field);
+impl Writer<'_, '_> {
+    fn w<T: FieldValue>(&mut self, field: Field<T, Rw>, value: T) {
+        if let Err(e) = self.vmcs.write(field, value) {
+            self.failed.get_or_insert(e);
         }
     }
 }
 
-fn rd(field: u32) -> u64 {
-    // SAFETY: the vCPU's VMCS is current while exits are decoded.
-    unsafe { vmread(field) }
+/// The TSS base of the host from its descriptor in the host GDT.
+fn host_tr_base(gdt_base: u64, tr: u16) -> u64 {
+    // SAFETY: the TSS descriptor (16 bytes) of the running CPU lies in its GDT.
+    let d = unsafe { core::slice::from_raw_parts((gdt_base + (tr as u64 & !7)) as *const u8, 16) };
+    (d[2] as u64) | (d[3] as u64) << 8 | (d[4] as u64) << 16 | (d[7] as u64) << 24
+        | (u32::from_le_bytes([d[8], d[9], d[10], d[11]]) as u64) << 32
 }
 
 impl VmxVcpu {
@@ -198,19 +186,19 @@ impl VmxVcpu {
         // SAFETY: 4 bytes at offset 0 of our page.
         unsafe { vmcs.write_raw(rev.as_ptr(), 0, 4)? };
         let vmcs_pa = cpu::page_phys(&vmcs);
-        Ok(VmxVcpu { vmx, _vmcs: vmcs, vmcs_pa, last_cpu: None, exit_rip: 0, exit_len: 0 })
+        let vpid = if vmx.config().vpid { vmx.vpids().alloc().unwrap_or(0) } else { 0 };
+        Ok(VmxVcpu { vmx, _vmcs: vmcs, vmcs_pa, vpid, last_cpu: None, exit_rip: 0, exit_len: 0 })
     }
 
-    fn write_all(&self, st: &ArchState, p: &EntryParams, w: &mut Writer) {
+    fn write_controls(&self, st: &ArchState, p: &EntryParams, w: &mut Writer<'_, '_>) {
         let c = self.vmx.config();
-        let t = self.vmx.true_procbased_must1();
-        // Controls. With EPT the CR3 and INVLPG exits are not needed (if the TRUE
-        // MSR lets them be 0); MSRs exit without a bitmap; no VPID, so entries and
-        // exits flush the guest's linear mappings; no RDTSCP (not offered).
+        // With EPT the CR3 and INVLPG exits are not needed (if the TRUE MSR lets
+        // them be 0); the MSR bitmap lets the guest reach the MSRs that the VMCS
+        // switches; no RDTSCP (not offered).
         let mut cpu_based = (c.cpu_based
             & !(CPU_BASED_CR3_LOAD_EXITING | CPU_BASED_CR3_STORE_EXITING | CPU_BASED_INVLPG_EXITING
-                | CPU_BASED_USE_MSR_BITMAPS | CPU_BASED_NMI_WINDOW_EXITING | CPU_BASED_INTR_WINDOW_EXITING))
-            | t;
+                | CPU_BASED_NMI_WINDOW_EXITING | CPU_BASED_INTR_WINDOW_EXITING))
+            | self.vmx.true_procbased_must1();
         if p.request_interrupt_window {
             cpu_based |= CPU_BASED_INTR_WINDOW_EXITING;
         }
@@ -218,91 +206,111 @@ impl VmxVcpu {
         if p.intercept_iret && vnmi {
             cpu_based |= CPU_BASED_NMI_WINDOW_EXITING;
         }
-        w.w(f::PIN, c.pin_based as u64);
-        w.w(f::CPU, cpu_based as u64);
-        w.w(f::SECONDARY, (c.cpu_based_2nd & !(SECONDARY_EXEC_ENABLE_VPID | SECONDARY_EXEC_ENABLE_RDTSCP)) as u64);
+        let mut secondary = c.cpu_based_2nd & !SECONDARY_EXEC_ENABLE_RDTSCP;
+        if self.vpid == 0 {
+            secondary &= !SECONDARY_EXEC_ENABLE_VPID;
+        }
+        w.w(PIN_BASED_VM_EXEC_CONTROL, c.pin_based);
+        w.w(CPU_BASED_VM_EXEC_CONTROL, cpu_based);
+        w.w(SECONDARY_VM_EXEC_CONTROL, secondary);
+        if secondary & SECONDARY_EXEC_ENABLE_VPID != 0 {
+            w.w(VIRTUAL_PROCESSOR_ID, self.vpid);
+        }
+        if cpu_based & CPU_BASED_USE_MSR_BITMAPS != 0 {
+            w.w(MSR_BITMAP, self.vmx.msr_bitmap_pa());
+        }
         // No acknowledge-on-exit: a host interrupt stays pending in the local APIC
         // and is taken when interrupts are enabled again.
-        w.w(f::EXIT_CONTROLS, (c.vmexit & !VM_EXIT_ACK_INTR_ON_EXIT) as u64);
+        w.w(VM_EXIT_CONTROLS, c.vmexit & !VM_EXIT_ACK_INTR_ON_EXIT);
         let mut entry = c.vmentry & !VM_ENTRY_IA32E_MODE;
         if st.efer & efer::LMA != 0 {
             entry |= VM_ENTRY_IA32E_MODE;
         }
-        w.w(f::ENTRY_CONTROLS, entry as u64);
-        w.w(f::EXCEPTION_BITMAP, 1 << 18);
-        w.w(f::CR3_TARGET_COUNT, 0);
-        w.w(f::EPT_POINTER, p.tdp_root | (3 << 3) | 6);
-        w.w(f::VMCS_LINK_POINTER, u64::MAX);
-        w.w(f::TSC_OFFSET, st.tsc_offset);
+        w.w(VM_ENTRY_CONTROLS, entry);
+        w.w(EXCEPTION_BITMAP, 1 << 18); // #MC goes to the host
+        w.w(CR3_TARGET_COUNT, 0);
+        // 4-level walk (3 << 3), write-back paging structures (6).
+        w.w(EPT_POINTER, p.tdp_root | (3 << 3) | 6);
+        w.w(VMCS_LINK_POINTER, u64::MAX);
+        w.w(TSC_OFFSET, st.tsc_offset);
+        // CR0/CR4: the host owns every bit the guest does not; the guest reads its
+        // own values of those from the shadows.
+        w.w(CR0_GUEST_HOST_MASK, !CR0_GUEST_OWNED);
+        w.w(CR0_READ_SHADOW, st.cr0);
+        w.w(CR4_GUEST_HOST_MASK, !CR4_GUEST_OWNED);
+        w.w(CR4_READ_SHADOW, st.cr4);
+    }
 
-        // Host state.
+    fn write_host_state(&self, w: &mut Writer<'_, '_>) {
         let [cs, ss, _ds, _es, _fs, _gs, tr] = read_seg_selectors();
         let (gdt, idt) = read_dt();
         let gdt_base = dt_base(&gdt);
-        w.w(f::HOST_CR0, cpu::read_cr0());
-        w.w(f::HOST_CR3, read_cr3());
-        w.w(f::HOST_CR4, cpu::read_cr4());
-        w.w(f::HOST_CS, cs as u64);
-        w.w(f::HOST_SS, ss as u64);
-        for sel in [f::HOST_DS, f::HOST_ES, f::HOST_FS, f::HOST_GS] {
+        let rdmsr = |m| cpu::rdmsr_safe(m).unwrap_or(0);
+        w.w(HOST_CR0, cpu::read_cr0());
+        w.w(HOST_CR3, read_cr3());
+        w.w(HOST_CR4, cpu::read_cr4());
+        w.w(HOST_CS_SELECTOR, cs);
+        w.w(HOST_SS_SELECTOR, ss);
+        for sel in [HOST_DS_SELECTOR, HOST_ES_SELECTOR, HOST_FS_SELECTOR, HOST_GS_SELECTOR] {
             w.w(sel, 0);
         }
-        w.w(f::HOST_TR, tr as u64);
-        w.w(f::HOST_FS_BASE, cpu::rdmsr_safe(msr::FS_BASE).unwrap_or(0));
-        w.w(f::HOST_GS_BASE, cpu::rdmsr_safe(msr::GS_BASE).unwrap_or(0));
-        // SAFETY: the TSS descriptor (16 bytes) lies in the host GDT.
-        let trd = unsafe { core::slice::from_raw_parts((gdt_base + (tr as u64 & !7)) as *const u8, 16) };
-        let tr_base = (trd[2] as u64) | (trd[3] as u64) << 8 | (trd[4] as u64) << 16 | (trd[7] as u64) << 24
-            | (u32::from_le_bytes([trd[8], trd[9], trd[10], trd[11]]) as u64) << 32;
-        w.w(f::HOST_TR_BASE, tr_base);
-        w.w(f::HOST_GDTR_BASE, gdt_base);
-        w.w(f::HOST_IDTR_BASE, dt_base(&idt));
-        w.w(f::HOST_SYSENTER_CS, cpu::rdmsr_safe(msr::IA32_SYSENTER_CS).unwrap_or(0));
-        w.w(f::HOST_SYSENTER_ESP, cpu::rdmsr_safe(msr::IA32_SYSENTER_ESP).unwrap_or(0));
-        w.w(f::HOST_SYSENTER_EIP, cpu::rdmsr_safe(msr::IA32_SYSENTER_EIP).unwrap_or(0));
-        w.w(f::HOST_EFER, cpu::rdmsr_safe(msr::EFER).unwrap_or(0));
-        w.w(f::HOST_PAT, cpu::rdmsr_safe(msr::IA32_PAT).unwrap_or(0));
+        w.w(HOST_TR_SELECTOR, tr);
+        w.w(HOST_FS_BASE, rdmsr(msr::FS_BASE));
+        w.w(HOST_GS_BASE, rdmsr(msr::GS_BASE));
+        w.w(HOST_TR_BASE, host_tr_base(gdt_base, tr));
+        w.w(HOST_GDTR_BASE, gdt_base);
+        w.w(HOST_IDTR_BASE, dt_base(&idt));
+        w.w(HOST_IA32_SYSENTER_CS, rdmsr(msr::IA32_SYSENTER_CS) as u32);
+        w.w(HOST_IA32_SYSENTER_ESP, rdmsr(msr::IA32_SYSENTER_ESP));
+        w.w(HOST_IA32_SYSENTER_EIP, rdmsr(msr::IA32_SYSENTER_EIP));
+        w.w(HOST_IA32_EFER, rdmsr(msr::EFER));
+        w.w(HOST_IA32_PAT, rdmsr(msr::IA32_PAT));
+    }
 
-        // Guest state. CR0.NE and CR4.VMXE must be 1 in VMX operation: they are
-        // owned by the host (mask) and the guest reads its own values (shadow).
+    fn write_guest_state(&self, st: &ArchState, w: &mut Writer<'_, '_>) {
+        // CR0.NE (and whatever else FIXED0 demands but PE/PG, which unrestricted
+        // guest lets go) and CR4.VMXE must be 1 in VMX operation.
         let caps = self.vmx.caps();
         let cr0_fixed = caps.cr0_fixed0 & !(cr0::PE | cr0::PG);
-        w.w(f::CR0_MASK, cr0_fixed | cr0::NE);
-        w.w(f::CR0_SHADOW, st.cr0);
-        w.w(f::GUEST_CR0, st.cr0 | cr0_fixed);
-        w.w(f::CR4_MASK, caps.cr4_fixed0 | cr4::VMXE);
-        w.w(f::CR4_SHADOW, st.cr4);
-        w.w(f::GUEST_CR4, st.cr4 | caps.cr4_fixed0);
-        w.w(f::GUEST_CR3, st.cr3);
+        w.w(GUEST_CR0, (st.cr0 & !CR0_ALWAYS_OFF) | cr0_fixed);
+        w.w(GUEST_CR4, st.cr4 | caps.cr4_fixed0);
+        w.w(GUEST_CR3, st.cr3);
+        // With EPT, PAE paging takes its PDPTEs from the VMCS at entry.
+        if st.pae_paging() {
+            for (i, f) in GUEST_PDPTRS.iter().enumerate() {
+                w.w(*f, st.pdptrs[i]);
+            }
+        }
         let segs = [&st.es, &st.cs, &st.ss, &st.ds, &st.fs, &st.gs, &st.ldt, &st.tr];
-        for (i, s) in segs.iter().enumerate() {
-            w.w(f::GUEST_SEL[i], s.selector as u64);
-            w.w(f::GUEST_LIMIT[i], s.limit as u64);
-            w.w(f::GUEST_AR[i], seg_to_ar(s) as u64);
-            w.w(f::GUEST_BASE[i], s.base);
+        for (f, s) in GUEST_SEGMENTS.iter().zip(segs) {
+            w.w(f.selector, s.selector);
+            w.w(f.limit, s.limit);
+            w.w(f.access_rights, seg_to_ar(s));
+            w.w(f.base, s.base);
         }
-        w.w(f::GUEST_GDTR_BASE, st.gdt.base);
-        w.w(f::GUEST_GDTR_LIMIT, st.gdt.limit as u64);
-        w.w(f::GUEST_IDTR_BASE, st.idt.base);
-        w.w(f::GUEST_IDTR_LIMIT, st.idt.limit as u64);
-        w.w(f::GUEST_DR7, st.dr7);
-        w.w(f::GUEST_RSP, st.gprs[gpr::RSP]);
-        w.w(f::GUEST_RIP, st.rip);
-        w.w(f::GUEST_RFLAGS, st.rflags);
-        w.w(f::GUEST_SYSENTER_CS, st.sysenter_cs);
-        w.w(f::GUEST_SYSENTER_ESP, st.sysenter_esp);
-        w.w(f::GUEST_SYSENTER_EIP, st.sysenter_eip);
-        w.w(f::GUEST_EFER, st.efer);
-        w.w(f::GUEST_PAT, st.pat);
-        w.w(f::GUEST_DEBUGCTL, 0);
-        w.w(f::GUEST_PENDING_DBG, 0);
-        w.w(f::GUEST_ACTIVITY, 0);
+        w.w(GUEST_GDTR_BASE, st.gdt.base);
+        w.w(GUEST_GDTR_LIMIT, st.gdt.limit as u32);
+        w.w(GUEST_IDTR_BASE, st.idt.base);
+        w.w(GUEST_IDTR_LIMIT, st.idt.limit as u32);
+        w.w(GUEST_DR7, st.dr7);
+        w.w(GUEST_RSP, st.gprs[gpr::RSP]);
+        w.w(GUEST_RIP, st.rip);
+        w.w(GUEST_RFLAGS, st.rflags);
+        w.w(GUEST_SYSENTER_CS, st.sysenter_cs as u32);
+        w.w(GUEST_SYSENTER_ESP, st.sysenter_esp);
+        w.w(GUEST_SYSENTER_EIP, st.sysenter_eip);
+        w.w(GUEST_IA32_EFER, st.efer);
+        w.w(GUEST_IA32_PAT, st.pat);
+        w.w(GUEST_IA32_DEBUGCTL, 0);
+        w.w(GUEST_PENDING_DBG_EXCEPTIONS, 0);
+        w.w(GUEST_ACTIVITY_STATE, 0);
+        let vnmi = self.vmx.config().pin_based & PIN_BASED_VIRTUAL_NMIS != 0;
         let sti_block = st.interrupt_shadow && st.rflags & kvm::arch_state::rflags::IF != 0;
-        let mut intr = if sti_block { 1 } else { 0 };
+        let mut intr = if sti_block { BLOCKING_BY_STI } else { 0 };
         if vnmi && st.nmi_masked {
-            intr |= 1 << 3;
+            intr |= BLOCKING_BY_NMI;
         }
-        w.w(f::GUEST_INTERRUPTIBILITY, intr);
+        w.w(GUEST_INTERRUPTIBILITY_INFO, intr);
 
         // Event injection.
         let mut info = 0u32;
@@ -318,67 +326,74 @@ impl VmxVcpu {
             // Real mode delivers no error code.
             if let (Some(e), true) = (ev.error_code, st.cr0 & cr0::PE != 0) {
                 info |= INTR_INFO_EC_VALID;
-                w.w(f::ENTRY_EXCEPTION_EC, e as u64);
+                w.w(VM_ENTRY_EXCEPTION_ERROR_CODE, e);
             }
         }
-        w.w(f::ENTRY_INTR_INFO, info as u64);
+        w.w(VM_ENTRY_INTR_INFO_FIELD, info);
     }
 
-    fn save_state(&mut self, st: &mut ArchState) {
+    fn save_state(&mut self, v: &CurrentVmcs<'_>, st: &mut ArchState) {
         let segs: [&mut kvm_segment; 8] = {
             let ArchState { es, cs, ss, ds, fs, gs, ldt, tr, .. } = st;
             [es, cs, ss, ds, fs, gs, ldt, tr]
         };
-        for (i, s) in segs.into_iter().enumerate() {
-            *s = seg_from_ar(rd(f::GUEST_SEL[i]) as u16, rd(f::GUEST_AR[i]) as u32, rd(f::GUEST_LIMIT[i]) as u32, rd(f::GUEST_BASE[i]));
+        for (f, s) in GUEST_SEGMENTS.iter().zip(segs) {
+            *s = seg_from_ar(v.read(f.selector), v.read(f.access_rights), v.read(f.limit), v.read(f.base));
         }
-        st.gdt = kvm_dtable { base: rd(f::GUEST_GDTR_BASE), limit: rd(f::GUEST_GDTR_LIMIT) as u16, ..Default::default() };
-        st.idt = kvm_dtable { base: rd(f::GUEST_IDTR_BASE), limit: rd(f::GUEST_IDTR_LIMIT) as u16, ..Default::default() };
-        // The guest's own CR0/CR4: its bits outside the mask, the shadow inside.
-        let m0 = rd(f::CR0_MASK);
-        st.cr0 = (rd(f::GUEST_CR0) & !m0) | (rd(f::CR0_SHADOW) & m0);
-        let m4 = rd(f::CR4_MASK);
-        st.cr4 = (rd(f::GUEST_CR4) & !m4) | (rd(f::CR4_SHADOW) & m4);
-        st.cr3 = rd(f::GUEST_CR3);
-        st.dr7 = rd(f::GUEST_DR7);
-        st.gprs[gpr::RSP] = rd(f::GUEST_RSP);
-        st.rip = rd(f::GUEST_RIP);
-        st.rflags = rd(f::GUEST_RFLAGS);
-        st.sysenter_cs = rd(f::GUEST_SYSENTER_CS);
-        st.sysenter_esp = rd(f::GUEST_SYSENTER_ESP);
-        st.sysenter_eip = rd(f::GUEST_SYSENTER_EIP);
-        st.efer = rd(f::GUEST_EFER);
-        st.pat = rd(f::GUEST_PAT);
-        let intr = rd(f::GUEST_INTERRUPTIBILITY);
-        st.interrupt_shadow = intr & 3 != 0;
+        st.gdt = kvm_dtable { base: v.read(GUEST_GDTR_BASE), limit: v.read(GUEST_GDTR_LIMIT) as u16, ..Default::default() };
+        st.idt = kvm_dtable { base: v.read(GUEST_IDTR_BASE), limit: v.read(GUEST_IDTR_LIMIT) as u16, ..Default::default() };
+        // The guest's own CR0/CR4: the bits it owns from the hardware register,
+        // the others from the shadow (they only change through kvm.ko).
+        st.cr0 = (v.read(GUEST_CR0) & CR0_GUEST_OWNED) | (v.read(CR0_READ_SHADOW) & !CR0_GUEST_OWNED);
+        st.cr4 = (v.read(GUEST_CR4) & CR4_GUEST_OWNED) | (v.read(CR4_READ_SHADOW) & !CR4_GUEST_OWNED);
+        st.cr3 = v.read(GUEST_CR3);
+        if st.pae_paging() {
+            // The guest may have loaded CR3 (and so new PDPTEs) without an exit.
+            for (i, f) in GUEST_PDPTRS.iter().enumerate() {
+                st.pdptrs[i] = v.read(*f);
+            }
+        }
+        st.dr7 = v.read(GUEST_DR7);
+        st.gprs[gpr::RSP] = v.read(GUEST_RSP);
+        st.rip = v.read(GUEST_RIP);
+        st.rflags = v.read(GUEST_RFLAGS);
+        st.sysenter_cs = v.read(GUEST_SYSENTER_CS) as u64;
+        st.sysenter_esp = v.read(GUEST_SYSENTER_ESP);
+        st.sysenter_eip = v.read(GUEST_SYSENTER_EIP);
+        st.efer = v.read(GUEST_IA32_EFER);
+        st.pat = v.read(GUEST_IA32_PAT);
+        let intr = v.read(GUEST_INTERRUPTIBILITY_INFO);
+        st.interrupt_shadow = intr & (BLOCKING_BY_STI | BLOCKING_BY_MOV_SS) != 0;
         if self.vmx.config().pin_based & PIN_BASED_VIRTUAL_NMIS != 0 {
-            st.nmi_masked = intr & (1 << 3) != 0;
+            st.nmi_masked = intr & BLOCKING_BY_NMI != 0;
         }
         // An event whose delivery was interrupted by the exit is injected again.
         st.pending_event = None;
-        let idt = rd(f::IDT_VECTORING_INFO) as u32;
+        let idt = v.read(IDT_VECTORING_INFO_FIELD);
         if idt & INTR_INFO_VALID != 0 {
             let ty = (idt >> 8) & 7;
             st.pending_event = Some(PendingEvent {
                 vector: idt as u8,
-                error_code: if idt & INTR_INFO_EC_VALID != 0 { Some(rd(f::IDT_VECTORING_EC) as u32) } else { None },
+                error_code: if idt & INTR_INFO_EC_VALID != 0 { Some(v.read(IDT_VECTORING_ERROR_CODE)) } else { None },
                 soft: false,
                 external: ty == TYPE_EXT_INT,
             });
         }
         self.exit_rip = st.rip;
-        self.exit_len = rd(f::EXIT_INSTRUCTION_LEN) as u32;
+        self.exit_len = v.read(VM_EXIT_INSTRUCTION_LEN);
     }
 
-    fn decode_exit(&self) -> Exit {
-        let reason = rd(f::EXIT_REASON);
-        let q = rd(f::EXIT_QUALIFICATION);
-        if reason & (1 << 31) != 0 {
-            return Exit::FailEntry { hardware_reason: reason };
+    fn decode_exit(&self, v: &CurrentVmcs<'_>) -> Exit {
+        let full = v.read(VM_EXIT_REASON);
+        let q = v.read(EXIT_QUALIFICATION);
+        if full & (1 << 31) != 0 {
+            // VM-entry failure: invalid guest state (33), MSR loading (34), machine
+            // check (41). The whole field goes to user space, as upstream's.
+            return Exit::FailEntry { hardware_reason: full as u64 };
         }
-        match reason & 0xffff {
-            0 => {
-                let info = rd(f::EXIT_INTR_INFO) as u32;
+        match full & 0xffff {
+            reason::EXCEPTION_NMI => {
+                let info = v.read(VM_EXIT_INTR_INFO);
                 if (info >> 8) & 7 == TYPE_NMI {
                     // A host NMI ended the guest: hand it to the host's handler.
                     // SAFETY: interrupts are off; INT 2 runs the kernel's NMI entry
@@ -388,31 +403,75 @@ impl VmxVcpu {
                 }
                 Exit::Exception {
                     vector: info as u8,
-                    error_code: if info & INTR_INFO_EC_VALID != 0 { Some(rd(f::EXIT_INTR_EC) as u32) } else { None },
+                    error_code: if info & INTR_INFO_EC_VALID != 0 { Some(v.read(VM_EXIT_INTR_ERROR_CODE)) } else { None },
                 }
             }
-            1 => Exit::HostInterrupt,
-            2 => Exit::Shutdown,
-            7 => Exit::InterruptWindow,
-            8 => Exit::Iret,
-            10 => Exit::Cpuid,
-            12 => Exit::Hlt,
-            13 | 36 | 39 | 54 => Exit::Nop,
-            18 => Exit::Hypercall,
-            19..=27 | 50 | 51 | 53 => Exit::UndefinedOpcode,
-            29 => Exit::DrAccess { dr: (q & 7) as u8, write: q & (1 << 4) == 0 },
-            30 => Exit::Io {
+            reason::EXTERNAL_INTERRUPT => Exit::HostInterrupt,
+            reason::TRIPLE_FAULT => Exit::Shutdown,
+            reason::INTERRUPT_WINDOW => Exit::InterruptWindow,
+            reason::NMI_WINDOW => Exit::Iret,
+            reason::CPUID => Exit::Cpuid,
+            reason::HLT => Exit::Hlt,
+            reason::INVD | reason::MWAIT | reason::MONITOR | reason::WBINVD => Exit::Nop,
+            reason::VMCALL => Exit::Hypercall,
+            reason::VMCLEAR..=reason::VMXON | reason::INVEPT | reason::RDTSCP | reason::INVVPID => Exit::UndefinedOpcode,
+            reason::CR_ACCESS => {
+                // Bits 3:0 the CR, 5:4 the access type, 11:8 the GPR, 31:16 LMSW's data.
+                let gpr = Some(((q >> 8) & 0xf) as u8);
+                let op = match (q >> 4) & 3 {
+                    0 => CrOp::Write { gpr },
+                    1 => CrOp::Read { gpr },
+                    2 => CrOp::Clts,
+                    _ => CrOp::Lmsw { msw: (q >> 16) as u16 },
+                };
+                Exit::CrAccess { cr: (q & 0xf) as u8, op }
+            }
+            reason::DR_ACCESS => Exit::DrAccess { dr: (q & 7) as u8, write: q & (1 << 4) == 0 },
+            reason::IO_INSTRUCTION => Exit::Io {
                 port: (q >> 16) as u16,
                 size: ((q & 7) + 1) as u8,
                 input: q & 8 != 0,
                 string: q & 16 != 0,
                 rep: q & 32 != 0,
             },
-            31 => Exit::Rdmsr,
-            32 => Exit::Wrmsr,
-            48 => Exit::TdpFault { gpa: rd(f::GUEST_PHYSICAL_ADDRESS), write: q & 2 != 0, fetch: q & 4 != 0, present: q & 0x38 != 0 },
-            55 => Exit::Xsetbv,
-            r => Exit::Unhandled { reason: r, info1: q, info2: rd(f::GUEST_PHYSICAL_ADDRESS) },
+            reason::MSR_READ => Exit::Rdmsr,
+            reason::MSR_WRITE => Exit::Wrmsr,
+            reason::EPT_VIOLATION => Exit::TdpFault {
+                gpa: v.read(GUEST_PHYSICAL_ADDRESS),
+                write: q & 2 != 0,
+                fetch: q & 4 != 0,
+                present: q & 0x38 != 0,
+            },
+            reason::XSETBV => Exit::Xsetbv,
+            r => Exit::Unhandled { reason: r as u64, info1: q, info2: v.read(GUEST_PHYSICAL_ADDRESS) },
+        }
+    }
+
+    /// The TLB maintenance this entry needs (upstream's KVM_REQ_TLB_FLUSH and
+    /// KVM_REQ_TLB_FLUSH_GUEST, vmx_flush_tlb_all/_guest).
+    fn flush_tlb(&mut self, cpu_id: u32, p: &EntryParams) {
+        let moved = self.last_cpu != Some(cpu_id);
+        self.last_cpu = Some(cpu_id);
+        if p.flush_tlb || moved {
+            // Guest-physical mappings changed, or this CPU may hold stale ones of
+            // this vCPU (or of an EPT root whose page was reused): INVEPT drops
+            // every mapping derived from any EPT root.
+            // SAFETY: INVEPT all-context is supported (checked by the VMCS
+            // configuration) and VMX operation is on.
+            unsafe { vmx_insn::invept_all() };
+        }
+        if self.vpid != 0 && (moved || p.flush_guest_tlb) {
+            // The guest's linear mappings tagged with this VPID survive VM entry
+            // and exit: drop them when the guest changed its paging mode in a way
+            // kvm.ko carried out, or when they may be stale on this CPU.
+            let ty = if self.vmx.config().ept_vpid_cap & VPID_CAP_INVVPID_SINGLE != 0 {
+                InvvpidType::SingleContext
+            } else {
+                InvvpidType::AllContexts
+            };
+            // SAFETY: INVVPID of this type is supported (the configuration enables
+            // VPID only if one is) and VMX operation is on.
+            unsafe { vmx_insn::invvpid(ty, self.vpid) };
         }
     }
 }
@@ -420,21 +479,22 @@ impl VmxVcpu {
 impl VendorVcpu for VmxVcpu {
     fn run(&mut self, st: &mut ArchState, p: &EntryParams) -> Exit {
         let cpu_id = cpu::smp_processor_id();
-        // SAFETY: VMX operation is on (enabled on every CPU while loaded); the
-        // VMCS page is ours and carries the revision ID.
-        if unsafe { vmclear(self.vmcs_pa).and_then(|_| vmptrld(self.vmcs_pa)) }.is_err() {
+        // SAFETY: VMX operation is on (enabled on every CPU while loaded);
+        // interrupts are off (the caller's contract) until the VMCS is cleared
+        // below; the VMCS page is ours, carries the revision ID, and is not
+        // active anywhere (it is cleared after every run).
+        let Ok(mut vmcs) = (unsafe { CurrentVmcs::load(self.vmcs_pa) }) else {
+            pr_err!("VMPTRLD of a vCPU's VMCS failed on CPU {}\n", cpu_id);
             return Exit::FailEntry { hardware_reason: u64::MAX };
-        }
-        if p.flush_tlb || self.last_cpu != Some(cpu_id) {
-            // SAFETY: INVEPT is supported (checked by the VMCS configuration).
-            unsafe { crate::vmx_insn::invept_all() };
-            self.last_cpu = Some(cpu_id);
-        }
-        let mut w = Writer { failed: None };
-        self.write_all(st, p, &mut w);
-        if let Some(field) = w.failed {
-            // SAFETY: the VMCS is current.
-            let _ = unsafe { vmclear(self.vmcs_pa) };
+        };
+        self.flush_tlb(cpu_id, p);
+        let mut w = Writer { vmcs: &mut vmcs, failed: None };
+        self.write_controls(st, p, &mut w);
+        self.write_host_state(&mut w);
+        self.write_guest_state(st, &mut w);
+        if let Some(WriteFailed(field)) = w.failed {
+            pr_err!("VMWRITE of field {:#x} failed\n", field);
+            vmcs.clear();
             return Exit::FailEntry { hardware_reason: 0x1_0000_0000 | field as u64 };
         }
         // The syscall MSRs and KernelGsBase are not switched by VM entry/exit.
@@ -462,13 +522,15 @@ impl VendorVcpu for VmxVcpu {
             core::arch::asm!("lidt [{}]", in(reg) idt.as_ptr(), options(nostack));
         }
         let exit = if failed != 0 {
-            Exit::FailEntry { hardware_reason: 0x8000_0000_0000_0000 | rd(f::VM_INSTRUCTION_ERROR) }
+            // VMfailValid: the controls or the host state were refused.
+            let err = vmcs.read(VM_INSTRUCTION_ERROR);
+            pr_err!("VMLAUNCH failed: VM-instruction error {} ({:?})\n", err, VmInstructionError::decode(err));
+            Exit::FailEntry { hardware_reason: 0x8000_0000_0000_0000 | err as u64 }
         } else {
-            self.save_state(st);
-            self.decode_exit()
+            self.save_state(&vmcs, st);
+            self.decode_exit(&vmcs)
         };
-        // SAFETY: the VMCS is current; clearing it makes it safe to load on any CPU.
-        let _ = unsafe { vmclear(self.vmcs_pa) };
+        vmcs.clear();
         exit
     }
 

@@ -5,6 +5,7 @@
 
 use crate::vmcs_config::{self, CapabilityMsrs, ConfigError, VmcsConfig};
 use crate::vmx_insn;
+use crate::vpid::VpidAllocator;
 use kernel::c_str;
 use kernel::page::Page;
 use kernel::prelude::*;
@@ -61,6 +62,48 @@ pub(crate) struct Vmx {
     true_procbased_must1: u32,
     /// The VMXON region of each CPU, indexed by CPU number.
     vmxon_regions: KVec<Page>,
+    vpids: VpidAllocator,
+    /// The MSR bitmap all vCPUs share (read-only after setup).
+    _msr_bitmap: Page,
+    msr_bitmap_pa: u64,
+}
+
+/// MSRs the guest reads and writes without an exit: the VMCS switches them
+/// (segment bases, SYSENTER) or kvm-intel does around every entry
+/// (KernelGSbase), so kvm.ko sees their values at each exit anyway.
+const PASSTHROUGH_MSRS: [u32; 6] = [
+    msr::FS_BASE,
+    msr::GS_BASE,
+    msr::KERNEL_GS_BASE,
+    msr::IA32_SYSENTER_CS,
+    msr::IA32_SYSENTER_ESP,
+    msr::IA32_SYSENTER_EIP,
+];
+
+/// The MSR bitmap (SDM vol. 3, 25.6.9): read bitmaps for MSRs 0-0x1fff and
+/// 0xc0000000-0xc0001fff, then the write bitmaps; a set bit makes the access
+/// exit. Everything exits but [`PASSTHROUGH_MSRS`].
+fn build_msr_bitmap() -> Result<Page> {
+    let page = Page::alloc_page(GFP_KERNEL)?;
+    let ones = [0xffu8; 256];
+    for off in (0..4096).step_by(ones.len()) {
+        // SAFETY: 256 bytes inside a page we own.
+        unsafe { page.write_raw(ones.as_ptr(), off, ones.len())? };
+    }
+    for m in PASSTHROUGH_MSRS {
+        let (base, index) = if m >= 0xc000_0000 { (1024, m - 0xc000_0000) } else { (0, m) };
+        for half in [0, 2048] {
+            let byte = half + base + (index / 8) as usize;
+            let mut v = 0u8;
+            // SAFETY: one byte inside a page we own (index < 0x2000, so byte < 4096).
+            unsafe {
+                page.read_raw(&mut v, byte, 1)?;
+                v &= !(1 << (index % 8));
+                page.write_raw(&v, byte, 1)?;
+            }
+        }
+    }
+    Ok(page)
 }
 
 impl KvmX86Ops for Vmx {
@@ -79,6 +122,9 @@ impl KvmX86Ops for Vmx {
                 ),
                 ConfigError::NoUnrestrictedGuest => pr_err!(
                     "unrestricted guest not supported by this CPU; real-mode emulation is not implemented\n"
+                ),
+                ConfigError::NoEferSwitch => pr_err!(
+                    "VM entry/exit cannot load IA32_EFER on this CPU; MSR autoload lists are not implemented\n"
                 ),
                 other => pr_err!("unusable VMX configuration: {:?}\n", other),
             }
@@ -105,7 +151,9 @@ impl KvmX86Ops for Vmx {
         } else {
             caps.procbased as u32
         };
-        Ok(Vmx { config, caps, true_procbased_must1, vmxon_regions })
+        let msr_bitmap = build_msr_bitmap()?;
+        let msr_bitmap_pa = cpu::page_phys(&msr_bitmap);
+        Ok(Vmx { config, caps, true_procbased_must1, vmxon_regions, vpids: VpidAllocator::new()?, _msr_bitmap: msr_bitmap, msr_bitmap_pa })
     }
 
     fn enable_virtualization_cpu(&self) -> Result {
@@ -175,6 +223,16 @@ impl Vmx {
     /// The capability MSRs read at load.
     pub(crate) fn caps(&self) -> &CapabilityMsrs {
         &self.caps
+    }
+
+    /// The VPIDs of the vCPUs.
+    pub(crate) fn vpids(&self) -> &VpidAllocator {
+        &self.vpids
+    }
+
+    /// Physical address of the shared MSR bitmap.
+    pub(crate) fn msr_bitmap_pa(&self) -> u64 {
+        self.msr_bitmap_pa
     }
 
     /// Primary processor-based controls that must be 1 per the TRUE capability

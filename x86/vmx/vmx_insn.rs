@@ -96,3 +96,23 @@ pub(crate) unsafe fn invept_all() {
     // SAFETY: per the caller's guarantee.
     unsafe { core::arch::asm!("invept {}, [{}]", in(reg) 2u64, in(reg) &desc, options(nostack)) };
 }
+
+/// INVVPID types (SDM vol. 3, 30.3, "INVVPID").
+#[derive(Clone, Copy)]
+pub(crate) enum InvvpidType {
+    /// Every mapping tagged with the given VPID.
+    SingleContext = 1,
+    /// Every mapping tagged with any VPID but 0.
+    AllContexts = 2,
+}
+
+/// INVVPID of `vpid`'s mappings.
+///
+/// # Safety
+/// VMX operation is on and the CPU supports INVVPID with this type (the VMCS
+/// configuration checked both).
+pub(crate) unsafe fn invvpid(ty: InvvpidType, vpid: u16) {
+    let desc = [vpid as u64, 0u64];
+    // SAFETY: per the caller's guarantee; the descriptor is 16 bytes in memory.
+    unsafe { core::arch::asm!("invvpid {}, [{}]", in(reg) ty as u64, in(reg) &desc, options(nostack)) };
+}

@@ -13,7 +13,8 @@
 // A table of the SDM's control bits: not every one is used by kvm-intel.
 #[allow(dead_code)]
 pub mod controls;
-// Typed VMCS fields; kvm-intel does not manage VMCSs yet (see README).
+// Typed VMCS fields: the table is complete for kvm-intel's use, not every one
+// is used.
 #[allow(dead_code)]
 pub mod fields;
 use controls::*;
@@ -55,6 +56,10 @@ pub enum ConfigError {
     EptUnusable,
     /// No unrestricted guest: real mode would need emulation, not implemented.
     NoUnrestrictedGuest,
+    /// VM entry cannot load, or VM exit cannot save and load, IA32_EFER (the
+    /// MSR autoload lists upstream falls back to are not implemented; every CPU
+    /// with unrestricted guest has the controls).
+    NoEferSwitch,
     /// A VM-entry control without its VM-exit partner (or the reverse), which
     /// upstream also refuses with error_on_inconsistent_vmcs_config.
     InconsistentEntryExit,
@@ -131,6 +136,11 @@ pub fn setup_vmcs_config(m: &CapabilityMsrs) -> Result<VmcsConfig, ConfigError> 
         if (vmentry & n == 0) != (vmexit & x == 0) {
             return Err(ConfigError::InconsistentEntryExit);
         }
+    }
+
+    let efer_exit = VM_EXIT_SAVE_IA32_EFER | VM_EXIT_LOAD_IA32_EFER;
+    if vmentry & VM_ENTRY_LOAD_IA32_EFER == 0 || vmexit & efer_exit != efer_exit {
+        return Err(ConfigError::NoEferSwitch);
     }
 
     let vmcs_size = ((m.basic >> 32) & 0x1fff) as u32;

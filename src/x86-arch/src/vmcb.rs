@@ -147,6 +147,8 @@ pub mod intercept {
     pub const SMI: u32 = 1 << 2;
     pub const INIT: u32 = 1 << 3;
     pub const VINTR: u32 = 1 << 4;
+    /// Writes to CR0 that change bits other than TS and MP.
+    pub const SELECTIVE_CR0: u32 = 1 << 5;
     pub const CPUID: u32 = 1 << 18;
     pub const IRET: u32 = 1 << 20;
     pub const INVD: u32 = 1 << 22;
@@ -175,12 +177,15 @@ pub mod intercept {
 
 // Exit codes (APM vol. 2, appendix C).
 pub mod exit_code {
+    pub const WRITE_CR4: u64 = 0x014;
+    pub const WRITE_CR8: u64 = 0x018;
     pub const EXCP_BASE: u64 = 0x040;
     pub const INTR: u64 = 0x060;
     pub const NMI: u64 = 0x061;
     pub const SMI: u64 = 0x062;
     pub const INIT: u64 = 0x063;
     pub const VINTR: u64 = 0x064;
+    pub const CR0_SEL_WRITE: u64 = 0x065;
     pub const CPUID: u64 = 0x072;
     pub const IRET: u64 = 0x074;
     pub const INVD: u64 = 0x076;

@@ -11,6 +11,7 @@ mod guests;
 mod harness;
 mod kvm;
 mod lifecycle;
+mod modes;
 mod smp;
 mod system;
 
@@ -19,6 +20,7 @@ fn main() {
     let mut tests = Vec::new();
     tests.extend(system::tests());
     tests.extend(guests::tests());
+    tests.extend(modes::tests());
     tests.extend(lifecycle::tests());
     tests.extend(smp::tests());
     let failed = harness::run(&tests, &filter);
