@@ -6,16 +6,19 @@
 # Environment in the VM as with vm-run.sh (REPO, KBUILD, HOST_REPO, HOST_KBUILD);
 # `chroot /host` works for the packed binaries.
 #
-#   scripts/bochs-run.sh [--timeout S] [--log FILE] SCRIPT [ARGS...]
+#   scripts/bochs-run.sh [--timeout S] [--log FILE] [--with-qemu] SCRIPT [ARGS...]
+# --with-qemu also packs Debian's QEMU (binary, libraries, firmware), the test
+# kernel and the L2 initramfs (L2_INITRD), for tests/vm/qemu-boot.sh.
 # Exit status: the script's, 124 on timeout, 125 without a status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-timeout=300 log=""
+timeout=300 log="" with_qemu=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --timeout) timeout=$2; shift 2 ;;
         --log) log=$2; shift 2 ;;
+        --with-qemu) with_qemu=1; shift ;;
         *) break ;;
     esac
 done
@@ -39,9 +42,18 @@ cp "$repo"/*.ko "$h$repo/"
 cp -r "$repo/tests/vm" "$h$repo/tests/"
 cp "$kbuild"/arch/x86/kvm/*.ko "$h$kbuild/arch/x86/kvm/"
 cp "$kbuild"/virt/lib/irqbypass.ko "$h$kbuild/virt/lib/"
-for b in "$repo"/target/release/kvm-api-tests "$repo"/target/release/rdmsr; do
+bins=("$repo"/target/release/kvm-api-tests "$repo"/target/release/rdmsr)
+if [ $with_qemu = 1 ]; then
+    bins+=(/usr/bin/qemu-system-x86_64)
+    mkdir -p "$h/usr/share" "$h$kbuild/arch/x86/boot" "$h$(dirname "${L2_INITRD:?--with-qemu needs L2_INITRD}")"
+    cp -a /usr/share/qemu /usr/share/seabios "$h/usr/share/"
+    cp "$kbuild/arch/x86/boot/bzImage" "$h$kbuild/arch/x86/boot/"
+    cp "$L2_INITRD" "$h$L2_INITRD"
+fi
+for b in "${bins[@]}"; do
     [ -x "$b" ] || continue
-    cp "$b" "$h$repo/target/release/"
+    mkdir -p "$h$(dirname "$b")"
+    cp "$b" "$h$b"
     for lib in $(ldd "$b" | grep -o '/[^ ]*'); do
         mkdir -p "$h$(dirname "$lib")"; cp -L "$lib" "$h$lib"
     done
@@ -51,6 +63,7 @@ cp "$script" "$h$script"
 job=/job.sh
 {
     echo "export REPO='/host$repo' KBUILD='/host$kbuild' HOST_REPO='$repo' HOST_KBUILD='$kbuild'"
+    [ $with_qemu = 0 ] || echo "export L2_INITRD='$L2_INITRD' QEMU_TIMEOUT='${QEMU_TIMEOUT:-300}'"
     printf 'set --'; printf " '%s'" "$@"; echo
     echo ". '/host$script'"
 } > "$h$job"

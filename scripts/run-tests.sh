@@ -3,7 +3,10 @@
 #   1. host: cargo test of the src/ crates (UAPI layout, CPUID filtering, ...);
 #   2. build: the three modules against the test kernel, the test programs;
 #   3. test VM (QEMU TCG, AMD EPYC with SVM+NPT, 2 CPUs): module tests and the API
-#      suite, against our modules and against upstream's from the same kernel tree.
+#      suite, against our modules and against upstream's from the same kernel tree;
+#      Debian's QEMU booting Linux as a nested guest on both;
+#   4. Bochs (Skylake-X with VMX, 1 CPU): the kvm-intel subset of the API suite and
+#      the nested QEMU boot, on our kvm-intel and upstream's.
 # Ends with `N passed, N failed`; exits 1 if anything failed.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -63,6 +66,13 @@ step "Bochs (Intel VMX): kvm-intel tests, ours and upstream"
 "$here/bochs-run.sh" --timeout 600 --log "$logdir/bochs.log" "$repo/tests/vm/vmx.sh" ours upstream \
     > "$logdir/bochs.out" 2>&1
 count bochs/suite "$logdir/bochs.out" $? "$logdir/bochs.log"
+
+step "Bochs (Intel VMX): Debian's QEMU boots Linux on kvm-intel, ours and upstream"
+L2_INITRD=$L2_INITRD "$here/bochs-run.sh" --timeout 900 --log "$logdir/bochs-qemu.log" --with-qemu \
+    "$repo/tests/vm/qemu-boot.sh" ours upstream > "$logdir/bochs-qemu.out.raw" 2>&1
+status=$?
+sed 's#^\(PASS\|FAIL\) #\1 vmx/#' "$logdir/bochs-qemu.out.raw" > "$logdir/bochs-qemu.out"
+count bochs/qemu-boot "$logdir/bochs-qemu.out" $status "$logdir/bochs-qemu.log"
 
 step "make install (DESTDIR)"
 inst=$(mktemp -d)

@@ -36,7 +36,10 @@ refuse() {
 }
 
 load_kvm() { [ -z "$MOD_PRE" ] || grep -q '^irqbypass ' /proc/modules || insmod "$MOD_PRE"; insmod "$MOD_KVM"; }
-load_all() { load_kvm && insmod "$MOD_AMD"; }
+# The vendor module of this CPU (kvm-intel under Bochs, kvm-amd elsewhere).
+load_all() {
+    if grep -q -w vmx /proc/cpuinfo; then load_kvm && insmod "$MOD_INTEL"; else load_kvm && insmod "$MOD_AMD"; fi
+}
 unload_all() { rmmod kvm_amd 2>/dev/null; rmmod kvm_intel 2>/dev/null; rmmod kvm 2>/dev/null; true; }
 loaded() { grep -q "^$1 " /proc/modules; }
 

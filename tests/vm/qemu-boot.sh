@@ -5,7 +5,7 @@
 #   BOOT_RUNS=N   boot N times after a warm-up boot and print the best time
 #                 (BOOTTIME <set> <seconds>) for make bench.
 l2_boot() {
-    timeout ${QEMU_TIMEOUT:-150} chroot /host qemu-system-x86_64 -accel kvm -machine pc,kernel-irqchip=off \
+    timeout ${QEMU_TIMEOUT:-150} chroot /host /usr/bin/qemu-system-x86_64 -accel kvm -machine pc,kernel-irqchip=off \
         -cpu qemu64 -m 256M -nographic -nodefaults -serial stdio -no-reboot \
         -kernel "$HOST_KBUILD/arch/x86/boot/bzImage" -initrd "$L2_INITRD" \
         -append "console=ttyS0 panic=-1 ${L2_APPEND:-quiet}" 2>&1

@@ -30,6 +30,9 @@ pub(crate) struct SoftMsrs {
     mcg_status: u64,
     mcg_ctl: u64,
     hwcr: u64,
+    /// IA32_MISC_ENABLE: read by Intel guests early (Linux's verify_cpu clears
+    /// XD_DISABLE in it); PEBS/BTS unavailable are set and read-only.
+    misc_enable: u64,
     /// DE_CFG: guests set bit 1 (LFENCE is dispatch serializing).
     de_cfg: u64,
     /// kvmclock MSRs (0x11/0x12 and 0x4b564d00/01), stored for the VMM's
@@ -49,12 +52,18 @@ impl SoftMsrs {
             mcg_status: 0,
             mcg_ctl: u64::MAX,
             hwcr: 0,
+            misc_enable: MISC_ENABLE_BTS_UNAVAIL | MISC_ENABLE_PEBS_UNAVAIL,
             de_cfg: 0,
             kvm_wall_clock: 0,
             kvm_system_time: 0,
         }
     }
 }
+
+/// IA32_MISC_ENABLE bits with a meaning for KVM (upstream's msr-index.h).
+const MISC_ENABLE_EMON: u64 = 1 << 7;
+const MISC_ENABLE_BTS_UNAVAIL: u64 = 1 << 11;
+const MISC_ENABLE_PEBS_UNAVAIL: u64 = 1 << 12;
 
 fn valid_memtype(t: u64) -> bool {
     matches!(t, 0 | 1 | 4 | 5 | 6)
@@ -132,6 +141,7 @@ pub(crate) fn get_msr(inner: &VcpuInner, index: u32, _host: bool) -> Result<u64>
         // Microcode revision: upstream's default for a vCPU.
         msr::IA32_BIOS_SIGN_ID => 0x1_0000_0000,
         0xc001_0015 => inner.msrs.hwcr,
+        msr::IA32_MISC_ENABLE => inner.msrs.misc_enable,
         0xc001_1029 => inner.msrs.de_cfg,
         msr::KVM_WALL_CLOCK | msr::KVM_WALL_CLOCK_NEW => inner.msrs.kvm_wall_clock,
         msr::KVM_SYSTEM_TIME | msr::KVM_SYSTEM_TIME_NEW => inner.msrs.kvm_system_time,
@@ -234,6 +244,18 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
         }
         msr::IA32_BIOS_SIGN_ID => {}
         0xc001_0015 => inner.msrs.hwcr = v & 0x0000_0000_ffff_ffff,
+        msr::IA32_MISC_ENABLE => {
+            let old = inner.msrs.misc_enable;
+            let read_only = MISC_ENABLE_BTS_UNAVAIL | MISC_ENABLE_PEBS_UNAVAIL;
+            if host {
+                inner.msrs.misc_enable = v;
+            } else if (old ^ v) & read_only != 0 {
+                return Err(EINVAL);
+            } else {
+                // EMON is read-only too, but writes to it are ignored (upstream).
+                inner.msrs.misc_enable = (v & !MISC_ENABLE_EMON) | (old & MISC_ENABLE_EMON);
+            }
+        }
         0xc001_1029 if v & !2 == 0 => inner.msrs.de_cfg = v,
         msr::KVM_WALL_CLOCK | msr::KVM_WALL_CLOCK_NEW if host => inner.msrs.kvm_wall_clock = v,
         msr::KVM_SYSTEM_TIME | msr::KVM_SYSTEM_TIME_NEW if host || v & 1 == 0 => inner.msrs.kvm_system_time = v,

@@ -19,6 +19,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("guest/cpuid_from_table", cpuid_in_guest),
         ("guest/msr_write_read", msr_in_guest),
         ("guest/unknown_msr_gp_triple_fault", unknown_msr_shutdown),
+        ("guest/misc_enable_msr_read_only_bits", misc_enable_msr),
         ("guest/ud2_without_idt_triple_fault", triple_fault),
         ("guest/readonly_slot", readonly_slot),
         ("guest/dirty_log", dirty_log),
@@ -238,6 +239,23 @@ fn unknown_msr_shutdown() -> TestResult {
     // mov ecx,0xdeadbeef; rdmsr; hlt -> #GP, no IDT -> #DF -> triple fault
     poke(mem, CODE as usize, &[0xb9, 0xef, 0xbe, 0xad, 0xde, 0x0f, 0x32, 0xf4]);
     v.long_mode_at(&vm.kvm, mem, CODE)?;
+    expect_exit(&v, KVM_EXIT_SHUTDOWN)
+}
+
+fn misc_enable_msr() -> TestResult {
+    let (vm, v, mem) = vm_with_ram(0x10000)?;
+    // Linux's verify_cpu reads IA32_MISC_ENABLE on Intel CPUs: it must exist,
+    // with BTS/PEBS unavailable (bits 11, 12) set and read-only.
+    // mov $0x1a0,%ecx; rdmsr; mov %eax,%ebx; out %al,$0x10; xor $0x800,%eax;
+    // wrmsr (#GP, no IDT: triple fault); hlt
+    poke(mem, CODE as usize, &[
+        0xb9, 0xa0, 0x01, 0x00, 0x00, 0x0f, 0x32, 0x89, 0xc3, 0xe6, 0x10, 0x35, 0x00, 0x08, 0x00, 0x00,
+        0x0f, 0x30, 0xf4,
+    ]);
+    v.long_mode_at(&vm.kvm, mem, CODE)?;
+    check_eq!(v.get_msr(0x1a0)?, 0x1800);
+    expect_exit(&v, KVM_EXIT_IO)?;
+    check_eq!(v.regs()?.rbx, 0x1800);
     expect_exit(&v, KVM_EXIT_SHUTDOWN)
 }
 
