@@ -55,6 +55,10 @@ SYM_FUNC_START(kvm_rs_svm_vcpu_run)
 	mov GPR(15)(%rsi), %r15
 	mov GPR(6)(%rsi), %rsi
 
+	/* Flush CPU buffers (MDS and friends) where the host's mitigation asks
+	 * for it before entering a guest; clobbers EFLAGS.ZF only. */
+	VM_CLEAR_CPU_BUFFERS
+
 	/* RAX = VMCB physical address, still in (%rsp). */
 	vmrun %rax
 

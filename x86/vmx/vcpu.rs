@@ -195,17 +195,12 @@ impl VmxVcpu {
         // With EPT the CR3 and INVLPG exits are not needed (if the TRUE MSR lets
         // them be 0); the MSR bitmap lets the guest reach the MSRs that the VMCS
         // switches; no RDTSCP (not offered).
-        let mut cpu_based = (c.cpu_based
-            & !(CPU_BASED_CR3_LOAD_EXITING | CPU_BASED_CR3_STORE_EXITING | CPU_BASED_INVLPG_EXITING
-                | CPU_BASED_NMI_WINDOW_EXITING | CPU_BASED_INTR_WINDOW_EXITING))
-            | self.vmx.true_procbased_must1();
-        if p.request_interrupt_window {
-            cpu_based |= CPU_BASED_INTR_WINDOW_EXITING;
-        }
-        let vnmi = c.pin_based & PIN_BASED_VIRTUAL_NMIS != 0;
-        if p.intercept_iret && vnmi {
-            cpu_based |= CPU_BASED_NMI_WINDOW_EXITING;
-        }
+        let cpu_based = crate::vmcs_config::entry_cpu_based(
+            c,
+            self.vmx.true_procbased_must1(),
+            p.request_interrupt_window,
+            p.intercept_iret,
+        );
         let mut secondary = c.cpu_based_2nd & !SECONDARY_EXEC_ENABLE_RDTSCP;
         if self.vpid == 0 {
             secondary &= !SECONDARY_EXEC_ENABLE_VPID;

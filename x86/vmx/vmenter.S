@@ -51,6 +51,10 @@ SYM_FUNC_START(kvm_rs_vmx_vcpu_run)
 	mov GPR(15)(%rdi), %r15
 	mov GPR(7)(%rdi), %rdi
 
+	/* Flush CPU buffers (MDS and friends) where the host's mitigation asks
+	 * for it, as upstream's __vmx_vcpu_run does; clobbers EFLAGS.ZF only. */
+	CLEAR_CPU_BUFFERS
+
 	UNWIND_HINT_SAVE
 	vmlaunch
 	/* VMfail: the host registers are the guest's now; the stack is intact. */
@@ -89,7 +93,10 @@ SYM_INNER_LABEL_ALIGN(kvm_rs_vmx_vmexit, SYM_L_GLOBAL)
 	xor %r9d, %r9d
 	xor %r10d, %r10d
 	xor %r11d, %r11d
-	FILL_RETURN_BUFFER %rax, RSB_CLEAR_LOOPS, X86_FEATURE_RSB_VMEXIT
+	/* Stuff the RSB before the first RET (retpoline/IBRS hosts), or the
+	 * single call eIBRS hosts with PBRSB need. */
+	FILL_RETURN_BUFFER %rax, RSB_CLEAR_LOOPS, X86_FEATURE_RSB_VMEXIT, \
+			   X86_FEATURE_RSB_VMEXIT_LITE
 	xor %eax, %eax
 
 .Lvmx_out:

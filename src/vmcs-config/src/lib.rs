@@ -167,6 +167,23 @@ pub fn setup_vmcs_config(m: &CapabilityMsrs) -> Result<VmcsConfig, ConfigError> 
     })
 }
 
+/// The primary processor-based controls of one VM entry: the configuration less
+/// the exits EPT makes unnecessary (CR3 load/store, INVLPG), as far as the TRUE
+/// capability MSR's must-be-1 bits (`true_must1`) let them be 0, and with the
+/// interrupt-window and NMI-window exits only when asked for.
+pub fn entry_cpu_based(c: &VmcsConfig, true_must1: u32, intr_window: bool, nmi_window: bool) -> u32 {
+    let unneeded = CPU_BASED_CR3_LOAD_EXITING | CPU_BASED_CR3_STORE_EXITING | CPU_BASED_INVLPG_EXITING
+        | CPU_BASED_NMI_WINDOW_EXITING | CPU_BASED_INTR_WINDOW_EXITING;
+    let mut ctl = (c.cpu_based & !unneeded) | true_must1;
+    if intr_window {
+        ctl |= CPU_BASED_INTR_WINDOW_EXITING;
+    }
+    if nmi_window && c.pin_based & PIN_BASED_VIRTUAL_NMIS != 0 {
+        ctl |= CPU_BASED_NMI_WINDOW_EXITING;
+    }
+    ctl
+}
+
 /// CR0/CR4 values are legal in VMX operation iff every FIXED0 bit is set and no
 /// bit outside FIXED1 is (SDM A.7, A.8).
 pub fn fixed_bits_ok(value: u64, fixed0: u64, fixed1: u64) -> bool {

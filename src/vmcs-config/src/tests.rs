@@ -18,6 +18,103 @@ fn skylake() -> CapabilityMsrs {
     }
 }
 
+/// Intel Core i7-8700 (Coffee Lake, CPUID 0x906ea), as VirtualBox logged it on
+/// bare metal; TRUE_PROCBASED_CTLS 0xfff9fffe04006172.
+fn coffee_lake() -> CapabilityMsrs {
+    CapabilityMsrs {
+        basic: 0x00da_0400_0000_0004,
+        pinbased: 0x0000_007f_0000_0016,
+        procbased: 0xfff9_fffe_0401_e172,
+        exit: 0x01ff_ffff_0003_6dff,
+        entry: 0x0003_ffff_0000_11ff,
+        misc: 0x0000_0000_7004_c1e7,
+        cr0_fixed0: 0x8000_0021,
+        cr0_fixed1: 0xffff_ffff,
+        cr4_fixed0: 0x2000,
+        cr4_fixed1: 0x0037_27ff,
+        procbased2: 0x005f_bcff_0000_0000,
+        ept_vpid_cap: 0x0000_0f01_0673_4141,
+    }
+}
+
+/// Intel Core i7-3770 class (Ivy Bridge, CPUID 0x306a9), as VirtualBox logged
+/// it on bare metal: VMCS revision 0x10, no PML/VMCS shadowing, EPT without A/D
+/// bits or 1G pages; TRUE_PROCBASED_CTLS 0xfff9fffe04006172.
+fn ivy_bridge() -> CapabilityMsrs {
+    CapabilityMsrs {
+        basic: 0x00da_0400_0000_0010,
+        pinbased: 0x0000_007f_0000_0016,
+        procbased: 0xfff9_fffe_0401_e172,
+        exit: 0x007f_ffff_0003_6dff,
+        entry: 0x0000_ffff_0000_11ff,
+        misc: 0x0000_0000_1004_01e5,
+        cr0_fixed0: 0x8000_0021,
+        cr0_fixed1: 0xffff_ffff,
+        cr4_fixed0: 0x2000,
+        cr4_fixed1: 0x0017_67ff,
+        procbased2: 0x0000_08ff_0000_0000,
+        ept_vpid_cap: 0x0000_0f01_0611_4141,
+    }
+}
+
+/// TRUE_PROCBASED_CTLS of all three parts above.
+const TRUE_PROCBASED: u64 = 0xfff9_fffe_0400_6172;
+
+#[test]
+fn real_cpus_get_ept_vpid_unrestricted_guest() {
+    for (name, m, rev) in [("skylake", skylake(), 4), ("coffee lake", coffee_lake(), 4), ("ivy bridge", ivy_bridge(), 0x10)] {
+        let c = setup_vmcs_config(&m).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!((c.revision_id, c.vmcs_size), (rev, 0x400), "{name}");
+        assert_eq!(c.cpu_based & REQUIRED_CPU_BASED, REQUIRED_CPU_BASED, "{name}");
+        assert_eq!(c.pin_based, 0x16 | REQUIRED_PIN_BASED | PIN_BASED_VIRTUAL_NMIS, "{name}");
+        for bit in [SECONDARY_EXEC_ENABLE_EPT, SECONDARY_EXEC_ENABLE_VPID, SECONDARY_EXEC_UNRESTRICTED_GUEST] {
+            assert_ne!(c.cpu_based_2nd & bit, 0, "{name}: {bit:#x}");
+        }
+        assert!(c.vpid, "{name}");
+        assert_eq!(c.ept_vpid_cap & VPID_CAP_INVVPID_SINGLE, VPID_CAP_INVVPID_SINGLE, "{name}");
+        let efer = VM_EXIT_SAVE_IA32_EFER | VM_EXIT_LOAD_IA32_EFER;
+        assert_eq!(c.vmexit & efer, efer, "{name}");
+        assert_ne!(c.vmentry & VM_ENTRY_LOAD_IA32_EFER, 0, "{name}");
+        // The CR0/CR4 a guest runs with: its own plus NE (CR0) and VMXE (CR4).
+        assert!(fixed_bits_ok(0x8000_0031, m.cr0_fixed0, m.cr0_fixed1), "{name}");
+        assert!(fixed_bits_ok(0x2020, m.cr4_fixed0, m.cr4_fixed1), "{name}");
+    }
+}
+
+#[test]
+fn entry_controls_drop_the_exits_ept_makes_unneeded() {
+    for m in [skylake(), coffee_lake(), ivy_bridge()] {
+        let c = setup_vmcs_config(&m).unwrap();
+        let true_must1 = TRUE_PROCBASED as u32;
+        let ctl = entry_cpu_based(&c, true_must1, false, false);
+        // The TRUE MSR lets CR3 load/store exiting be 0 (bits 15, 16): EPT guests
+        // load CR3 without an exit; INVLPG too.
+        let gone = CPU_BASED_CR3_LOAD_EXITING | CPU_BASED_CR3_STORE_EXITING | CPU_BASED_INVLPG_EXITING;
+        assert_eq!(ctl & gone, 0);
+        assert_eq!(ctl & true_must1, true_must1);
+        // Still exits on HLT, I/O, MOV DR, CR8, and uses the MSR bitmap.
+        for bit in [CPU_BASED_HLT_EXITING, CPU_BASED_UNCOND_IO_EXITING, CPU_BASED_MOV_DR_EXITING,
+                    CPU_BASED_CR8_LOAD_EXITING, CPU_BASED_USE_MSR_BITMAPS] {
+            assert_ne!(ctl & bit, 0, "{bit:#x}");
+        }
+        assert_eq!(ctl & (CPU_BASED_INTR_WINDOW_EXITING | CPU_BASED_NMI_WINDOW_EXITING), 0);
+        let windows = entry_cpu_based(&c, true_must1, true, true);
+        assert_eq!(windows & CPU_BASED_INTR_WINDOW_EXITING, CPU_BASED_INTR_WINDOW_EXITING);
+        assert_eq!(windows & CPU_BASED_NMI_WINDOW_EXITING, CPU_BASED_NMI_WINDOW_EXITING);
+        // Without the TRUE MSR the default-1 bits (CR3 exiting) stay set.
+        let legacy = entry_cpu_based(&c, m.procbased as u32, false, false);
+        assert_eq!(legacy & gone & !CPU_BASED_INVLPG_EXITING, CPU_BASED_CR3_LOAD_EXITING | CPU_BASED_CR3_STORE_EXITING);
+    }
+}
+
+#[test]
+fn no_efer_switch_refused() {
+    let mut m = ivy_bridge();
+    m.entry &= !((VM_ENTRY_LOAD_IA32_EFER as u64) << 32);
+    m.exit &= !((VM_EXIT_LOAD_IA32_EFER as u64) << 32);
+    assert_eq!(setup_vmcs_config(&m), Err(ConfigError::NoEferSwitch));
+}
+
 #[test]
 fn skylake_gets_everything_it_needs() {
     let c = setup_vmcs_config(&skylake()).expect("usable");
