@@ -100,6 +100,10 @@ void kvm_rs_local_irq_disable(void) { local_irq_disable(); }
 EXPORT_SYMBOL_GPL(kvm_rs_local_irq_disable);
 void kvm_rs_local_irq_enable(void) { local_irq_enable(); }
 EXPORT_SYMBOL_GPL(kvm_rs_local_irq_enable);
+unsigned long kvm_rs_local_irq_save(void) { unsigned long flags; local_irq_save(flags); return flags; }
+EXPORT_SYMBOL_GPL(kvm_rs_local_irq_save);
+void kvm_rs_local_irq_restore(unsigned long flags) { local_irq_restore(flags); }
+EXPORT_SYMBOL_GPL(kvm_rs_local_irq_restore);
 void kvm_rs_preempt_disable(void) { preempt_disable(); }
 EXPORT_SYMBOL_GPL(kvm_rs_preempt_disable);
 void kvm_rs_preempt_enable(void) { preempt_enable(); }
@@ -121,6 +125,12 @@ EXPORT_SYMBOL_GPL(kvm_rs_file_private);
 static void kvm_rs_kick_noop(void *info) { }
 void kvm_rs_kick_cpu(int cpu) { smp_call_function_single(cpu, kvm_rs_kick_noop, NULL, 0); }
 EXPORT_SYMBOL_GPL(kvm_rs_kick_cpu);
+
+int kvm_rs_call_on_cpu(int cpu, void (*func)(void *info), void *info)
+{
+	return smp_call_function_single(cpu, func, info, 1);
+}
+EXPORT_SYMBOL_GPL(kvm_rs_call_on_cpu);
 
 void kvm_rs_fpu_load_if_needed(void)
 { if (test_thread_flag(TIF_NEED_FPU_LOAD)) switch_fpu_return(); }

@@ -76,6 +76,8 @@ void kvm_rs_sigmask_deactivate(void);
 void kvm_rs_local_irq_disable(void);
 void kvm_rs_local_irq_enable(void);
 void kvm_rs_preempt_disable(void);
+unsigned long kvm_rs_local_irq_save(void);
+void kvm_rs_local_irq_restore(unsigned long flags);
 void kvm_rs_preempt_enable(void);
 
 /* Reload the task's FPU registers if the kernel deferred it (before VM entry). */
@@ -95,5 +97,7 @@ void *kvm_rs_file_private(struct file *file);
 
 /* A kick: an IPI to `cpu` that makes a CPU running a guest exit it. */
 void kvm_rs_kick_cpu(int cpu);
+/* smp_call_function_single(cpu, func, info, wait = 1): 0, or -ENXIO if offline. */
+int kvm_rs_call_on_cpu(int cpu, void (*func)(void *info), void *info);
 
 #endif

@@ -9,6 +9,7 @@
 #   scripts/bochs-run.sh [--timeout S] [--log FILE] [--with-qemu] SCRIPT [ARGS...]
 # --with-qemu also packs Debian's QEMU (binary, libraries, firmware), the test
 # kernel and the L2 initramfs (L2_INITRD), for tests/vm/qemu-boot.sh.
+# BOCHS_CPUS=N emulates N CPUs (default 1).
 # Exit status: the script's, 124 on timeout, 125 without a status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -87,7 +88,7 @@ genisoimage -quiet -o "$work/boot.iso" -b isolinux.bin -c boot.cat -no-emul-boot
     -boot-load-size 4 -boot-info-table "$iso"
 
 cat > "$work/bochsrc" <<EOI
-cpu: model=corei7_skylake_x, count=1, ips=100000000, reset_on_triple_fault=0, ignore_bad_msrs=1
+cpu: model=corei7_skylake_x, count=${BOCHS_CPUS:-1}, ips=100000000, reset_on_triple_fault=0, ignore_bad_msrs=1
 memory: guest=512, host=512
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin

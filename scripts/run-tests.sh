@@ -63,7 +63,7 @@ L2_INITRD=$("$here/make-l2-initramfs.sh")
 count vm/qemu-boot "$logdir/qemu-boot.out" $? "$logdir/qemu-boot.log"
 
 step "Bochs (Intel VMX): kvm-intel tests, ours and upstream"
-"$here/bochs-run.sh" --timeout 600 --log "$logdir/bochs.log" "$repo/tests/vm/vmx.sh" ours upstream \
+BOCHS_CPUS=2 "$here/bochs-run.sh" --timeout 900 --log "$logdir/bochs.log" "$repo/tests/vm/vmx.sh" ours upstream \
     > "$logdir/bochs.out" 2>&1
 count bochs/suite "$logdir/bochs.out" $? "$logdir/bochs.log"
 

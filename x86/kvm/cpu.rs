@@ -107,6 +107,16 @@ pub fn with_migration_disabled<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Runs `f` with interrupts disabled on this CPU (restoring the previous state).
+pub fn with_irqs_disabled<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: paired with the restore below.
+    let flags = unsafe { bindings::kvm_rs_local_irq_save() };
+    let r = f();
+    // SAFETY: the flags saved above.
+    unsafe { bindings::kvm_rs_local_irq_restore(flags) };
+    r
+}
+
 /// Runs `f` on every online CPU (with interrupts off there) and waits for all.
 pub fn on_each_cpu(f: &(dyn Fn() + Sync)) {
     unsafe extern "C" fn trampoline(info: *mut c_void) {
@@ -118,6 +128,21 @@ pub fn on_each_cpu(f: &(dyn Fn() + Sync)) {
     let fref: &(dyn Fn() + Sync) = f;
     // SAFETY: the callback only reads `fref`, which outlives the synchronous call.
     unsafe { bindings::kvm_rs_on_each_cpu(Some(trampoline), &fref as *const _ as *mut c_void) };
+}
+
+/// Runs `f` on CPU `cpu` (with interrupts off there) and waits for it; `ENXIO`
+/// if that CPU is offline. Must not be called with interrupts disabled.
+pub fn call_on_cpu(cpu: u32, f: &(dyn Fn() + Sync)) -> Result {
+    unsafe extern "C" fn trampoline(info: *mut c_void) {
+        // SAFETY: `info` is the `&&dyn Fn` passed below, alive until the
+        // synchronous call returns.
+        let f = unsafe { &*(info as *const &(dyn Fn() + Sync)) };
+        f()
+    }
+    let fref: &(dyn Fn() + Sync) = f;
+    // SAFETY: the callback only reads `fref`, which outlives the waiting call.
+    let r = unsafe { bindings::kvm_rs_call_on_cpu(cpu as i32, Some(trampoline), &fref as *const _ as *mut c_void) };
+    if r == 0 { Ok(()) } else { Err(Error::from_errno(r)) }
 }
 
 /// The size of a page.

@@ -120,9 +120,12 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     let want_window = vcpu.run.request_interrupt_window() != 0;
     let intercept_iret = inner.state.nmi_masked && !inner.iret_seen;
     // SAFETY: paired with the enable below; nothing in between sleeps.
+    unsafe { bindings::kvm_rs_preempt_disable() };
+    let cpu = crate::cpu::smp_processor_id();
+    inner.vendor.vcpu_load(cpu);
+    // SAFETY: paired with the enable below; nothing in between sleeps.
     unsafe { bindings::kvm_rs_local_irq_disable() };
     crate::vcpu::fpu_load_if_needed();
-    let cpu = crate::cpu::smp_processor_id();
     let gen = vcpu.shared.enter(&vcpu.vm, cpu);
     let flush = gen != inner.flushed_gen;
     inner.flushed_gen = gen;
@@ -162,8 +165,11 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         xsetbv(host_xcr0);
     }
     vcpu.shared.leave();
-    // SAFETY: pairs with the disable above.
-    unsafe { bindings::kvm_rs_local_irq_enable() };
+    // SAFETY: pairs with the disables above.
+    unsafe {
+        bindings::kvm_rs_local_irq_enable();
+        bindings::kvm_rs_preempt_enable();
+    }
     handle_exit(vcpu, inner, exit, cpu)
 }
 

@@ -69,6 +69,12 @@ pub struct EntryParams {
 
 /// The vendor half of a vCPU.
 pub trait VendorVcpu: Send {
+    /// Prepares CPU `cpu` for this vCPU's next entry (upstream's vcpu_load):
+    /// called before every entry with preemption disabled but interrupts still
+    /// enabled, so the vendor can wait for other CPUs (VMX: VMCLEAR of the VMCS
+    /// on the CPU the vCPU ran on before).
+    fn vcpu_load(&mut self, _cpu: u32) {}
+
     /// Loads `state`, enters the guest until the next exit (with host interrupts
     /// disabled by the caller, and the guest FPU loaded), stores the state back
     /// and returns the decoded exit.

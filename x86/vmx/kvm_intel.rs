@@ -9,6 +9,7 @@ use kernel::prelude::*;
 mod vmcs_config;
 
 mod ept;
+mod loaded_vmcs;
 mod params;
 mod vcpu;
 mod vmcs;

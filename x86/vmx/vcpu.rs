@@ -3,16 +3,17 @@
 //! and the VMCS, VM entry (vmenter.S), event injection and the decoding of VM
 //! exits into kvm.ko's `Exit`.
 //!
-//! The VMCS is VMCLEARed after every run, so it is never active on a CPU the vCPU
-//! has left: moving between CPUs needs no cross-CPU VMCLEAR (at the cost of a
-//! VMPTRLD + VMLAUNCH and a full VMCS write per entry).
+//! The VMCS stays current on the CPU the vCPU last ran on (loaded_vmcs.rs), so
+//! the next entry there is a VMRESUME; a vCPU that moved has its old CPU VMCLEAR
+//! it first. The VMCS is written in full before every entry: kvm.ko's ArchState
+//! is the one copy of the guest state.
 
+use crate::loaded_vmcs::LoadedVmcs;
 use crate::vmcs::CurrentVmcs;
 use crate::vmcs_config::controls::*;
 use crate::vmcs_config::fields::*;
 use crate::vmx::Vmx;
 use crate::vmx_insn::{self, InvvpidType};
-use kernel::page::Page;
 use kernel::prelude::*;
 use kvm::arch::msr;
 use kvm::arch::regs::{cr0, cr4, efer};
@@ -21,7 +22,7 @@ use kvm::uapi::{kvm_dtable, kvm_segment};
 use kvm::{cpu, ArchState, CrOp, EntryParams, Exit, VendorVcpu};
 
 extern "C" {
-    fn kvm_rs_vmx_vcpu_run(gprs: *mut u64) -> i32;
+    fn kvm_rs_vmx_vcpu_run(gprs: *mut u64, resume: i32) -> i32;
 }
 
 /// CR0 bits the guest writes without an exit (upstream's
@@ -96,9 +97,7 @@ const BLOCKING_BY_NMI: u32 = 1 << 3;
 
 pub(crate) struct VmxVcpu {
     vmx: &'static Vmx,
-    /// The VMCS region (owned; the hardware uses it through vmcs_pa).
-    _vmcs: Page,
-    vmcs_pa: u64,
+    vmcs: KBox<LoadedVmcs>,
     /// This vCPU's VPID, or 0 if none was free (then VPID is not enabled).
     vpid: u16,
     last_cpu: Option<u32>,
@@ -107,13 +106,10 @@ pub(crate) struct VmxVcpu {
     exit_len: u32,
 }
 
-// SAFETY: the VMCS page is only touched by the thread holding the vCPU.
-unsafe impl Send for VmxVcpu {}
-
 impl Drop for VmxVcpu {
     fn drop(&mut self) {
-        // The VMCS is never left active (VMCLEAR after every run), so only the
-        // VPID goes back.
+        // VMCLEAR on the CPU where the VMCS is active before its page goes.
+        self.vmx.owners().release(&self.vmcs);
         self.vmx.vpids().free(self.vpid);
     }
 }
@@ -181,13 +177,9 @@ fn host_tr_base(gdt_base: u64, tr: u16) -> u64 {
 
 impl VmxVcpu {
     pub(crate) fn new(vmx: &'static Vmx) -> Result<Self> {
-        let vmcs = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
-        let rev = vmx.config().revision_id.to_le_bytes();
-        // SAFETY: 4 bytes at offset 0 of our page.
-        unsafe { vmcs.write_raw(rev.as_ptr(), 0, 4)? };
-        let vmcs_pa = cpu::page_phys(&vmcs);
+        let vmcs = LoadedVmcs::new(vmx.config().revision_id)?;
         let vpid = if vmx.config().vpid { vmx.vpids().alloc().unwrap_or(0) } else { 0 };
-        Ok(VmxVcpu { vmx, _vmcs: vmcs, vmcs_pa, vpid, last_cpu: None, exit_rip: 0, exit_len: 0 })
+        Ok(VmxVcpu { vmx, vmcs, vpid, last_cpu: None, exit_rip: 0, exit_len: 0 })
     }
 
     fn write_controls(&self, st: &ArchState, p: &EntryParams, w: &mut Writer<'_, '_>) {
@@ -327,7 +319,8 @@ impl VmxVcpu {
         w.w(VM_ENTRY_INTR_INFO_FIELD, info);
     }
 
-    fn save_state(&mut self, v: &CurrentVmcs<'_>, st: &mut ArchState) {
+    /// Copies the guest state back into `st`.
+    fn save_state(&self, v: &CurrentVmcs<'_>, st: &mut ArchState) {
         let segs: [&mut kvm_segment; 8] = {
             let ArchState { es, cs, ss, ds, fs, gs, ldt, tr, .. } = st;
             [es, cs, ss, ds, fs, gs, ldt, tr]
@@ -374,8 +367,6 @@ impl VmxVcpu {
                 external: ty == TYPE_EXT_INT,
             });
         }
-        self.exit_rip = st.rip;
-        self.exit_len = v.read(VM_EXIT_INSTRUCTION_LEN);
     }
 
     fn decode_exit(&self, v: &CurrentVmcs<'_>) -> Exit {
@@ -472,24 +463,28 @@ impl VmxVcpu {
 }
 
 impl VendorVcpu for VmxVcpu {
+    fn vcpu_load(&mut self, cpu_id: u32) {
+        self.vmx.owners().migrate(cpu_id, &self.vmcs);
+    }
+
     fn run(&mut self, st: &mut ArchState, p: &EntryParams) -> Exit {
         let cpu_id = cpu::smp_processor_id();
+        self.flush_tlb(cpu_id, p);
+        self.exit_len = 0;
         // SAFETY: VMX operation is on (enabled on every CPU while loaded);
-        // interrupts are off (the caller's contract) until the VMCS is cleared
-        // below; the VMCS page is ours, carries the revision ID, and is not
-        // active anywhere (it is cleared after every run).
-        let Ok(mut vmcs) = (unsafe { CurrentVmcs::load(self.vmcs_pa) }) else {
+        // interrupts are off (the caller's contract) for the whole entry;
+        // vcpu_load ran on this CPU (preemption has been off since), so the VMCS
+        // is not active on another CPU.
+        let Ok(mut vmcs) = (unsafe { self.vmx.owners().load(cpu_id, &self.vmcs) }) else {
             pr_err!("VMPTRLD of a vCPU's VMCS failed on CPU {}\n", cpu_id);
             return Exit::FailEntry { hardware_reason: u64::MAX };
         };
-        self.flush_tlb(cpu_id, p);
         let mut w = Writer { vmcs: &mut vmcs, failed: None };
         self.write_controls(st, p, &mut w);
         self.write_host_state(&mut w);
         self.write_guest_state(st, &mut w);
         if let Some(WriteFailed(field)) = w.failed {
             pr_err!("VMWRITE of field {:#x} failed\n", field);
-            vmcs.clear();
             return Exit::FailEntry { hardware_reason: 0x1_0000_0000 | field as u64 };
         }
         // The syscall MSRs and KernelGsBase are not switched by VM entry/exit.
@@ -508,7 +503,7 @@ impl VendorVcpu for VmxVcpu {
             for (i, m) in switched.iter().enumerate() {
                 cpu::wrmsr(*m, guest[i]);
             }
-            failed = kvm_rs_vmx_vcpu_run(st.gprs.as_mut_ptr());
+            failed = kvm_rs_vmx_vcpu_run(st.gprs.as_mut_ptr(), self.vmcs.launched() as i32);
             st.kernel_gs_base = cpu::rdmsr_safe(msr::KERNEL_GS_BASE).unwrap_or(st.kernel_gs_base);
             for (i, m) in switched.iter().enumerate() {
                 cpu::wrmsr(*m, host[i]);
@@ -522,10 +517,18 @@ impl VendorVcpu for VmxVcpu {
             pr_err!("VMLAUNCH failed: VM-instruction error {} ({:?})\n", err, VmInstructionError::decode(err));
             Exit::FailEntry { hardware_reason: 0x8000_0000_0000_0000 | err as u64 }
         } else {
+            // A VM exit (even a failed VM entry, after which the VMCS keeps its
+            // launch state) leaves the VMCS launched if the entry got that far.
+            if vmcs.read(VM_EXIT_REASON) & (1 << 31) == 0 {
+                self.vmcs.set_launched();
+            }
             self.save_state(&vmcs, st);
-            self.decode_exit(&vmcs)
+            let len = vmcs.read(VM_EXIT_INSTRUCTION_LEN);
+            let exit = self.decode_exit(&vmcs);
+            self.exit_rip = st.rip;
+            self.exit_len = len;
+            exit
         };
-        vmcs.clear();
         exit
     }
 

@@ -8,10 +8,9 @@ use crate::vmx_insn;
 use core::marker::PhantomData;
 use kernel::prelude::*;
 
-/// Proof that the VMCS at `pa` is current on this CPU (interrupts are off, so
+/// Proof that a VMCS is current on this CPU (interrupts are off, so
 /// it stays so), with typed field access.
 pub(crate) struct CurrentVmcs<'a> {
-    pa: u64,
     /// Not Send: the VMCS is current on this CPU only.
     _cpu_bound: PhantomData<*const ()>,
     _region: PhantomData<&'a mut ()>,
@@ -27,16 +26,18 @@ impl<'a> CurrentVmcs<'a> {
     pub(crate) unsafe fn load(pa: u64) -> Result<Self> {
         // SAFETY: per the caller's guarantee.
         unsafe { vmx_insn::vmclear(pa).and_then(|_| vmx_insn::vmptrld(pa))? };
-        Ok(CurrentVmcs { pa, _cpu_bound: PhantomData, _region: PhantomData })
+        Ok(CurrentVmcs { _cpu_bound: PhantomData, _region: PhantomData })
     }
 
-    /// VMCLEAR: writes the VMCS back to its region and makes it inactive, so it
-    /// can be loaded on any CPU next time.
-    pub(crate) fn clear(self) {
-        // SAFETY: the VMCS is current (the invariant of `self`); a failure leaves
-        // it current, which the next load's VMCLEAR repeats.
-        let _ = unsafe { vmx_insn::vmclear(self.pa) };
+    /// The VMCS already current on this CPU.
+    ///
+    /// # Safety
+    /// A VMCS is current on this CPU, interrupts are off for the lifetime of the
+    /// result, and its region is owned by the caller for `'a`.
+    pub(crate) unsafe fn assume_current() -> Self {
+        CurrentVmcs { _cpu_bound: PhantomData, _region: PhantomData }
     }
+
 }
 
 impl Vmcs for CurrentVmcs<'_> {

@@ -2,11 +2,12 @@
 /*
  * VM entry for kvm-intel: stores HOST_RSP/HOST_RIP in the current VMCS, loads
  * the guest's general-purpose registers (RSP/RIP/RFLAGS are VMCS fields),
- * VMLAUNCHes, and on VM exit stores them back.
+ * VMLAUNCHes or VMRESUMEs, and on VM exit stores them back.
  *
- * int kvm_rs_vmx_vcpu_run(u64 *gprs)
+ * int kvm_rs_vmx_vcpu_run(u64 *gprs, int resume)
  *   gprs: 16 registers in x86 encoding order (the rsp slot is unused).
- *   Returns 0 after a VM exit, 1 if VMLAUNCH failed (VMfail).
+ *   resume: bit 0 set for VMRESUME (the VMCS was launched since its VMCLEAR).
+ *   Returns 0 after a VM exit, 1 if VMLAUNCH/VMRESUME failed (VMfail).
  */
 #include <linux/linkage.h>
 #include <asm/asm.h>
@@ -35,6 +36,9 @@ SYM_FUNC_START(kvm_rs_vmx_vcpu_run)
 	mov $HOST_RIP, %rdx
 	vmwrite %rax, %rdx
 
+	/* CF = resume; the moves below keep it, CLEAR_CPU_BUFFERS only clobbers ZF. */
+	bt $0, %esi
+
 	mov GPR(0)(%rdi), %rax
 	mov GPR(1)(%rdi), %rcx
 	mov GPR(2)(%rdi), %rdx
@@ -55,8 +59,15 @@ SYM_FUNC_START(kvm_rs_vmx_vcpu_run)
 	 * for it, as upstream's __vmx_vcpu_run does; clobbers EFLAGS.ZF only. */
 	CLEAR_CPU_BUFFERS
 
+	jnc .Lvmlaunch
+	/* A successful VMRESUME/VMLAUNCH continues at kvm_rs_vmx_vmexit (HOST_RIP)
+	 * with this stack: tell objtool to carry the unwind state there. */
 	UNWIND_HINT_SAVE
+	vmresume
+	jmp .Lvmfail
+.Lvmlaunch:
 	vmlaunch
+.Lvmfail:
 	/* VMfail: the host registers are the guest's now; the stack is intact. */
 	mov $1, %eax
 	jmp .Lvmx_out

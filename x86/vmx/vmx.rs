@@ -5,6 +5,7 @@
 
 use crate::vmcs_config::{self, CapabilityMsrs, ConfigError, VmcsConfig};
 use crate::vmx_insn;
+use crate::loaded_vmcs::OwnerSlots;
 use crate::vpid::VpidAllocator;
 use kernel::c_str;
 use kernel::page::Page;
@@ -63,6 +64,8 @@ pub(crate) struct Vmx {
     /// The VMXON region of each CPU, indexed by CPU number.
     vmxon_regions: KVec<Page>,
     vpids: VpidAllocator,
+    /// The VMCS current on each CPU.
+    owners: OwnerSlots,
     /// The MSR bitmap all vCPUs share (read-only after setup).
     _msr_bitmap: Page,
     msr_bitmap_pa: u64,
@@ -153,7 +156,7 @@ impl KvmX86Ops for Vmx {
         };
         let msr_bitmap = build_msr_bitmap()?;
         let msr_bitmap_pa = cpu::page_phys(&msr_bitmap);
-        Ok(Vmx { config, caps, true_procbased_must1, vmxon_regions, vpids: VpidAllocator::new()?, _msr_bitmap: msr_bitmap, msr_bitmap_pa })
+        Ok(Vmx { config, caps, true_procbased_must1, vmxon_regions, vpids: VpidAllocator::new()?, owners: OwnerSlots::new(ncpus)?, _msr_bitmap: msr_bitmap, msr_bitmap_pa })
     }
 
     fn enable_virtualization_cpu(&self) -> Result {
@@ -204,6 +207,9 @@ impl KvmX86Ops for Vmx {
 
     fn disable_virtualization_cpu(&self) {
         if cpu::read_cr4() & cr4::VMXE != 0 {
+            // The VMCS still current here goes back to memory complete, so its
+            // vCPU can load it on another CPU (VMXOFF does not write it back).
+            cpu::with_irqs_disabled(|| self.owners.clear_cpu(cpu::smp_processor_id()));
             // SAFETY: CR4.VMXE is only set by enable_virtualization_cpu, after which
             // the CPU is in VMX operation until here.
             unsafe {
@@ -223,6 +229,11 @@ impl Vmx {
     /// The capability MSRs read at load.
     pub(crate) fn caps(&self) -> &CapabilityMsrs {
         &self.caps
+    }
+
+    /// Which VMCS is current on each CPU.
+    pub(crate) fn owners(&self) -> &OwnerSlots {
+        &self.owners
     }
 
     /// The VPIDs of the vCPUs.

@@ -36,6 +36,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("life/200_vms", many_vms),
         ("life/64_vcpus", many_vcpus),
         ("life/vcpu_migrates_between_cpus", migrating_vcpu),
+        ("life/vcpu_survives_its_cpu_going_offline", cpu_offline_under_vcpu),
     ]
 }
 
@@ -533,3 +534,41 @@ fn migrating_vcpu() -> TestResult {
 }
 
 
+
+fn set_cpu_online(cpu: usize, online: bool) -> Result<(), String> {
+    let path = format!("/sys/devices/system/cpu/cpu{cpu}/online");
+    std::fs::write(&path, if online { "1" } else { "0" }).map_err(|e| format!("{path}: {e}"))
+}
+
+/// The vCPU's state (on VMX: its VMCS, still current on the CPU it last ran on)
+/// survives that CPU going offline and coming back: teardown writes it back.
+fn cpu_offline_under_vcpu() -> TestResult {
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    check!(ncpu >= 2, "needs two CPUs, have {ncpu}");
+    let (_vm, v, mem) = vm_with_ram(0x10000)?;
+    // inc al; out 0x10, al; jmp back
+    poke(mem, 0x1000, &[0xfe, 0xc0, 0xe6, 0x10, 0xeb, 0xfa]);
+    v.real_mode_at(0x1000)?;
+    let mut expect = 0u8;
+    let mut step = |cpu: usize| -> TestResult {
+        set_cpu(cpu);
+        expect = expect.wrapping_add(1);
+        expect_exit(&v, KVM_EXIT_IO)?;
+        check_eq!(v.io_data()[0], expect);
+        Ok(())
+    };
+    step(1)?;
+    step(1)?;
+    set_cpu(0);
+    set_cpu_online(1, false)?;
+    let r = (|| -> TestResult {
+        step(0)?;
+        step(0)?;
+        Ok(())
+    })();
+    set_cpu_online(1, true)?;
+    r?;
+    step(1)?;
+    step(0)?;
+    step(1)
+}
