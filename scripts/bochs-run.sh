@@ -43,7 +43,7 @@ cp "$repo"/*.ko "$h$repo/"
 cp -r "$repo/tests/vm" "$h$repo/tests/"
 cp "$kbuild"/arch/x86/kvm/*.ko "$h$kbuild/arch/x86/kvm/"
 cp "$kbuild"/virt/lib/irqbypass.ko "$h$kbuild/virt/lib/"
-bins=("$repo"/target/release/kvm-api-tests "$repo"/target/release/rdmsr)
+bins=("$repo"/target/release/kvm-api-tests "$repo"/target/release/rdmsr "$repo"/target/release/kvm-bench)
 if [ $with_qemu = 1 ]; then
     bins+=(/usr/bin/qemu-system-x86_64)
     mkdir -p "$h/usr/share" "$h$kbuild/arch/x86/boot" "$h$(dirname "${L2_INITRD:?--with-qemu needs L2_INITRD}")"

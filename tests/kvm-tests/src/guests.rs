@@ -20,6 +20,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("guest/msr_write_read", msr_in_guest),
         ("guest/unknown_msr_gp_triple_fault", unknown_msr_shutdown),
         ("guest/misc_enable_msr_read_only_bits", misc_enable_msr),
+        ("guest/segment_base_msrs_and_swapgs", segment_base_msrs),
         ("guest/ud2_without_idt_triple_fault", triple_fault),
         ("guest/readonly_slot", readonly_slot),
         ("guest/dirty_log", dirty_log),
@@ -240,6 +241,32 @@ fn unknown_msr_shutdown() -> TestResult {
     poke(mem, CODE as usize, &[0xb9, 0xef, 0xbe, 0xad, 0xde, 0x0f, 0x32, 0xf4]);
     v.long_mode_at(&vm.kvm, mem, CODE)?;
     expect_exit(&v, KVM_EXIT_SHUTDOWN)
+}
+
+fn segment_base_msrs() -> TestResult {
+    let (vm, v, mem) = vm_with_ram(0x10000)?;
+    // The base MSRs a guest writes all the time (on VMX without an exit, through
+    // the MSR bitmap): FS/GS bases by WRMSR, SWAPGS, and what the VMM reads back.
+    // wrmsr FS_BASE=0x6000, GS_BASE=0x6100, KERNEL_GS_BASE=0x6200; swapgs;
+    // mov %fs:0,%ebx; mov %gs:0,%esi; rdmsr KERNEL_GS_BASE -> %edi; out; hlt
+    poke(mem, CODE as usize, &[
+        0xb9, 0x00, 0x01, 0x00, 0xc0, 0xb8, 0x00, 0x60, 0x00, 0x00, 0x31, 0xd2, 0x0f, 0x30, 0xb9, 0x01,
+        0x01, 0x00, 0xc0, 0xb8, 0x00, 0x61, 0x00, 0x00, 0x0f, 0x30, 0xb9, 0x02, 0x01, 0x00, 0xc0, 0xb8,
+        0x00, 0x62, 0x00, 0x00, 0x0f, 0x30, 0x0f, 0x01, 0xf8, 0x64, 0x8b, 0x1c, 0x25, 0x00, 0x00, 0x00,
+        0x00, 0x65, 0x8b, 0x34, 0x25, 0x00, 0x00, 0x00, 0x00, 0xb9, 0x02, 0x01, 0x00, 0xc0, 0x0f, 0x32,
+        0x89, 0xc7, 0xe6, 0x10, 0xf4,
+    ]);
+    poke(mem, 0x6000, &0x1111_1111u32.to_le_bytes());
+    poke(mem, 0x6100, &0x2222_2222u32.to_le_bytes());
+    poke(mem, 0x6200, &0x3333_3333u32.to_le_bytes());
+    v.long_mode_at(&vm.kvm, mem, CODE)?;
+    expect_exit(&v, KVM_EXIT_IO)?;
+    let r = v.regs()?;
+    check_eq!((r.rbx, r.rsi, r.rdi), (0x1111_1111, 0x3333_3333, 0x6100));
+    let s = v.sregs()?;
+    check_eq!((s.fs.base, s.gs.base), (0x6000, 0x6200));
+    check_eq!((v.get_msr(0xc000_0100)?, v.get_msr(0xc000_0101)?, v.get_msr(0xc000_0102)?), (0x6000, 0x6200, 0x6100));
+    expect_exit(&v, KVM_EXIT_HLT)
 }
 
 fn misc_enable_msr() -> TestResult {
