@@ -5,8 +5,10 @@
 //!
 //! The VMCS stays current on the CPU the vCPU last ran on (loaded_vmcs.rs), so
 //! the next entry there is a VMRESUME; a vCPU that moved has its old CPU VMCLEAR
-//! it first. The VMCS is written in full before every entry: kvm.ko's ArchState
-//! is the one copy of the guest state.
+//! it first. kvm.ko's ArchState is the one copy of the guest state: an exit reads
+//! it all back, and an entry writes the fields whose value differs from the
+//! state the VMCS was last known to hold (comparing memory is much cheaper than
+//! a VMWRITE), so an exit handled in the kernel rewrites little more than RIP.
 
 use crate::loaded_vmcs::LoadedVmcs;
 use crate::vmcs::CurrentVmcs;
@@ -104,6 +106,34 @@ pub(crate) struct VmxVcpu {
     /// RIP and instruction length of the last exit (for next_rip).
     exit_rip: u64,
     exit_len: u32,
+    /// What the VMCS holds (`None`: unknown, write everything), so an entry
+    /// writes only the fields that changed since: kvm.ko's state as of the last
+    /// exit, the controls and the host state last written.
+    guest_in_vmcs: Option<ArchState>,
+    controls_in_vmcs: Option<Controls>,
+    host_in_vmcs: Option<HostState>,
+}
+
+/// The per-entry control fields (the constant ones are written with the first).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Controls {
+    cpu_based: u32,
+    entry: u32,
+    ept_pointer: u64,
+    tsc_offset: u64,
+}
+
+/// The host state of the VMCS and the syscall MSRs the host runs with: all but
+/// CR0/CR3/CR4 and the FS base are per-CPU constants, read when the CPU changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct HostState {
+    cpu: u32,
+    cr0: u64,
+    cr3: u64,
+    cr4: u64,
+    fs_base: u64,
+    /// STAR, LSTAR, CSTAR, SFMASK: the same on every CPU after boot.
+    syscall_msrs: [u64; 4],
 }
 
 impl Drop for VmxVcpu {
@@ -165,6 +195,13 @@ impl Writer<'_, '_> {
             self.failed.get_or_insert(e);
         }
     }
+
+    /// Writes `value` unless the VMCS is known to hold it (`old`).
+    fn changed<T: FieldValue + PartialEq>(&mut self, field: Field<T, Rw>, value: T, old: Option<T>) {
+        if old != Some(value) {
+            self.w(field, value);
+        }
+    }
 }
 
 /// The TSS base of the host from its descriptor in the host GDT.
@@ -179,127 +216,186 @@ impl VmxVcpu {
     pub(crate) fn new(vmx: &'static Vmx) -> Result<Self> {
         let vmcs = LoadedVmcs::new(vmx.config().revision_id)?;
         let vpid = if vmx.config().vpid { vmx.vpids().alloc().unwrap_or(0) } else { 0 };
-        Ok(VmxVcpu { vmx, vmcs, vpid, last_cpu: None, exit_rip: 0, exit_len: 0 })
+        Ok(VmxVcpu {
+            vmx,
+            vmcs,
+            vpid,
+            last_cpu: None,
+            exit_rip: 0,
+            exit_len: 0,
+            guest_in_vmcs: None,
+            controls_in_vmcs: None,
+            host_in_vmcs: None,
+        })
     }
 
-    fn write_controls(&self, st: &ArchState, p: &EntryParams, w: &mut Writer<'_, '_>) {
+    /// The control fields: the constant ones when the VMCS is new to us, the
+    /// per-entry ones when they changed.
+    fn write_controls(&self, st: &ArchState, p: &EntryParams, w: &mut Writer<'_, '_>) -> Controls {
         let c = self.vmx.config();
-        // With EPT the CR3 and INVLPG exits are not needed (if the TRUE MSR lets
-        // them be 0); the MSR bitmap lets the guest reach the MSRs that the VMCS
-        // switches; no RDTSCP (not offered).
-        let cpu_based = crate::vmcs_config::entry_cpu_based(
-            c,
-            self.vmx.true_procbased_must1(),
-            p.request_interrupt_window,
-            p.intercept_iret,
-        );
-        let mut secondary = c.cpu_based_2nd & !SECONDARY_EXEC_ENABLE_RDTSCP;
-        if self.vpid == 0 {
-            secondary &= !SECONDARY_EXEC_ENABLE_VPID;
+        let old = self.controls_in_vmcs;
+        if old.is_none() {
+            let mut secondary = c.cpu_based_2nd & !SECONDARY_EXEC_ENABLE_RDTSCP; // RDTSCP not offered
+            if self.vpid == 0 {
+                secondary &= !SECONDARY_EXEC_ENABLE_VPID;
+            }
+            w.w(PIN_BASED_VM_EXEC_CONTROL, c.pin_based);
+            w.w(SECONDARY_VM_EXEC_CONTROL, secondary);
+            if secondary & SECONDARY_EXEC_ENABLE_VPID != 0 {
+                w.w(VIRTUAL_PROCESSOR_ID, self.vpid);
+            }
+            if c.cpu_based & CPU_BASED_USE_MSR_BITMAPS != 0 {
+                w.w(MSR_BITMAP, self.vmx.msr_bitmap_pa());
+            }
+            // No acknowledge-on-exit: a host interrupt stays pending in the local
+            // APIC and is taken when interrupts are enabled again.
+            w.w(VM_EXIT_CONTROLS, c.vmexit & !VM_EXIT_ACK_INTR_ON_EXIT);
+            w.w(EXCEPTION_BITMAP, 1 << 18); // #MC goes to the host
+            w.w(CR3_TARGET_COUNT, 0);
+            w.w(VMCS_LINK_POINTER, u64::MAX);
+            // CR0/CR4: the host owns every bit the guest does not; the guest reads
+            // its own values of those from the shadows.
+            w.w(CR0_GUEST_HOST_MASK, !CR0_GUEST_OWNED);
+            w.w(CR4_GUEST_HOST_MASK, !CR4_GUEST_OWNED);
         }
-        w.w(PIN_BASED_VM_EXEC_CONTROL, c.pin_based);
-        w.w(CPU_BASED_VM_EXEC_CONTROL, cpu_based);
-        w.w(SECONDARY_VM_EXEC_CONTROL, secondary);
-        if secondary & SECONDARY_EXEC_ENABLE_VPID != 0 {
-            w.w(VIRTUAL_PROCESSOR_ID, self.vpid);
-        }
-        if cpu_based & CPU_BASED_USE_MSR_BITMAPS != 0 {
-            w.w(MSR_BITMAP, self.vmx.msr_bitmap_pa());
-        }
-        // No acknowledge-on-exit: a host interrupt stays pending in the local APIC
-        // and is taken when interrupts are enabled again.
-        w.w(VM_EXIT_CONTROLS, c.vmexit & !VM_EXIT_ACK_INTR_ON_EXIT);
         let mut entry = c.vmentry & !VM_ENTRY_IA32E_MODE;
         if st.efer & efer::LMA != 0 {
             entry |= VM_ENTRY_IA32E_MODE;
         }
-        w.w(VM_ENTRY_CONTROLS, entry);
-        w.w(EXCEPTION_BITMAP, 1 << 18); // #MC goes to the host
-        w.w(CR3_TARGET_COUNT, 0);
-        // 4-level walk (3 << 3), write-back paging structures (6).
-        w.w(EPT_POINTER, p.tdp_root | (3 << 3) | 6);
-        w.w(VMCS_LINK_POINTER, u64::MAX);
-        w.w(TSC_OFFSET, st.tsc_offset);
-        // CR0/CR4: the host owns every bit the guest does not; the guest reads its
-        // own values of those from the shadows.
-        w.w(CR0_GUEST_HOST_MASK, !CR0_GUEST_OWNED);
-        w.w(CR0_READ_SHADOW, st.cr0);
-        w.w(CR4_GUEST_HOST_MASK, !CR4_GUEST_OWNED);
-        w.w(CR4_READ_SHADOW, st.cr4);
+        let now = Controls {
+            // With EPT the CR3 and INVLPG exits are not needed (if the TRUE MSR
+            // lets them be 0); the window exits only on request.
+            cpu_based: crate::vmcs_config::entry_cpu_based(
+                c,
+                self.vmx.true_procbased_must1(),
+                p.request_interrupt_window,
+                p.intercept_iret,
+            ),
+            entry,
+            // 4-level walk (3 << 3), write-back paging structures (6).
+            ept_pointer: p.tdp_root | (3 << 3) | 6,
+            tsc_offset: st.tsc_offset,
+        };
+        w.changed(CPU_BASED_VM_EXEC_CONTROL, now.cpu_based, old.map(|o| o.cpu_based));
+        w.changed(VM_ENTRY_CONTROLS, now.entry, old.map(|o| o.entry));
+        w.changed(EPT_POINTER, now.ept_pointer, old.map(|o| o.ept_pointer));
+        w.changed(TSC_OFFSET, now.tsc_offset, old.map(|o| o.tsc_offset));
+        now
     }
 
-    fn write_host_state(&self, w: &mut Writer<'_, '_>) {
-        let [cs, ss, _ds, _es, _fs, _gs, tr] = read_seg_selectors();
-        let (gdt, idt) = read_dt();
-        let gdt_base = dt_base(&gdt);
+    /// The host state: the per-CPU part when the VMCS last got it on another CPU,
+    /// CR0/CR3/CR4 and the FS base (the vCPU thread's) when they changed.
+    fn write_host_state(&self, cpu_id: u32, w: &mut Writer<'_, '_>) -> HostState {
         let rdmsr = |m| cpu::rdmsr_safe(m).unwrap_or(0);
-        w.w(HOST_CR0, cpu::read_cr0());
-        w.w(HOST_CR3, read_cr3());
-        w.w(HOST_CR4, cpu::read_cr4());
-        w.w(HOST_CS_SELECTOR, cs);
-        w.w(HOST_SS_SELECTOR, ss);
-        for sel in [HOST_DS_SELECTOR, HOST_ES_SELECTOR, HOST_FS_SELECTOR, HOST_GS_SELECTOR] {
-            w.w(sel, 0);
-        }
-        w.w(HOST_TR_SELECTOR, tr);
-        w.w(HOST_FS_BASE, rdmsr(msr::FS_BASE));
-        w.w(HOST_GS_BASE, rdmsr(msr::GS_BASE));
-        w.w(HOST_TR_BASE, host_tr_base(gdt_base, tr));
-        w.w(HOST_GDTR_BASE, gdt_base);
-        w.w(HOST_IDTR_BASE, dt_base(&idt));
-        w.w(HOST_IA32_SYSENTER_CS, rdmsr(msr::IA32_SYSENTER_CS) as u32);
-        w.w(HOST_IA32_SYSENTER_ESP, rdmsr(msr::IA32_SYSENTER_ESP));
-        w.w(HOST_IA32_SYSENTER_EIP, rdmsr(msr::IA32_SYSENTER_EIP));
-        w.w(HOST_IA32_EFER, rdmsr(msr::EFER));
-        w.w(HOST_IA32_PAT, rdmsr(msr::IA32_PAT));
+        let old = self.host_in_vmcs.filter(|h| h.cpu == cpu_id);
+        let syscall_msrs = match old {
+            Some(h) => h.syscall_msrs,
+            None => {
+                let [cs, ss, _ds, _es, _fs, _gs, tr] = read_seg_selectors();
+                let (gdt, idt) = read_dt();
+                let gdt_base = dt_base(&gdt);
+                w.w(HOST_CS_SELECTOR, cs);
+                w.w(HOST_SS_SELECTOR, ss);
+                for sel in [HOST_DS_SELECTOR, HOST_ES_SELECTOR, HOST_FS_SELECTOR, HOST_GS_SELECTOR] {
+                    w.w(sel, 0);
+                }
+                w.w(HOST_TR_SELECTOR, tr);
+                w.w(HOST_GS_BASE, rdmsr(msr::GS_BASE));
+                w.w(HOST_TR_BASE, host_tr_base(gdt_base, tr));
+                w.w(HOST_GDTR_BASE, gdt_base);
+                w.w(HOST_IDTR_BASE, dt_base(&idt));
+                w.w(HOST_IA32_SYSENTER_CS, rdmsr(msr::IA32_SYSENTER_CS) as u32);
+                w.w(HOST_IA32_SYSENTER_ESP, rdmsr(msr::IA32_SYSENTER_ESP));
+                w.w(HOST_IA32_SYSENTER_EIP, rdmsr(msr::IA32_SYSENTER_EIP));
+                w.w(HOST_IA32_EFER, rdmsr(msr::EFER));
+                w.w(HOST_IA32_PAT, rdmsr(msr::IA32_PAT));
+                [rdmsr(msr::STAR), rdmsr(msr::LSTAR), rdmsr(msr::CSTAR), rdmsr(msr::SYSCALL_MASK)]
+            }
+        };
+        let now = HostState {
+            cpu: cpu_id,
+            cr0: cpu::read_cr0(),
+            cr3: read_cr3(),
+            cr4: cpu::read_cr4(),
+            fs_base: rdmsr(msr::FS_BASE),
+            syscall_msrs,
+        };
+        w.changed(HOST_CR0, now.cr0, old.map(|h| h.cr0));
+        w.changed(HOST_CR3, now.cr3, old.map(|h| h.cr3));
+        w.changed(HOST_CR4, now.cr4, old.map(|h| h.cr4));
+        w.changed(HOST_FS_BASE, now.fs_base, old.map(|h| h.fs_base));
+        now
     }
 
-    fn write_guest_state(&self, st: &ArchState, w: &mut Writer<'_, '_>) {
-        // CR0.NE (and whatever else FIXED0 demands but PE/PG, which unrestricted
-        // guest lets go) and CR4.VMXE must be 1 in VMX operation.
-        let caps = self.vmx.caps();
-        let cr0_fixed = caps.cr0_fixed0 & !(cr0::PE | cr0::PG);
-        w.w(GUEST_CR0, (st.cr0 & !CR0_ALWAYS_OFF) | cr0_fixed);
-        w.w(GUEST_CR4, st.cr4 | caps.cr4_fixed0);
-        w.w(GUEST_CR3, st.cr3);
-        // With EPT, PAE paging takes its PDPTEs from the VMCS at entry.
-        if st.pae_paging() {
-            for (i, f) in GUEST_PDPTRS.iter().enumerate() {
-                w.w(*f, st.pdptrs[i]);
-            }
-        }
-        let segs = [&st.es, &st.cs, &st.ss, &st.ds, &st.fs, &st.gs, &st.ldt, &st.tr];
-        for (f, s) in GUEST_SEGMENTS.iter().zip(segs) {
-            w.w(f.selector, s.selector);
-            w.w(f.limit, s.limit);
-            w.w(f.access_rights, seg_to_ar(s));
-            w.w(f.base, s.base);
-        }
-        w.w(GUEST_GDTR_BASE, st.gdt.base);
-        w.w(GUEST_GDTR_LIMIT, st.gdt.limit as u32);
-        w.w(GUEST_IDTR_BASE, st.idt.base);
-        w.w(GUEST_IDTR_LIMIT, st.idt.limit as u32);
-        w.w(GUEST_DR7, st.dr7);
-        w.w(GUEST_RSP, st.gprs[gpr::RSP]);
-        w.w(GUEST_RIP, st.rip);
-        w.w(GUEST_RFLAGS, st.rflags);
-        w.w(GUEST_SYSENTER_CS, st.sysenter_cs as u32);
-        w.w(GUEST_SYSENTER_ESP, st.sysenter_esp);
-        w.w(GUEST_SYSENTER_EIP, st.sysenter_eip);
-        w.w(GUEST_IA32_EFER, st.efer);
-        w.w(GUEST_IA32_PAT, st.pat);
-        w.w(GUEST_IA32_DEBUGCTL, 0);
-        w.w(GUEST_PENDING_DBG_EXCEPTIONS, 0);
-        w.w(GUEST_ACTIVITY_STATE, 0);
+    /// CR0 as the guest runs with it: CR0.NE (and whatever else FIXED0 demands
+    /// but PE/PG, which unrestricted guest lets go) set, CD/NW clear.
+    fn hardware_cr0(&self, st: &ArchState) -> u64 {
+        let cr0_fixed = self.vmx.caps().cr0_fixed0 & !(cr0::PE | cr0::PG);
+        (st.cr0 & !CR0_ALWAYS_OFF) | cr0_fixed
+    }
+
+    /// CR4 as the guest runs with it: CR4.VMXE set, as VMX operation requires.
+    fn hardware_cr4(&self, st: &ArchState) -> u64 {
+        st.cr4 | self.vmx.caps().cr4_fixed0
+    }
+
+    fn interruptibility(&self, st: &ArchState) -> u32 {
         let vnmi = self.vmx.config().pin_based & PIN_BASED_VIRTUAL_NMIS != 0;
         let sti_block = st.interrupt_shadow && st.rflags & kvm::arch_state::rflags::IF != 0;
         let mut intr = if sti_block { BLOCKING_BY_STI } else { 0 };
         if vnmi && st.nmi_masked {
             intr |= BLOCKING_BY_NMI;
         }
-        w.w(GUEST_INTERRUPTIBILITY_INFO, intr);
+        intr
+    }
 
-        // Event injection.
+    /// The guest state that differs from what the VMCS holds, and the event to
+    /// inject.
+    fn write_guest_state(&self, st: &ArchState, w: &mut Writer<'_, '_>) {
+        let old = self.guest_in_vmcs.as_ref();
+        if old.is_none() {
+            w.w(GUEST_IA32_DEBUGCTL, 0);
+            w.w(GUEST_PENDING_DBG_EXCEPTIONS, 0);
+            w.w(GUEST_ACTIVITY_STATE, 0);
+        }
+        w.changed(GUEST_CR0, self.hardware_cr0(st), old.map(|o| self.hardware_cr0(o)));
+        w.changed(CR0_READ_SHADOW, st.cr0, old.map(|o| o.cr0));
+        w.changed(GUEST_CR4, self.hardware_cr4(st), old.map(|o| self.hardware_cr4(o)));
+        w.changed(CR4_READ_SHADOW, st.cr4, old.map(|o| o.cr4));
+        w.changed(GUEST_CR3, st.cr3, old.map(|o| o.cr3));
+        // With EPT, PAE paging takes its PDPTEs from the VMCS at entry.
+        if st.pae_paging() {
+            let known = old.filter(|o| o.pae_paging());
+            for (i, f) in GUEST_PDPTRS.iter().enumerate() {
+                w.changed(*f, st.pdptrs[i], known.map(|o| o.pdptrs[i]));
+            }
+        }
+        let segs = |s: &ArchState| [s.es, s.cs, s.ss, s.ds, s.fs, s.gs, s.ldt, s.tr];
+        let old_segs = old.map(segs);
+        for (i, (f, s)) in GUEST_SEGMENTS.iter().zip(segs(st)).enumerate() {
+            let o = old_segs.as_ref().map(|o| &o[i]);
+            w.changed(f.selector, s.selector, o.map(|o| o.selector));
+            w.changed(f.limit, s.limit, o.map(|o| o.limit));
+            w.changed(f.access_rights, seg_to_ar(&s), o.map(seg_to_ar));
+            w.changed(f.base, s.base, o.map(|o| o.base));
+        }
+        w.changed(GUEST_GDTR_BASE, st.gdt.base, old.map(|o| o.gdt.base));
+        w.changed(GUEST_GDTR_LIMIT, st.gdt.limit as u32, old.map(|o| o.gdt.limit as u32));
+        w.changed(GUEST_IDTR_BASE, st.idt.base, old.map(|o| o.idt.base));
+        w.changed(GUEST_IDTR_LIMIT, st.idt.limit as u32, old.map(|o| o.idt.limit as u32));
+        w.changed(GUEST_DR7, st.dr7, old.map(|o| o.dr7));
+        w.changed(GUEST_RSP, st.gprs[gpr::RSP], old.map(|o| o.gprs[gpr::RSP]));
+        w.changed(GUEST_RIP, st.rip, old.map(|o| o.rip));
+        w.changed(GUEST_RFLAGS, st.rflags, old.map(|o| o.rflags));
+        w.changed(GUEST_SYSENTER_CS, st.sysenter_cs as u32, old.map(|o| o.sysenter_cs as u32));
+        w.changed(GUEST_SYSENTER_ESP, st.sysenter_esp, old.map(|o| o.sysenter_esp));
+        w.changed(GUEST_SYSENTER_EIP, st.sysenter_eip, old.map(|o| o.sysenter_eip));
+        w.changed(GUEST_IA32_EFER, st.efer, old.map(|o| o.efer));
+        w.changed(GUEST_IA32_PAT, st.pat, old.map(|o| o.pat));
+        w.changed(GUEST_INTERRUPTIBILITY_INFO, self.interruptibility(st), old.map(|o| self.interruptibility(o)));
+
+        // Event injection: always written (VM exit clears the valid bit, a failed
+        // VMLAUNCH/VMRESUME does not).
         let mut info = 0u32;
         if let Some(ev) = st.pending_event {
             let ty = if ev.external {
@@ -480,20 +576,21 @@ impl VendorVcpu for VmxVcpu {
             return Exit::FailEntry { hardware_reason: u64::MAX };
         };
         let mut w = Writer { vmcs: &mut vmcs, failed: None };
-        self.write_controls(st, p, &mut w);
-        self.write_host_state(&mut w);
+        let controls = self.write_controls(st, p, &mut w);
+        let host = self.write_host_state(cpu_id, &mut w);
         self.write_guest_state(st, &mut w);
         if let Some(WriteFailed(field)) = w.failed {
             pr_err!("VMWRITE of field {:#x} failed\n", field);
+            (self.controls_in_vmcs, self.host_in_vmcs, self.guest_in_vmcs) = (None, None, None);
             return Exit::FailEntry { hardware_reason: 0x1_0000_0000 | field as u64 };
         }
-        // The syscall MSRs and KernelGsBase are not switched by VM entry/exit.
-        let switched = [msr::STAR, msr::LSTAR, msr::CSTAR, msr::SYSCALL_MASK, msr::KERNEL_GS_BASE];
-        let guest = [st.star, st.lstar, st.cstar, st.sfmask, st.kernel_gs_base];
-        let mut host = [0u64; 5];
-        for (i, m) in switched.iter().enumerate() {
-            host[i] = cpu::rdmsr_safe(*m).unwrap_or(0);
-        }
+        self.controls_in_vmcs = Some(controls);
+        self.host_in_vmcs = Some(host);
+        // The syscall MSRs and KernelGsBase are not switched by VM entry/exit: the
+        // guest's go in where they differ from the host's, and back out after.
+        let switched = [msr::STAR, msr::LSTAR, msr::CSTAR, msr::SYSCALL_MASK];
+        let guest = [st.star, st.lstar, st.cstar, st.sfmask];
+        let host_kernel_gs_base = cpu::rdmsr_safe(msr::KERNEL_GS_BASE).unwrap_or(0);
         let (gdt, idt) = read_dt();
         let failed;
         // SAFETY: interrupts are off (caller); the guest's values go in and the
@@ -501,12 +598,18 @@ impl VendorVcpu for VmxVcpu {
         // which VM exit sets to 0xffff, are restored from the saved descriptors.
         unsafe {
             for (i, m) in switched.iter().enumerate() {
-                cpu::wrmsr(*m, guest[i]);
+                if guest[i] != host.syscall_msrs[i] {
+                    cpu::wrmsr(*m, guest[i]);
+                }
             }
+            cpu::wrmsr(msr::KERNEL_GS_BASE, st.kernel_gs_base);
             failed = kvm_rs_vmx_vcpu_run(st.gprs.as_mut_ptr(), self.vmcs.launched() as i32);
             st.kernel_gs_base = cpu::rdmsr_safe(msr::KERNEL_GS_BASE).unwrap_or(st.kernel_gs_base);
+            cpu::wrmsr(msr::KERNEL_GS_BASE, host_kernel_gs_base);
             for (i, m) in switched.iter().enumerate() {
-                cpu::wrmsr(*m, host[i]);
+                if guest[i] != host.syscall_msrs[i] {
+                    cpu::wrmsr(*m, host.syscall_msrs[i]);
+                }
             }
             core::arch::asm!("lgdt [{}]", in(reg) gdt.as_ptr(), options(nostack));
             core::arch::asm!("lidt [{}]", in(reg) idt.as_ptr(), options(nostack));
@@ -529,6 +632,9 @@ impl VendorVcpu for VmxVcpu {
             self.exit_len = len;
             exit
         };
+        // The VMCS now holds `st`: what was written if the entry failed, what the
+        // exit saved (and save_state read back) otherwise.
+        self.guest_in_vmcs = Some(*st);
         exit
     }
 
