@@ -392,7 +392,9 @@ impl VmxVcpu {
         w.changed(GUEST_SYSENTER_EIP, st.sysenter_eip, old.map(|o| o.sysenter_eip));
         w.changed(GUEST_IA32_EFER, st.efer, old.map(|o| o.efer));
         w.changed(GUEST_IA32_PAT, st.pat, old.map(|o| o.pat));
-        w.changed(GUEST_INTERRUPTIBILITY_INFO, self.interruptibility(st), old.map(|o| self.interruptibility(o)));
+        // Always written: ArchState folds STI and MOV SS blocking into one flag, so
+        // it cannot tell which of them the VMCS holds.
+        w.w(GUEST_INTERRUPTIBILITY_INFO, self.interruptibility(st));
 
         // Event injection: always written (VM exit clears the valid bit, a failed
         // VMLAUNCH/VMRESUME does not).
