@@ -19,22 +19,10 @@ fn skylake() -> CapabilityMsrs {
 }
 
 /// Intel Core i7-8700 (Coffee Lake, CPUID 0x906ea), as VirtualBox logged it on
-/// bare metal; TRUE_PROCBASED_CTLS 0xfff9fffe04006172.
+/// bare metal: the Skylake values but for the secondary controls (EPT-violation
+/// #VE, mode-based EPT, PT/EPT bits); TRUE_PROCBASED_CTLS 0xfff9fffe04006172.
 fn coffee_lake() -> CapabilityMsrs {
-    CapabilityMsrs {
-        basic: 0x00da_0400_0000_0004,
-        pinbased: 0x0000_007f_0000_0016,
-        procbased: 0xfff9_fffe_0401_e172,
-        exit: 0x01ff_ffff_0003_6dff,
-        entry: 0x0003_ffff_0000_11ff,
-        misc: 0x0000_0000_7004_c1e7,
-        cr0_fixed0: 0x8000_0021,
-        cr0_fixed1: 0xffff_ffff,
-        cr4_fixed0: 0x2000,
-        cr4_fixed1: 0x0037_27ff,
-        procbased2: 0x005f_bcff_0000_0000,
-        ept_vpid_cap: 0x0000_0f01_0673_4141,
-    }
+    CapabilityMsrs { procbased2: 0x005f_bcff_0000_0000, ..skylake() }
 }
 
 /// Intel Core i7-3770 class (Ivy Bridge, CPUID 0x306a9), as VirtualBox logged

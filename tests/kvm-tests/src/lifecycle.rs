@@ -510,13 +510,19 @@ fn set_cpu(cpu: usize) {
     }
 }
 
-fn migrating_vcpu() -> TestResult {
-    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    check!(ncpu >= 2, "needs two CPUs, have {ncpu}");
+/// A guest that counts in AL and reports each count with OUT 0x10.
+fn counting_guest() -> Result<(Vm, Vcpu), String> {
     let (vm, v, mem) = vm_with_ram(0x10000)?;
     // inc al; out 0x10, al; jmp back
     poke(mem, 0x1000, &[0xfe, 0xc0, 0xe6, 0x10, 0xeb, 0xfa]);
     v.real_mode_at(0x1000)?;
+    Ok((vm, v))
+}
+
+fn migrating_vcpu() -> TestResult {
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    check!(ncpu >= 2, "needs two CPUs, have {ncpu}");
+    let (vm, v) = counting_guest()?;
     let h = std::thread::spawn(move || -> Result<(), String> {
         for i in 0..200u32 {
             set_cpu((i % 2) as usize);
@@ -545,10 +551,7 @@ fn set_cpu_online(cpu: usize, online: bool) -> Result<(), String> {
 fn cpu_offline_under_vcpu() -> TestResult {
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     check!(ncpu >= 2, "needs two CPUs, have {ncpu}");
-    let (_vm, v, mem) = vm_with_ram(0x10000)?;
-    // inc al; out 0x10, al; jmp back
-    poke(mem, 0x1000, &[0xfe, 0xc0, 0xe6, 0x10, 0xeb, 0xfa]);
-    v.real_mode_at(0x1000)?;
+    let (_vm, v) = counting_guest()?;
     let mut expect = 0u8;
     let mut step = |cpu: usize| -> TestResult {
         set_cpu(cpu);
