@@ -23,6 +23,12 @@
 #include <asm/io.h>
 #include <asm/processor.h>
 #include <asm/tlbflush.h>
+#include <trace/events/ipi.h>
+#include <linux/hrtimer.h>
+#include <linux/wait.h>
+#include <linux/poll.h>
+#include <linux/eventfd.h>
+#include <linux/workqueue.h>
 #include "kvm_compat.h"
 
 int kvm_rs_rdmsr_safe(u32 msr, u64 *value) { return rdmsrl_safe(msr, value); }
@@ -155,3 +161,44 @@ void kvm_rs_sigmask_deactivate(void)
 	sigemptyset(&current->real_blocked);
 }
 EXPORT_SYMBOL_GPL(kvm_rs_sigmask_deactivate);
+
+void kvm_rs_send_reschedule(int cpu) { smp_send_reschedule(cpu); }
+EXPORT_SYMBOL_GPL(kvm_rs_send_reschedule);
+
+void kvm_rs_hrtimer_init(struct hrtimer *t, int (*fn)(struct hrtimer *t))
+{
+	hrtimer_init(t, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_HARD);
+	t->function = (enum hrtimer_restart (*)(struct hrtimer *))fn;
+}
+EXPORT_SYMBOL_GPL(kvm_rs_hrtimer_init);
+void kvm_rs_hrtimer_start(struct hrtimer *t, u64 abs_ns) { hrtimer_start(t, ns_to_ktime(abs_ns), HRTIMER_MODE_ABS_HARD); }
+EXPORT_SYMBOL_GPL(kvm_rs_hrtimer_start);
+u64 kvm_rs_ktime_get_ns(void) { return ktime_get_ns(); }
+EXPORT_SYMBOL_GPL(kvm_rs_ktime_get_ns);
+
+void kvm_rs_init_waitqueue_head(struct wait_queue_head *wq) { init_waitqueue_head(wq); }
+EXPORT_SYMBOL_GPL(kvm_rs_init_waitqueue_head);
+void kvm_rs_wake_up(struct wait_queue_head *wq) { wake_up(wq); }
+EXPORT_SYMBOL_GPL(kvm_rs_wake_up);
+void kvm_rs_prepare_to_wait(struct wait_queue_head *wq, struct wait_queue_entry *e)
+{
+	init_wait(e);
+	prepare_to_wait(wq, e, TASK_INTERRUPTIBLE);
+}
+EXPORT_SYMBOL_GPL(kvm_rs_prepare_to_wait);
+void kvm_rs_init_wait_func(struct wait_queue_entry *e, int (*fn)(struct wait_queue_entry *e, unsigned mode, int flags, void *key))
+{ init_waitqueue_func_entry(e, fn); }
+EXPORT_SYMBOL_GPL(kvm_rs_init_wait_func);
+unsigned int kvm_rs_vfs_poll(struct file *f, struct poll_table_struct *pt,
+			     void (*qproc)(struct file *f, struct wait_queue_head *wq, struct poll_table_struct *pt))
+{
+	init_poll_funcptr(pt, qproc);
+	return vfs_poll(f, pt);
+}
+EXPORT_SYMBOL_GPL(kvm_rs_vfs_poll);
+void kvm_rs_eventfd_signal(struct eventfd_ctx *ctx) { eventfd_signal(ctx); }
+EXPORT_SYMBOL_GPL(kvm_rs_eventfd_signal);
+void kvm_rs_init_work(struct work_struct *w, void (*fn)(struct work_struct *w)) { INIT_WORK(w, fn); }
+EXPORT_SYMBOL_GPL(kvm_rs_init_work);
+void kvm_rs_schedule_work(struct work_struct *w) { schedule_work(w); }
+EXPORT_SYMBOL_GPL(kvm_rs_schedule_work);

@@ -100,4 +100,34 @@ void kvm_rs_kick_cpu(int cpu);
 /* smp_call_function_single(cpu, func, info, wait = 1): 0, or -ENXIO if offline. */
 int kvm_rs_call_on_cpu(int cpu, void (*func)(void *info), void *info);
 
+/* The in-kernel irqchip: timers, wait queues, eventfds (x86/kvm/irq/sys.rs). */
+struct hrtimer;
+struct wait_queue_head;
+struct wait_queue_entry;
+struct eventfd_ctx;
+struct poll_table_struct;
+/* A reschedule IPI: makes `cpu` leave a guest; safe from any context. */
+void kvm_rs_send_reschedule(int cpu);
+/* hrtimer_init(CLOCK_MONOTONIC, HRTIMER_MODE_ABS_HARD) with its callback. */
+void kvm_rs_hrtimer_init(struct hrtimer *t, int (*fn)(struct hrtimer *t));
+/* hrtimer_start() at absolute CLOCK_MONOTONIC ns (hard-IRQ expiry). */
+void kvm_rs_hrtimer_start(struct hrtimer *t, u64 abs_ns);
+u64 kvm_rs_ktime_get_ns(void);
+void kvm_rs_init_waitqueue_head(struct wait_queue_head *wq);
+/* wake_up(): TASK_NORMAL, one exclusive waiter; safe from hard-IRQ context. */
+void kvm_rs_wake_up(struct wait_queue_head *wq);
+/* init_wait() + prepare_to_wait(TASK_INTERRUPTIBLE). */
+void kvm_rs_prepare_to_wait(struct wait_queue_head *wq, struct wait_queue_entry *e);
+/* init_waitqueue_func_entry(). */
+void kvm_rs_init_wait_func(struct wait_queue_entry *e, int (*fn)(struct wait_queue_entry *e, unsigned mode, int flags, void *key));
+/* init_poll_funcptr() on a poll table, then vfs_poll(): returns the file's mask. */
+unsigned int kvm_rs_vfs_poll(struct file *f, struct poll_table_struct *pt,
+			     void (*qproc)(struct file *f, struct wait_queue_head *wq, struct poll_table_struct *pt));
+struct work_struct;
+/* INIT_WORK() and schedule_work() (system workqueue). */
+void kvm_rs_init_work(struct work_struct *w, void (*fn)(struct work_struct *w));
+void kvm_rs_schedule_work(struct work_struct *w);
+/* eventfd_signal(). */
+void kvm_rs_eventfd_signal(struct eventfd_ctx *ctx);
+
 #endif

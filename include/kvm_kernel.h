@@ -12,6 +12,11 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <asm/reboot.h>
+#include <linux/hrtimer.h>
+#include <linux/wait.h>
+#include <linux/poll.h>
+#include <linux/eventfd.h>
+#include <linux/file.h>
 #include <asm/fpu/api.h>
 #include <asm/fpu/types.h>
 #include "../include-compat/kvm_compat.h"

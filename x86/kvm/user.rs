@@ -40,6 +40,19 @@ plain_uapi!(
     uapi::kvm_dirty_log,
     uapi::kvm_interrupt,
     uapi::kvm_signal_mask,
+    uapi::kvm_irq_level,
+    uapi::kvm_irqchip,
+    uapi::kvm_lapic_state,
+    uapi::kvm_pit_config,
+    uapi::kvm_pit_state,
+    uapi::kvm_pit_state2,
+    uapi::kvm_reinject_control,
+    uapi::kvm_irq_routing,
+    uapi::kvm_irq_routing_entry,
+    uapi::kvm_msi,
+    uapi::kvm_enable_cap,
+    uapi::kvm_irqfd,
+    uapi::kvm_ioeventfd,
 );
 
 /// Reads a `T` from the user address `ptr`.
