@@ -25,9 +25,27 @@ pub fn check_extension(cap: u64) -> isize {
         | uapi::KVM_CAP_SET_TSS_ADDR
         | uapi::KVM_CAP_SET_IDENTITY_MAP_ADDR
         | uapi::KVM_CAP_CHECK_EXTENSION_VM => 1,
-        // KVM_SET_GSI_ROUTING exists (and, as upstream, refuses without an
-        // in-kernel irqchip, which is not offered).
-        uapi::KVM_CAP_IRQ_ROUTING => 1,
+        // The in-kernel irqchip (x86/kvm/irq): PIC, IOAPIC, local APICs, PIT,
+        // GSI routing (the answer is the routing table's size), MSIs, irqfds,
+        // ioeventfds, split irqchip and the x2APIC API flags.
+        uapi::KVM_CAP_IRQ_ROUTING => crate::irqchip::routing::MAX_IRQ_ROUTES as isize,
+        uapi::KVM_CAP_IRQCHIP
+        | uapi::KVM_CAP_HLT
+        | uapi::KVM_CAP_IRQ_INJECT_STATUS
+        | uapi::KVM_CAP_PIT
+        | uapi::KVM_CAP_PIT2
+        | uapi::KVM_CAP_PIT_STATE2
+        | uapi::KVM_CAP_REINJECT_CONTROL
+        | uapi::KVM_CAP_SET_BOOT_CPU_ID
+        | uapi::KVM_CAP_SIGNAL_MSI
+        | uapi::KVM_CAP_IRQFD
+        | uapi::KVM_CAP_IRQFD_RESAMPLE
+        | uapi::KVM_CAP_IOEVENTFD
+        | uapi::KVM_CAP_IOEVENTFD_NO_LENGTH
+        | uapi::KVM_CAP_IOEVENTFD_ANY_LENGTH
+        | uapi::KVM_CAP_SPLIT_IRQCHIP
+        | uapi::KVM_CAP_VAPIC => 1,
+        uapi::KVM_CAP_X2APIC_API => (uapi::KVM_X2APIC_API_USE_32BIT_IDS | uapi::KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK) as isize,
         // KVM_NMI, KVM_SET_SIGNAL_MASK are covered by these.
         uapi::KVM_CAP_USER_NMI => 1,
         uapi::KVM_CAP_NR_MEMSLOTS => crate::memslots::MAX_SLOTS as isize,

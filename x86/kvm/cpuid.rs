@@ -48,6 +48,11 @@ pub(crate) fn guest_features(t: &[uapi::kvm_cpuid_entry2]) -> GuestFeatures {
     }
 }
 
+/// Whether the guest's CPUID offers x2APIC (the APIC base may enter x2APIC mode).
+pub(crate) fn guest_has_x2apic(t: &[uapi::kvm_cpuid_entry2]) -> bool {
+    has(t, feat::X2APIC)
+}
+
 /// The guest's MAXPHYADDR: CPUID 0x80000008 EAX[7:0], or 36 without the leaf.
 pub(crate) fn guest_maxphyaddr(t: &[uapi::kvm_cpuid_entry2]) -> u32 {
     match find(t, 0x8000_0008, 0) {

@@ -178,6 +178,12 @@ pub(crate) fn handle_cr_access(vcpu: &Vcpu, inner: &mut VcpuInner, cr: u8, op: C
                 return Ok(Next::Guest);
             }
             skip_instruction(vcpu, inner, 3);
+            if vcpu.shared.irq.in_kernel {
+                // The TPR of the in-kernel APIC; a lowered one may let a held
+                // interrupt in at the next entry.
+                crate::irq::lapic::set_cr8(vcpu, v);
+                return Ok(Next::Guest);
+            }
             // A lowered TPR may unblock an interrupt user space holds back: tell it
             // (upstream's KVM_EXIT_SET_TPR without an in-kernel LAPIC).
             if v < previous {
@@ -187,6 +193,9 @@ pub(crate) fn handle_cr_access(vcpu: &Vcpu, inner: &mut VcpuInner, cr: u8, op: C
             return Ok(Next::Guest);
         }
         (0 | 4 | 8, CrOp::Read { gpr: Some(r) }) => {
+            if cr == 8 && vcpu.shared.irq.in_kernel {
+                inner.state.cr8 = (vcpu.shared.irq.apic.lock().tpr() >> 4) as u64;
+            }
             let s = &mut inner.state;
             let v = match cr {
                 0 => s.cr0,

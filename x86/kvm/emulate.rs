@@ -150,6 +150,10 @@ impl Env for VcpuEnv<'_> {
                     _ => return Err(Stop::Internal),
                 }
             }
+            if let Some(v) = kernel_mmio_read(self.vcpu, gpa, len as u8) {
+                buf[off..off + len].copy_from_slice(&v.to_le_bytes()[..len]);
+                continue;
+            }
             match self.mmio {
                 Some(PendingMmio { gpa: g, len: l, data: Some(d) }) if g == gpa && l as usize == len => {
                     buf[off..off + len].copy_from_slice(&d[..len]);
@@ -190,6 +194,23 @@ impl VcpuEnv<'_> {
         self.write = Some((gpa, d, data.len() as u8));
         Ok(())
     }
+}
+
+/// MMIO the kernel answers itself: the vCPU's local APIC page and the IOAPIC.
+fn kernel_mmio_read(vcpu: &Vcpu, gpa: u64, len: u8) -> Option<u64> {
+    if len > 8 {
+        return None;
+    }
+    crate::irq::lapic::mmio_read(vcpu, gpa, len).or_else(|| crate::irq::chips::ioapic_mmio_read(&vcpu.vm, gpa, len))
+}
+
+/// MMIO writes the kernel completes itself: ioeventfds, the local APIC page,
+/// the IOAPIC. Returns whether the write was taken.
+fn kernel_mmio_write(vcpu: &Vcpu, gpa: u64, data: &[u8; 8], len: u8) -> bool {
+    let value = u64::from_le_bytes(*data);
+    vcpu.vm.irq.ioeventfds.write(false, gpa, len as u32, value)
+        || crate::irq::lapic::mmio_write(vcpu, gpa, len, value)
+        || crate::irq::chips::ioapic_mmio_write(&vcpu.vm, gpa, len, value)
 }
 
 /// Fetches up to 15 instruction bytes at CS:RIP.
@@ -268,6 +289,9 @@ fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
             commit(&mut inner.state, &regs);
             inner.mmio_insn = None;
             if let Some((gpa, data, len)) = write {
+                if kernel_mmio_write(vcpu, gpa, &data, len) {
+                    return Ok(Next::Guest);
+                }
                 vcpu.run.set_mmio(gpa, data, len as u32, true);
                 inner.pending = Pending::MmioWrite;
                 return Ok(Next::User);

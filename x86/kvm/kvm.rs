@@ -30,6 +30,9 @@ pub mod memslots;
 #[path = "../../src/x86-emulator/src/lib.rs"]
 pub mod emulator;
 
+#[path = "../../src/irqchip/src/lib.rs"]
+pub mod irqchip;
+
 pub mod arch_state;
 mod bindings;
 pub mod caps;
@@ -41,6 +44,7 @@ mod emulate;
 pub mod exit;
 mod files;
 mod fpu;
+mod irq;
 pub mod kvm_init;
 mod kvec_ext;
 mod misc_device;

@@ -269,3 +269,20 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
     }
     Ok(())
 }
+
+/// An MSR access with the vCPU at hand: the in-kernel APIC's MSRs first
+/// (IA32_APIC_BASE, x2APIC), then the rest.
+pub(crate) fn get_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u32, host: bool) -> Result<u64> {
+    match crate::irq::lapic::get_msr(vcpu, index) {
+        Some(r) => r,
+        None => get_msr(inner, index, host),
+    }
+}
+
+/// See [`get_msr_vcpu`].
+pub(crate) fn set_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, index: u32, value: u64, host: bool) -> Result {
+    match crate::irq::lapic::set_msr(vcpu, inner, index, value, host) {
+        Some(r) => r,
+        None => set_msr(inner, index, value, host),
+    }
+}

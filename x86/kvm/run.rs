@@ -41,12 +41,21 @@ pub(crate) fn kvm_arch_vcpu_ioctl_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -
         post_run_save(vcpu, inner);
         return Err(EINTR);
     }
-    // Without an in-kernel LAPIC user space owns the TPR: it passes it in cr8.
-    let cr8 = vcpu.run.cr8();
-    if cr8 > 15 {
-        return Err(EINVAL);
+    let apic_in_kernel = vcpu.shared.irq.in_kernel;
+    if !apic_in_kernel {
+        // Without an in-kernel LAPIC user space owns the TPR: it passes it in cr8.
+        let cr8 = vcpu.run.cr8();
+        if cr8 > 15 {
+            return Err(EINVAL);
+        }
+        inner.state.cr8 = cr8;
+    } else if inner.mp_state == uapi::KVM_MP_STATE_UNINITIALIZED {
+        // Not started yet: wait for INIT/SIPI once, then let user space
+        // re-enter (upstream: EAGAIN, or EINTR on a signal).
+        let r = crate::irq::lapic::wait_uninitialized(vcpu, inner);
+        post_run_save(vcpu, inner);
+        return r;
     }
-    inner.state.cr8 = cr8;
     inner.has_run = true;
     let saved = crate::sigmask::activate(&inner.sigmask);
     inner.fpu.load();
@@ -58,27 +67,45 @@ pub(crate) fn kvm_arch_vcpu_ioctl_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -
 }
 
 /// Whether an interrupt from user space could be injected now (upstream's
-/// kvm_vcpu_ready_for_interrupt_injection with a user-space irqchip).
-fn ready_for_interrupt(inner: &VcpuInner) -> bool {
+/// kvm_vcpu_ready_for_interrupt_injection with a user-space irqchip; always
+/// with the in-kernel PIC, where user space injects through it).
+fn ready_for_interrupt(vcpu: &Vcpu, inner: &VcpuInner) -> bool {
+    if vcpu.vm.irq.pic_in_kernel() {
+        return true;
+    }
     inner.pending_external.is_none() && inner.vendor.interrupt_allowed(&inner.state)
 }
 
-/// Chooses the event to deliver at this entry (upstream's
-/// kvm_check_and_inject_events): a pending exception or re-injected event first,
-/// then an NMI, then the external interrupt from KVM_INTERRUPT.
-fn inject_pending_event(inner: &mut VcpuInner) {
+/// The first steps of choosing the event for this entry (upstream's
+/// kvm_check_and_inject_events): a pending exception or re-injected event
+/// stays; else an NMI if NMIs are open. Returns whether the slot is taken.
+pub(crate) fn inject_exception_or_nmi(inner: &mut VcpuInner) -> bool {
     if inner.state.pending_event.is_some() {
-        return;
+        return true;
     }
     if inner.nmi_pending && !inner.state.nmi_masked && !inner.state.interrupt_shadow {
         inner.nmi_pending = false;
         inner.state.nmi_masked = true;
         inner.state.pending_event = Some(PendingEvent { vector: 2, error_code: None, soft: false, external: false });
-        return;
+        return true;
+    }
+    false
+}
+
+/// Chooses the event to deliver at this entry: exceptions, NMIs, then the
+/// external interrupt (from the in-kernel irqchip, or KVM_INTERRUPT's).
+/// Returns whether an interrupt must wait for the guest's interrupt window.
+fn inject_pending_event(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
+    if vcpu.shared.irq.in_kernel {
+        return crate::irq::lapic::inject_pending(vcpu, inner);
+    }
+    if inject_exception_or_nmi(inner) {
+        return false;
     }
     if let Some(v) = inner.pending_external.take() {
         inner.state.pending_event = Some(PendingEvent { vector: v, error_code: None, soft: false, external: true });
     }
+    false
 }
 
 fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
@@ -90,12 +117,20 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
         }
         // SAFETY: may sleep; no spinlock or IRQ-off section is held here.
         unsafe { bindings::kvm_rs_cond_resched() };
+        // Halted or waiting for SIPI (in-kernel APIC): sleep until runnable.
+        if inner.mp_state != uapi::KVM_MP_STATE_RUNNABLE {
+            if !crate::irq::lapic::vcpu_block(vcpu, inner) {
+                vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
+                return Err(EINTR);
+            }
+            continue;
+        }
         match vcpu_enter_guest(vcpu, inner)? {
             Next::Guest => {}
             Next::User => return Ok(()),
         }
         // User space asked to be told when it can inject: tell it now.
-        if vcpu.run.request_interrupt_window() != 0 && ready_for_interrupt(inner) {
+        if vcpu.run.request_interrupt_window() != 0 && ready_for_interrupt(vcpu, inner) {
             vcpu.run.set_simple(uapi::KVM_EXIT_IRQ_WINDOW_OPEN);
             return Ok(());
         }
@@ -112,12 +147,13 @@ fn xsetbv(xcr0: u64) {
 
 fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     let params_root = vcpu.vm.tdp_root;
-    inject_pending_event(inner);
+    let irq_waits = inject_pending_event(vcpu, inner);
     // User space wants to inject (request_interrupt_window), or KVM_INTERRUPT's
-    // vector could not go in yet: exit as soon as the guest can take an
-    // interrupt, which is at once if it already can (upstream arms the window in
-    // both cases, so a guest spinning with IF=1 cannot starve user space).
-    let want_window = vcpu.run.request_interrupt_window() != 0;
+    // vector could not go in yet, or the in-kernel irqchip has an interrupt the
+    // guest cannot take yet: exit as soon as the guest can take one, which is
+    // at once if it already can (upstream arms the window in these cases, so a
+    // guest spinning with IF=1 cannot starve user space).
+    let want_window = irq_waits || vcpu.run.request_interrupt_window() != 0;
     let intercept_iret = inner.state.nmi_masked && !inner.iret_seen;
     // SAFETY: paired with the enable below; nothing in between sleeps.
     unsafe { bindings::kvm_rs_preempt_disable() };
@@ -127,6 +163,17 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     unsafe { bindings::kvm_rs_local_irq_disable() };
     crate::vcpu::fpu_load_if_needed();
     let gen = vcpu.shared.enter(&vcpu.vm, cpu);
+    // An interrupt posted after the events were looked at, but before guest
+    // mode was announced, would wait for the next exit: leave now instead.
+    if vcpu.shared.irq.in_kernel && crate::irq::lapic::entry_must_abort(vcpu) {
+        vcpu.shared.leave();
+        // SAFETY: pairs with the disables above.
+        unsafe {
+            bindings::kvm_rs_local_irq_enable();
+            bindings::kvm_rs_preempt_enable();
+        }
+        return Ok(Next::Guest);
+    }
     let flush = gen != inner.flushed_gen;
     inner.flushed_gen = gen;
 
@@ -170,6 +217,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         bindings::kvm_rs_local_irq_enable();
         bindings::kvm_rs_preempt_enable();
     }
+    crate::irq::lapic::sync_from_vapic(vcpu, inner);
     handle_exit(vcpu, inner, exit, cpu)
 }
 
@@ -209,6 +257,11 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
         Exit::Io { port, size, input, string, rep } => handle_io(vcpu, inner, port, size, input, string, rep),
         Exit::Hlt => {
             skip_instruction(vcpu, inner, 1);
+            if vcpu.shared.irq.in_kernel {
+                // The vCPU sleeps in the kernel until an interrupt wakes it.
+                inner.mp_state = uapi::KVM_MP_STATE_HALTED;
+                return Ok(Next::Guest);
+            }
             run.set_simple(uapi::KVM_EXIT_HLT);
             Ok(Next::User)
         }
@@ -219,7 +272,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
         }
         Exit::Rdmsr => {
             let index = inner.state.gprs[gpr::RCX] as u32;
-            match crate::msrs::get_msr(inner, index, false) {
+            match crate::msrs::get_msr_vcpu(vcpu, inner, index, false) {
                 Ok(v) => {
                     inner.state.gprs[gpr::RAX] = v & 0xffff_ffff;
                     inner.state.gprs[gpr::RDX] = v >> 32;
@@ -233,7 +286,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             let s = &inner.state;
             let index = s.gprs[gpr::RCX] as u32;
             let v = (s.gprs[gpr::RDX] << 32) | (s.gprs[gpr::RAX] & 0xffff_ffff);
-            match crate::msrs::set_msr(inner, index, v, false) {
+            match crate::msrs::set_msr_vcpu(vcpu, inner, index, v, false) {
                 Ok(()) => skip_instruction(vcpu, inner, 2),
                 Err(_) => inject_gp(inner),
             }
@@ -316,6 +369,18 @@ fn handle_io(
         return emulate::string_io(vcpu, inner, port, size, input, rep);
     }
     let run = &vcpu.run;
+    let value = inner.state.gprs[gpr::RAX] as u32;
+    if !input && vcpu.vm.irq.ioeventfds.write(true, port as u64, size as u32, value as u64) {
+        skip_instruction(vcpu, inner, 1);
+        return Ok(Next::Guest);
+    }
+    if let Some(v) = crate::irq::chips::pio(&vcpu.vm, port, size, input, value) {
+        if input {
+            write_reg_sized(&mut inner.state, gpr::RAX, size, v as u64);
+        }
+        skip_instruction(vcpu, inner, 1);
+        return Ok(Next::Guest);
+    }
     if input {
         let next_rip = match inner.vendor.next_rip() {
             Some(n) => n,
@@ -375,8 +440,14 @@ fn post_run_save(vcpu: &Vcpu, inner: &VcpuInner) {
     let s = &inner.state;
     let run = &vcpu.run;
     run.set_if_flag((s.rflags & rflags::IF != 0) as u8);
-    run.set_cr8(s.cr8);
-    run.set_apic_base(inner.apic_base);
-    run.set_ready_for_interrupt_injection(ready_for_interrupt(inner) as u8);
+    if vcpu.shared.irq.in_kernel {
+        let apic = vcpu.shared.irq.apic.lock();
+        run.set_cr8((apic.tpr() >> 4) as u64);
+        run.set_apic_base(apic.base());
+    } else {
+        run.set_cr8(s.cr8);
+        run.set_apic_base(inner.apic_base);
+    }
+    run.set_ready_for_interrupt_injection(ready_for_interrupt(vcpu, inner) as u8);
     run.set_flags(0);
 }

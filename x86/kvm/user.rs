@@ -53,6 +53,7 @@ plain_uapi!(
     uapi::kvm_enable_cap,
     uapi::kvm_irqfd,
     uapi::kvm_ioeventfd,
+    uapi::kvm_vapic_addr,
 );
 
 /// Reads a `T` from the user address `ptr`.

@@ -24,9 +24,15 @@ const MAX_CPUID_ENTRIES: u32 = 256;
 /// Upstream's MAX_IO_MSRS.
 const MAX_IO_MSRS: u32 = 256;
 
-/// What the VM keeps of each vCPU: enough to kick it out of the guest and to know
-/// which TLB generation it runs with.
+/// What the VM keeps of each vCPU: enough to kick it out of the guest, to know
+/// which TLB generation it runs with, and its local APIC (what other vCPUs and
+/// the interrupt controllers reach without the vCPU's mutex).
+#[pin_data]
 pub(crate) struct VcpuShared {
+    /// The in-kernel irqchip's per-vCPU half (its timer is cancelled first
+    /// when this is dropped).
+    #[pin]
+    pub(crate) irq: crate::irq::VcpuIrq,
     pub(crate) id: u32,
     in_guest: AtomicBool,
     cpu: AtomicI32,
@@ -34,6 +40,17 @@ pub(crate) struct VcpuShared {
 }
 
 impl VcpuShared {
+    /// Makes the vCPU notice a posted event (upstream kvm_vcpu_kick): marks a
+    /// request, sends a reschedule IPI if it is in guest mode (the exit makes
+    /// it look), and wakes it if it sleeps in HLT. Callable from any context.
+    pub(crate) fn kick(&self) {
+        self.irq.requests.fetch_or(1, Ordering::SeqCst);
+        if self.in_guest.load(Ordering::SeqCst) {
+            crate::irq::sys::send_reschedule(self.cpu.load(Ordering::Relaxed));
+        }
+        self.irq.wq.wake();
+    }
+
     /// Marks entry: returns the TLB generation the guest will run with.
     pub(crate) fn enter(&self, vm: &Vm, cpu: u32) -> u64 {
         self.cpu.store(cpu as i32, Ordering::Relaxed);
@@ -108,6 +125,13 @@ pub(crate) struct VcpuInner {
     pub flush_guest_tlb: bool,
     /// KVM_SET_SIGNAL_MASK: the mask in force while KVM_RUN runs the guest.
     pub sigmask: Option<crate::sigmask::SigSet>,
+    /// KVM_MP_STATE_*: RUNNABLE, or (with an in-kernel APIC) HALTED,
+    /// UNINITIALIZED, INIT_RECEIVED...
+    pub mp_state: u32,
+    /// The vector of the last SIPI (KVM_SET_MP_STATE SIPI_RECEIVED replays it).
+    pub last_sipi_vector: u8,
+    /// KVM_SET_VAPIC_ADDR's guest address, if set.
+    pub vapic_addr: Option<u64>,
 }
 
 #[pin_data]
@@ -119,9 +143,33 @@ pub struct Vcpu {
     pub(crate) inner: Mutex<VcpuInner>,
 }
 
-/// The reset value of IA32_APIC_BASE: xAPIC enabled at 0xfee00000, BSP for vCPU 0.
-fn reset_apic_base(id: u32) -> u64 {
-    0xfee0_0000 | (1 << 11) | if id == 0 { 1 << 8 } else { 0 }
+/// The reset value of IA32_APIC_BASE: xAPIC enabled at 0xfee00000, BSP flag
+/// for the boot vCPU.
+fn reset_apic_base(_id: u32, bsp: bool) -> u64 {
+    0xfee0_0000 | (1 << 11) | if bsp { 1 << 8 } else { 0 }
+}
+
+/// INIT (upstream kvm_vcpu_reset with init_event): the architectural state
+/// returns to its reset values; the TSC and the MSRs INIT leaves alone stay.
+pub(crate) fn init_reset(_vcpu: &Vcpu, inner: &mut VcpuInner) {
+    let signature = crate::cpu::cpuid(1, 0)[0];
+    let old = core::mem::replace(&mut inner.state, ArchState::reset(signature));
+    let s = &mut inner.state;
+    s.tsc_offset = old.tsc_offset;
+    s.pat = old.pat;
+    s.sysenter_cs = old.sysenter_cs;
+    s.sysenter_esp = old.sysenter_esp;
+    s.sysenter_eip = old.sysenter_eip;
+    s.star = old.star;
+    s.lstar = old.lstar;
+    s.cstar = old.cstar;
+    s.sfmask = old.sfmask;
+    s.kernel_gs_base = old.kernel_gs_base;
+    inner.nmi_pending = false;
+    inner.pending_external = None;
+    inner.pending = Pending::None;
+    inner.mmio_insn = None;
+    inner.flush_guest_tlb = true;
 }
 
 /// KVM_CREATE_VCPU.
@@ -137,8 +185,16 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     if inner.vcpus.iter().any(|v| v.id == id) {
         return Err(EEXIST);
     }
-    let shared = Arc::new(
-        VcpuShared { id, in_guest: AtomicBool::new(false), cpu: AtomicI32::new(0), seen_gen: AtomicU64::new(0) },
+    let in_kernel = vm.irq.lapic_in_kernel();
+    let bsp = vm.irq.is_bsp(id);
+    let shared = Arc::pin_init(
+        pin_init!(VcpuShared {
+            irq <- crate::irq::VcpuIrq::new(id, bsp, in_kernel),
+            id,
+            in_guest: AtomicBool::new(false),
+            cpu: AtomicI32::new(0),
+            seen_gen: AtomicU64::new(0),
+        }),
         GFP_KERNEL,
     )?;
     let vendor = vm.vendor.vcpu_create()?;
@@ -157,7 +213,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 fpu,
                 cpuid: KVec::new(),
                 features: GuestFeatures::default(),
-                apic_base: reset_apic_base(id),
+                apic_base: reset_apic_base(id, bsp),
                 has_run: false,
                 flushed_gen: u64::MAX,
                 pending: Pending::None,
@@ -169,6 +225,15 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 msrs: crate::msrs::SoftMsrs::new(),
                 flush_guest_tlb: false,
                 sigmask: None,
+                // With an in-kernel APIC only the BSP starts; the others wait
+                // for INIT/SIPI (upstream kvm_arch_vcpu_create).
+                mp_state: if in_kernel && !bsp {
+                    uapi::KVM_MP_STATE_UNINITIALIZED
+                } else {
+                    uapi::KVM_MP_STATE_RUNNABLE
+                },
+                last_sipi_vector: 0,
+                vapic_addr: None,
             }),
         }),
         GFP_KERNEL,
@@ -257,7 +322,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_GET_SREGS => {
-            user::write(arg, &get_sregs(inner))?;
+            user::write(arg, &get_sregs(vcpu, inner))?;
             Ok(0)
         }
         ioctl::KVM_SET_SREGS => {
@@ -318,8 +383,8 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             }
             Ok(0)
         }
-        ioctl::KVM_GET_MSRS => msr_io(inner, arg, false),
-        ioctl::KVM_SET_MSRS => msr_io(inner, arg, true),
+        ioctl::KVM_GET_MSRS => msr_io(vcpu, inner, arg, false),
+        ioctl::KVM_SET_MSRS => msr_io(vcpu, inner, arg, true),
         ioctl::KVM_SET_CPUID2 => {
             let hdr: uapi::kvm_cpuid2 = user::read(arg)?;
             if hdr.nent > MAX_CPUID_ENTRIES {
@@ -354,6 +419,10 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             if irq.irq >= 256 {
                 return Err(EINVAL);
             }
+            // With the in-kernel PIC, interrupts come from it (upstream ENXIO).
+            if vcpu.vm.irq.pic_in_kernel() {
+                return Err(ENXIO);
+            }
             // Without an in-kernel irqchip the vector is queued for injection at
             // the next entry (user space calls this only when kvm_run says the
             // guest is ready); a second call replaces it, as upstream's
@@ -362,23 +431,29 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_NMI => {
-            inner.nmi_pending = true;
+            if vcpu.shared.irq.in_kernel {
+                crate::irq::lapic::queue_nmi(vcpu);
+            } else {
+                inner.nmi_pending = true;
+            }
             Ok(0)
         }
+        ioctl::KVM_GET_LAPIC => crate::irq::lapic::get_lapic(vcpu, arg).map(|_| 0),
+        ioctl::KVM_SET_VAPIC_ADDR => crate::irq::lapic::set_vapic_addr(vcpu, inner, arg).map(|_| 0),
+        ioctl::KVM_SET_LAPIC => crate::irq::lapic::set_lapic(vcpu, arg).map(|_| 0),
         ioctl::KVM_SET_SIGNAL_MASK => {
             crate::sigmask::set_signal_mask(&mut inner.sigmask, arg)?;
             Ok(0)
         }
         ioctl::KVM_GET_MP_STATE => {
-            user::write(arg, &uapi::kvm_mp_state { mp_state: uapi::KVM_MP_STATE_RUNNABLE })?;
+            let mp_state = crate::irq::lapic::get_mp_state(vcpu, inner);
+            user::write(arg, &uapi::kvm_mp_state { mp_state })?;
             Ok(0)
         }
         ioctl::KVM_SET_MP_STATE => {
             let m: uapi::kvm_mp_state = user::read(arg)?;
             // Without an in-kernel local APIC only RUNNABLE exists (upstream).
-            if m.mp_state != uapi::KVM_MP_STATE_RUNNABLE {
-                return Err(EINVAL);
-            }
+            crate::irq::lapic::set_mp_state(vcpu, inner, m.mp_state)?;
             Ok(0)
         }
         ioctl::KVM_GET_DEBUGREGS => {
@@ -443,7 +518,7 @@ pub(crate) fn set_regs(s: &mut ArchState, r: &uapi::kvm_regs) {
     }
 }
 
-fn get_sregs(inner: &VcpuInner) -> uapi::kvm_sregs {
+fn get_sregs(vcpu: &Vcpu, inner: &VcpuInner) -> uapi::kvm_sregs {
     let s = &inner.state;
     let mut out = uapi::kvm_sregs {
         cs: s.cs, ds: s.ds, es: s.es, fs: s.fs, gs: s.gs, ss: s.ss, tr: s.tr, ldt: s.ldt,
@@ -452,6 +527,10 @@ fn get_sregs(inner: &VcpuInner) -> uapi::kvm_sregs {
         apic_base: inner.apic_base,
         interrupt_bitmap: [0; 4],
     };
+    if vcpu.shared.irq.in_kernel {
+        out.apic_base = vcpu.shared.irq.apic.lock().base();
+        out.cr8 = (vcpu.shared.irq.apic.lock().tpr() >> 4) as u64;
+    }
     if let Some(PendingEvent { vector, external: true, .. }) = s.pending_event {
         out.interrupt_bitmap[(vector / 64) as usize] |= 1 << (vector % 64);
     }
@@ -464,8 +543,12 @@ fn set_sregs(vcpu: &Vcpu, inner: &mut VcpuInner, r: &uapi::kvm_sregs) -> Result 
     if !validity::valid_sregs(r.cr0, r.cr3, r.cr4, r.efer, r.cs.l != 0, maxphy, f) {
         return Err(EINVAL);
     }
-    // No in-kernel LAPIC: the base is stored as is, but must keep reserved bits 0.
-    if r.apic_base & !(0xffff_ffff_f000u64 | (1 << 8) | (1 << 10) | (1 << 11)) != 0 {
+    if vcpu.shared.irq.in_kernel {
+        // The in-kernel APIC checks the base (host-initiated) and takes CR8 as TPR.
+        crate::irq::lapic::set_sregs_apic_base(vcpu, inner, r.apic_base)?;
+        crate::irq::lapic::set_cr8(vcpu, r.cr8);
+    } else if r.apic_base & !(0xffff_ffff_f000u64 | (1 << 8) | (1 << 10) | (1 << 11)) != 0 {
+        // No in-kernel LAPIC: the base is stored as is, but must keep reserved bits 0.
         return Err(EINVAL);
     }
     let s = &mut inner.state;
@@ -537,7 +620,7 @@ fn fxsave_from_fpu(b: &mut [u8; fpu::UABI_SIZE], f: &uapi::kvm_fpu) {
 
 /// KVM_GET_MSRS / KVM_SET_MSRS: returns how many entries were processed (stops
 /// at the first one that fails, as upstream's __msr_io).
-fn msr_io(inner: &mut VcpuInner, arg: usize, write: bool) -> Result<isize> {
+fn msr_io(vcpu: &Vcpu, inner: &mut VcpuInner, arg: usize, write: bool) -> Result<isize> {
     let hdr: uapi::kvm_msrs = user::read(arg)?;
     if hdr.nmsrs >= MAX_IO_MSRS {
         return Err(E2BIG);
@@ -548,9 +631,9 @@ fn msr_io(inner: &mut VcpuInner, arg: usize, write: bool) -> Result<isize> {
     for i in 0..hdr.nmsrs as usize {
         let mut e: uapi::kvm_msr_entry = user::read(base + i * esize)?;
         let ok = if write {
-            crate::msrs::set_msr(inner, e.index, e.data, true).is_ok()
+            crate::msrs::set_msr_vcpu(vcpu, inner, e.index, e.data, true).is_ok()
         } else {
-            match crate::msrs::get_msr(inner, e.index, true) {
+            match crate::msrs::get_msr_vcpu(vcpu, inner, e.index, true) {
                 Ok(v) => {
                     e.data = v;
                     user::write(base + i * esize, &e)?;

@@ -80,6 +80,10 @@ pub(crate) enum Resolved {
 
 #[pin_data]
 pub struct Vm {
+    /// The in-kernel irqchip. First, so that its timers and work items are
+    /// stopped before anything they use is dropped.
+    #[pin]
+    pub(crate) irq: crate::irq::VmIrq,
     pub(crate) vendor: &'static dyn VendorOps,
     owner: OwnerMm,
     /// Bumped whenever mappings are removed or write-protected; a vCPU that
@@ -105,6 +109,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
     let tdp_root = mmu.root_pa();
     let vm = Arc::pin_init(
         pin_init!(Vm {
+            irq <- crate::irq::VmIrq::new(),
             vendor,
             owner: OwnerMm::current(),
             tlb_gen: AtomicU64::new(0),
@@ -187,11 +192,20 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             vm.get_dirty_log(log.slot, bitmap)?;
             Ok(0)
         }
-        // No in-kernel irqchip: routing and IRQ lines are refused as upstream
-        // refuses them without one.
-        ioctl::KVM_SET_GSI_ROUTING => Err(EINVAL),
-        ioctl::KVM_IRQ_LINE | ioctl::KVM_IRQ_LINE_STATUS => Err(ENXIO),
-        _ => Err(ENOTTY),
+        ioctl::KVM_ENABLE_CAP => {
+            let cap: uapi::kvm_enable_cap = user::read(arg)?;
+            if cap.flags != 0 {
+                return Err(EINVAL);
+            }
+            match crate::irq::ioctl::enable_cap(vm, &cap) {
+                Some(r) => r.map(|_| 0),
+                None => Err(EINVAL),
+            }
+        }
+        _ => match crate::irq::ioctl::vm_ioctl(vm, cmd, arg) {
+            Some(r) => r,
+            None => Err(ENOTTY),
+        },
     }
 }
 

@@ -1244,9 +1244,11 @@ impl Lapic {
         if self.x2apic_mode() && !x2apic_api_32bit_ids {
             words[(APIC_ID >> 2) as usize] = self.vcpu_id << 24;
         }
+        // Byte by byte: no slice copy whose length check could panic.
         let mut out = [0u8; LAPIC_STATE_SIZE];
-        for (chunk, w) in out.chunks_exact_mut(4).zip(words.iter()) {
-            chunk.copy_from_slice(&w.to_le_bytes());
+        for (i, b) in out.iter_mut().enumerate() {
+            let w = words.get(i / 4).copied().unwrap_or(0);
+            *b = w.to_le_bytes()[i % 4];
         }
         out
     }
@@ -1265,8 +1267,9 @@ impl Lapic {
         now_ns: u64,
     ) -> Result<WriteEffects, ApicError> {
         let mut words = [0u32; LAPIC_STATE_SIZE / 4];
-        for (w, chunk) in words.iter_mut().zip(regs.chunks_exact(4)) {
-            *w = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        for (i, w) in words.iter_mut().enumerate() {
+            let b = |k: usize| regs.get(i * 4 + k).copied().unwrap_or(0);
+            *w = u32::from_le_bytes([b(0), b(1), b(2), b(3)]);
         }
         if self.x2apic_mode() {
             let id_slot = (APIC_ID >> 2) as usize;

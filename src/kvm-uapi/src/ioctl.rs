@@ -99,6 +99,7 @@ pub const KVM_GET_FPU: u32 = ior::<kvm_fpu>(0x8c);
 pub const KVM_SET_FPU: u32 = iow::<kvm_fpu>(0x8d);
 pub const KVM_GET_LAPIC: u32 = ior::<kvm_lapic_state>(0x8e);
 pub const KVM_SET_LAPIC: u32 = iow::<kvm_lapic_state>(0x8f);
+pub const KVM_SET_VAPIC_ADDR: u32 = iow::<kvm_vapic_addr>(0x93);
 pub const KVM_SET_CPUID2: u32 = iow::<kvm_cpuid2>(0x90);
 pub const KVM_GET_CPUID2: u32 = iowr::<kvm_cpuid2>(0x91);
 pub const KVM_GET_MP_STATE: u32 = ior::<kvm_mp_state>(0x98);

@@ -98,7 +98,9 @@ pub fn supported_cpuid(host: &dyn HostCpuid, out: &mut [CpuidEntry]) -> Result<u
         let r = host.cpuid(leaf, 0);
         match leaf {
             1 => {
-                let ecx = r[2] & mask_of(LEAF1_ECX, Reg::Ecx);
+                // x2APIC is emulated by the in-kernel local APIC whatever the
+                // host has (upstream sets it unconditionally too).
+                let ecx = (r[2] & mask_of(LEAF1_ECX, Reg::Ecx)) | feat::X2APIC.mask();
                 let edx = r[3] & mask_of(LEAF1_EDX, Reg::Edx);
                 // EBX[31:24] is the initial APIC ID of the CPU that ran CPUID: the
                 // VMM sets its own per vCPU.
