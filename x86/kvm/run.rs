@@ -73,7 +73,25 @@ fn ready_for_interrupt(vcpu: &Vcpu, inner: &VcpuInner) -> bool {
     if vcpu.vm.irq.pic_in_kernel() {
         return true;
     }
+    if vcpu.shared.irq.in_kernel {
+        return crate::irq::lapic::ready_for_user_extint(vcpu, inner);
+    }
     inner.pending_external.is_none() && inner.vendor.interrupt_allowed(&inner.state)
+}
+
+/// Whether user space's request_interrupt_window counts (upstream's
+/// dm_request_for_irq_injection && kvm_cpu_accept_dm_intr): never with the
+/// in-kernel PIC; with the split irqchip only while the APIC takes the PIC's
+/// interrupts (LINT0 in ExtINT mode) and none is queued, or the guest would
+/// exit at every instruction for an interrupt it cannot take.
+fn user_wants_window(vcpu: &Vcpu, inner: &VcpuInner) -> bool {
+    if vcpu.run.request_interrupt_window() == 0 || vcpu.vm.irq.pic_in_kernel() {
+        return false;
+    }
+    if vcpu.shared.irq.in_kernel {
+        return inner.pending_external.is_none() && vcpu.shared.irq.apic.lock().accept_pic_intr();
+    }
+    true
 }
 
 /// The first steps of choosing the event for this entry (upstream's
@@ -130,7 +148,7 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
             Next::User => return Ok(()),
         }
         // User space asked to be told when it can inject: tell it now.
-        if vcpu.run.request_interrupt_window() != 0 && ready_for_interrupt(vcpu, inner) {
+        if user_wants_window(vcpu, inner) && ready_for_interrupt(vcpu, inner) {
             vcpu.run.set_simple(uapi::KVM_EXIT_IRQ_WINDOW_OPEN);
             return Ok(());
         }
@@ -147,13 +165,17 @@ fn xsetbv(xcr0: u64) {
 
 fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     let params_root = vcpu.vm.tdp_root;
+    if let Some(vector) = crate::irq::lapic::take_eoi_exit(vcpu) {
+        vcpu.run.set_ioapic_eoi(vector);
+        return Ok(Next::User);
+    }
     let irq_waits = inject_pending_event(vcpu, inner);
     // User space wants to inject (request_interrupt_window), or KVM_INTERRUPT's
     // vector could not go in yet, or the in-kernel irqchip has an interrupt the
     // guest cannot take yet: exit as soon as the guest can take one, which is
     // at once if it already can (upstream arms the window in these cases, so a
     // guest spinning with IF=1 cannot starve user space).
-    let want_window = irq_waits || vcpu.run.request_interrupt_window() != 0;
+    let want_window = irq_waits || user_wants_window(vcpu, inner);
     let intercept_iret = inner.state.nmi_masked && !inner.iret_seen;
     // SAFETY: paired with the enable below; nothing in between sleeps.
     unsafe { bindings::kvm_rs_preempt_disable() };

@@ -126,6 +126,13 @@ impl RunPages {
         }
     }
 
+    /// KVM_EXIT_IOAPIC_EOI: `{ u8 vector; }` (split irqchip: the user-space
+    /// IOAPIC learns of a level-triggered EOI).
+    pub(crate) fn set_ioapic_eoi(&self, vector: u8) {
+        self.set_exit_reason(uapi::KVM_EXIT_IOAPIC_EOI);
+        self.put::<u8>(0, vector);
+    }
+
     /// KVM_EXIT_HYPERCALL data is not used; KVM_EXIT_SHUTDOWN/HLT/INTR/IRQ window
     /// carry no data.
     pub(crate) fn set_simple(&self, reason: u32) {

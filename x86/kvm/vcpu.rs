@@ -419,9 +419,18 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             if irq.irq >= 256 {
                 return Err(EINVAL);
             }
-            // With the in-kernel PIC, interrupts come from it (upstream ENXIO).
+            // With the in-kernel PIC, interrupts come from it (upstream ENXIO);
+            // with the split irqchip this is the user-space PIC's ExtINT, one
+            // at a time (EEXIST while one waits).
             if vcpu.vm.irq.pic_in_kernel() {
                 return Err(ENXIO);
+            }
+            if vcpu.shared.irq.in_kernel {
+                if inner.pending_external.is_some() {
+                    return Err(EEXIST);
+                }
+                inner.pending_external = Some(irq.irq as u8);
+                return Ok(0);
             }
             // Without an in-kernel irqchip the vector is queued for injection at
             // the next entry (user space calls this only when kvm_run says the

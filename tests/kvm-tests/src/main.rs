@@ -9,6 +9,7 @@
 mod guest;
 mod guests;
 mod harness;
+mod irqchip;
 mod kvm;
 mod lifecycle;
 mod modes;
@@ -23,6 +24,7 @@ fn main() {
     tests.extend(modes::tests());
     tests.extend(lifecycle::tests());
     tests.extend(smp::tests());
+    tests.extend(irqchip::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

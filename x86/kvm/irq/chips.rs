@@ -245,6 +245,9 @@ pub(crate) fn ioapic_eoi(vm: &Vm, vector: u8) {
         return;
     }
     let r = vm.irq.ioapic.lock().eoi(vector);
+    // Ack notifiers first (a resampling irqfd lowers its line), then the pins
+    // still asserted are delivered again (upstream's order).
+    super::irqfd::notify_acked(vm, r.acked_pins);
     let mut pins = r.redeliver_pins;
     while pins != 0 {
         let pin = pins.trailing_zeros();
@@ -254,7 +257,6 @@ pub(crate) fn ioapic_eoi(vm: &Vm, vector: u8) {
             delivery::deliver(vm, None, &req);
         }
     }
-    super::irqfd::notify_acked(vm, r.acked_pins);
 }
 
 /// Guest MMIO to the IOAPIC: read. `None` if `gpa` is not the IOAPIC's.

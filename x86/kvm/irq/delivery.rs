@@ -4,7 +4,7 @@
 //! request, posts the interrupt, and kicks each target so it notices: out of
 //! guest mode with a reschedule IPI, out of HLT through its wait queue.
 
-use crate::irqchip::{DeliveryMode, IrqRequest, TriggerMode};
+use crate::irqchip::{DeliveryMode, IrqRequest, Shorthand, TriggerMode};
 use crate::vcpu::VcpuShared;
 use crate::vm::Vm;
 use core::sync::atomic::Ordering;
@@ -46,6 +46,11 @@ fn post(target: &VcpuShared, req: &IrqRequest) -> bool {
     accepted
 }
 
+/// The xAPIC and x2APIC broadcast destinations.
+fn is_broadcast(dest_id: u32) -> bool {
+    dest_id == 0xff || dest_id == 0xffff_ffff
+}
+
 /// Delivers `req` (upstream kvm_irq_delivery_to_apic). Returns -1 if no APIC
 /// was a destination, else the number of APICs that accepted it.
 pub(crate) fn deliver(vm: &Vm, source: Option<&VcpuShared>, req: &IrqRequest) -> i32 {
@@ -57,7 +62,7 @@ pub(crate) fn deliver(vm: &Vm, source: Option<&VcpuShared>, req: &IrqRequest) ->
         // upstream does by default (kvm.vector_hashing).
         let n = targets().count();
         if n == 0 {
-            return -1;
+            return if req.shorthand == Shorthand::None && !is_broadcast(req.dest_id) { 0 } else { -1 };
         }
         let pick = req.vector as usize % n;
         return match targets().nth(pick) {
@@ -73,6 +78,10 @@ pub(crate) fn deliver(vm: &Vm, source: Option<&VcpuShared>, req: &IrqRequest) ->
     }
     if found {
         accepted
+    } else if req.shorthand == Shorthand::None && !is_broadcast(req.dest_id) {
+        // Upstream's fast path (the APIC map) answers 0 for a destination no
+        // APIC has; only the slow path (shorthands, broadcasts) says -1.
+        0
     } else {
         -1
     }

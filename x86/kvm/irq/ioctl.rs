@@ -18,8 +18,9 @@ use crate::vm::Vm;
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 
-/// Upstream's MAX_NR_RESERVED_IOAPIC_PINS (split irqchip's args[0] bound).
-const MAX_NR_RESERVED_IOAPIC_PINS: u64 = 48;
+/// Upstream's MAX_NR_RESERVED_IOAPIC_PINS (split irqchip's args[0] bound:
+/// KVM_MAX_IRQ_ROUTES in 6.12).
+const MAX_NR_RESERVED_IOAPIC_PINS: u64 = routing::MAX_IRQ_ROUTES as u64;
 /// `KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON`: PIT2 flags kept.
 const PIT_STATE2_FLAGS: u32 = 1 | 2;
 
@@ -55,10 +56,8 @@ pub(crate) fn enable_cap(vm: &Vm, cap: &uapi::kvm_enable_cap) -> Option<Result> 
                 return Some(Err(EINVAL));
             }
             let inner = vm.inner.lock();
-            if vm.irq.mode() != IrqchipMode::None {
+            if vm.irq.mode() != IrqchipMode::None || !inner.vcpus.is_empty() {
                 Err(EEXIST)
-            } else if !inner.vcpus.is_empty() {
-                Err(EINVAL)
             } else {
                 vm.irq.set_mode(IrqchipMode::Split)
             }

@@ -19,6 +19,8 @@ use kernel::new_spinlock;
 
 /// `sipi_vector` holds a vector only with this bit set.
 const SIPI_VALID: u32 = 1 << 8;
+/// Likewise for `eoi_exit`.
+const EOI_VALID: u32 = 1 << 8;
 
 /// Per-vCPU irqchip state. Everything here may be touched by other threads
 /// (senders of interrupts) and, for the atomics, by the APIC timer in hard-IRQ
@@ -48,6 +50,9 @@ pub(crate) struct VcpuIrq {
     init_pending: AtomicBool,
     /// A SIPI was received: `SIPI_VALID | vector` (upstream KVM_APIC_SIPI).
     sipi_vector: AtomicU32,
+    /// Split irqchip: a level-triggered vector was EOIed; user space's IOAPIC
+    /// must hear of it (`EOI_VALID | vector`, upstream KVM_REQ_IOAPIC_EOI_EXIT).
+    eoi_exit: AtomicU32,
     /// The vCPU sleeps here while halted or waiting for SIPI.
     #[pin]
     pub(crate) wq: WaitQueue,
@@ -64,6 +69,7 @@ impl VcpuIrq {
             nmi_queued: AtomicU32::new(0),
             init_pending: AtomicBool::new(false),
             sipi_vector: AtomicU32::new(0),
+            eoi_exit: AtomicU32::new(0),
             wq <- WaitQueue::new(),
         })
     }
@@ -132,7 +138,12 @@ pub(crate) fn apply_effects(vcpu: &Vcpu, fx: WriteEffects) {
     }
     if let Some((vector, level)) = fx.eoi {
         if level {
-            super::chips::ioapic_eoi(&vcpu.vm, vector);
+            if vcpu.vm.irq.pic_in_kernel() {
+                super::chips::ioapic_eoi(&vcpu.vm, vector);
+            } else if vcpu.vm.irq.lapic_in_kernel() {
+                // Split irqchip: exit to user space before the next entry.
+                irq.eoi_exit.store(EOI_VALID | vector as u32, Ordering::SeqCst);
+            }
         }
     }
     if fx.timer_changed {
@@ -167,13 +178,22 @@ fn accept_events(vcpu: &Vcpu, inner: &mut VcpuInner) {
 
 /// Whether the guest would take an external interrupt now, ignoring IF-less
 /// blocking (used to wake a halted vCPU: upstream kvm_vcpu_has_events).
-fn interrupt_pending(vcpu: &Vcpu) -> bool {
+fn interrupt_pending(vcpu: &Vcpu, inner: &VcpuInner) -> bool {
     let irq = &vcpu.shared.irq;
     let (apic_vector, accepts_pic) = {
         let apic = irq.apic.lock();
         (apic.pending_interrupt(), apic.accept_pic_intr())
     };
-    apic_vector.is_some() || (accepts_pic && vcpu.vm.irq.pic_output())
+    apic_vector.is_some() || (accepts_pic && (inner.pending_external.is_some() || vcpu.vm.irq.pic_output()))
+}
+
+/// Split irqchip: whether user space may inject an ExtINT with KVM_INTERRUPT
+/// now (upstream kvm_vcpu_ready_for_interrupt_injection with a user-space
+/// PIC: the guest takes interrupts, none is queued, the APIC takes the PIC's).
+pub(crate) fn ready_for_user_extint(vcpu: &Vcpu, inner: &VcpuInner) -> bool {
+    inner.pending_external.is_none()
+        && inner.vendor.interrupt_allowed(&inner.state)
+        && vcpu.shared.irq.apic.lock().accept_pic_intr()
 }
 
 /// Folds posted events into the vCPU (timer, INIT/SIPI, NMIs).
@@ -198,11 +218,15 @@ pub(crate) fn inject_pending(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     crate::run::inject_exception_or_nmi(inner);
     if inner.state.pending_event.is_some() || !inner.vendor.interrupt_allowed(&inner.state) {
         sync_to_vapic(vcpu, inner);
-        return interrupt_pending(vcpu);
+        return interrupt_pending(vcpu, inner);
     }
-    // The PIC (through LINT0 in ExtINT mode) comes before the APIC, as upstream.
+    // The PIC (through LINT0 in ExtINT mode) comes before the APIC, as upstream;
+    // with the split irqchip the PIC is user space's, which passes its vector
+    // with KVM_INTERRUPT.
     let accepts_pic = irq.apic.lock().accept_pic_intr();
-    let vector = if accepts_pic && vcpu.vm.irq.pic_output() {
+    let vector = if accepts_pic && inner.pending_external.is_some() {
+        inner.pending_external.take()
+    } else if accepts_pic && vcpu.vm.irq.pic_output() {
         vcpu.vm.irq.pic_read_irq()
     } else {
         let mut apic = irq.apic.lock();
@@ -221,6 +245,13 @@ pub(crate) fn inject_pending(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     false
 }
 
+/// Split irqchip: the level-triggered EOI user space must be told about
+/// (KVM_EXIT_IOAPIC_EOI), if any.
+pub(crate) fn take_eoi_exit(vcpu: &Vcpu) -> Option<u8> {
+    let v = vcpu.shared.irq.eoi_exit.swap(0, Ordering::SeqCst);
+    (v & EOI_VALID != 0).then_some(v as u8)
+}
+
 /// Whether a post arrived since `inject_pending` looked (checked after entry to
 /// guest mode was announced; the entry is then abandoned).
 pub(crate) fn entry_must_abort(vcpu: &Vcpu) -> bool {
@@ -232,7 +263,7 @@ fn can_resume(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     match inner.mp_state {
         uapi::KVM_MP_STATE_RUNNABLE => true,
         uapi::KVM_MP_STATE_HALTED => {
-            inner.nmi_pending || (inner.state.rflags & rflags::IF != 0 && interrupt_pending(vcpu))
+            inner.nmi_pending || (inner.state.rflags & rflags::IF != 0 && interrupt_pending(vcpu, inner))
         }
         _ => false,
     }
