@@ -18,6 +18,7 @@
 #include <linux/highmem.h>
 #include <linux/fs.h>
 #include <asm/msr.h>
+#include <asm/tsc.h>
 #include <asm/fpu/api.h>
 #include <asm/fpu/sched.h>
 #include <asm/io.h>
@@ -175,6 +176,8 @@ void kvm_rs_hrtimer_start(struct hrtimer *t, u64 abs_ns) { hrtimer_start(t, ns_t
 EXPORT_SYMBOL_GPL(kvm_rs_hrtimer_start);
 u64 kvm_rs_ktime_get_ns(void) { return ktime_get_ns(); }
 EXPORT_SYMBOL_GPL(kvm_rs_ktime_get_ns);
+unsigned int kvm_rs_tsc_khz(void) { return tsc_khz; }
+EXPORT_SYMBOL_GPL(kvm_rs_tsc_khz);
 
 void kvm_rs_init_waitqueue_head(struct wait_queue_head *wq) { init_waitqueue_head(wq); }
 EXPORT_SYMBOL_GPL(kvm_rs_init_waitqueue_head);

@@ -44,7 +44,9 @@ pub fn check_extension(cap: u64) -> isize {
         | uapi::KVM_CAP_IOEVENTFD_NO_LENGTH
         | uapi::KVM_CAP_IOEVENTFD_ANY_LENGTH
         | uapi::KVM_CAP_SPLIT_IRQCHIP
-        | uapi::KVM_CAP_VAPIC => 1,
+        | uapi::KVM_CAP_VAPIC
+        | uapi::KVM_CAP_TSC_DEADLINE_TIMER
+        | uapi::KVM_CAP_GET_TSC_KHZ => 1,
         uapi::KVM_CAP_X2APIC_API => (uapi::KVM_X2APIC_API_USE_32BIT_IDS | uapi::KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK) as isize,
         // KVM_NMI, KVM_SET_SIGNAL_MASK are covered by these.
         uapi::KVM_CAP_USER_NMI => 1,

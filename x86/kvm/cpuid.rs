@@ -53,6 +53,11 @@ pub(crate) fn guest_has_x2apic(t: &[uapi::kvm_cpuid_entry2]) -> bool {
     has(t, feat::X2APIC)
 }
 
+/// Whether the guest's CPUID offers the TSC-deadline timer mode.
+pub(crate) fn guest_has_tsc_deadline(t: &[uapi::kvm_cpuid_entry2]) -> bool {
+    has(t, feat::TSC_DEADLINE)
+}
+
 /// The guest's MAXPHYADDR: CPUID 0x80000008 EAX[7:0], or 36 without the leaf.
 pub(crate) fn guest_maxphyaddr(t: &[uapi::kvm_cpuid_entry2]) -> u32 {
     match find(t, 0x8000_0008, 0) {

@@ -26,6 +26,11 @@ const CANDIDATES: &[u32] = &[
     msr::IA32_PAT,
 ];
 
+/// MSRs kvm.ko emulates whatever the host has (upstream's emulated_msrs):
+/// IA32_TSC_DEADLINE (the in-kernel APIC's; without one it reads 0 and
+/// ignores writes, as upstream).
+const EMULATED: &[u32] = &[0x6e0];
+
 const MAX: usize = 64;
 static LIST: [AtomicU32; MAX] = [const { AtomicU32::new(0) }; MAX];
 static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -35,6 +40,12 @@ pub(crate) fn init(vendor: &dyn VendorOps) {
     let mut n = 0;
     for &index in CANDIDATES {
         if crate::cpu::rdmsr_safe(index).is_ok() && vendor.has_emulated_msr(index) && n < MAX {
+            LIST[n].store(index, Ordering::Relaxed);
+            n += 1;
+        }
+    }
+    for &index in EMULATED {
+        if n < MAX {
             LIST[n].store(index, Ordering::Relaxed);
             n += 1;
         }

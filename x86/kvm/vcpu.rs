@@ -400,6 +400,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
                 entries.push(r.read::<uapi::kvm_cpuid_entry2>()?, GFP_KERNEL)?;
             }
             crate::cpuid::set_cpuid(inner, entries)?;
+            crate::irq::lapic::cpuid_changed(vcpu, inner);
             Ok(0)
         }
         ioctl::KVM_GET_CPUID2 => {
@@ -448,6 +449,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_GET_LAPIC => crate::irq::lapic::get_lapic(vcpu, arg).map(|_| 0),
+        ioctl::KVM_GET_TSC_KHZ => Ok(crate::irq::lapic::tsc_khz()),
         ioctl::KVM_SET_VAPIC_ADDR => crate::irq::lapic::set_vapic_addr(vcpu, inner, arg).map(|_| 0),
         ioctl::KVM_SET_LAPIC => crate::irq::lapic::set_lapic(vcpu, arg).map(|_| 0),
         ioctl::KVM_SET_SIGNAL_MASK => {

@@ -192,6 +192,7 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             vm.get_dirty_log(log.slot, bitmap)?;
             Ok(0)
         }
+        ioctl::KVM_GET_TSC_KHZ => Ok(crate::irq::lapic::tsc_khz()),
         ioctl::KVM_ENABLE_CAP => {
             let cap: uapi::kvm_enable_cap = user::read(arg)?;
             if cap.flags != 0 {

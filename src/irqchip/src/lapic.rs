@@ -288,7 +288,10 @@ impl Lapic {
             base: MSR_IA32_APICBASE_ENABLE,
             regs: [0; LAPIC_STATE_SIZE / 4],
             // Before CPUID says otherwise, only one-shot/periodic.
-            timer_mode_mask: APIC_LVT_TIMER_PERIODIC,
+            // Upstream's mask is 0 until the guest's CPUID is set (its lapic is
+            // zero-allocated and only kvm_vcpu_after_set_cpuid fills it in):
+            // before KVM_SET_CPUID2 LVTT stays one-shot.
+            timer_mode_mask: 0,
             timer_mode: 0,
             divide_count: 2,
             period_ns: 0,
@@ -1005,8 +1008,9 @@ impl Lapic {
         }
     }
 
-    /// Whether LVTT may select TSC-deadline mode (guest CPUID has it). Like
-    /// upstream's CPUID update, only later LVTT writes are affected.
+    /// The guest's CPUID was set: LVTT may select periodic mode, and
+    /// TSC-deadline mode if `allowed` (the CPUID has it). Like upstream's
+    /// CPUID update, only later LVTT writes are affected.
     pub fn set_tsc_deadline_allowed(&mut self, allowed: bool) {
         self.timer_mode_mask = if allowed {
             APIC_LVT_TIMER_PERIODIC | APIC_LVT_TIMER_TSCDEADLINE

@@ -28,13 +28,34 @@ fn wt(a: &mut Lapic, off: u32, val: u32, now: u64) -> WriteEffects {
     a.mmio_write(off, 4, u64::from(val), now)
 }
 
+/// A local APIC whose vCPU has its CPUID set (periodic mode selectable), as
+/// after KVM_SET_CPUID2.
+fn new_apic(vcpu: u32, bsp: bool) -> Lapic {
+    let mut a = Lapic::new(vcpu, bsp);
+    a.set_tsc_deadline_allowed(false);
+    a
+}
+
+#[test]
+fn lvtt_stays_one_shot_before_cpuid() {
+    // Upstream's timer-mode mask is 0 until KVM_SET_CPUID2.
+    let mut a = Lapic::new(0, true);
+    w(&mut a, APIC_SPIV, 0x1ff);
+    w(&mut a, APIC_LVTT, 0x2_0073);
+    assert_eq!(r(&a, APIC_LVTT), 0x73);
+    assert_eq!(a.timer_mode(), TimerMode::OneShot);
+    a.set_tsc_deadline_allowed(false);
+    w(&mut a, APIC_LVTT, 0x2_0073);
+    assert_eq!(a.timer_mode(), TimerMode::Periodic);
+}
+
 fn r(a: &Lapic, off: u32) -> u32 {
     a.mmio_read(off, 4, 0) as u32
 }
 
 /// An xAPIC, hardware- and software-enabled.
 fn xapic(vcpu: u32) -> Lapic {
-    let mut a = Lapic::new(vcpu, vcpu == 0);
+    let mut a = new_apic(vcpu, vcpu == 0);
     w(&mut a, APIC_SPIV, 0x1ff);
     assert!(a.enabled());
     a
@@ -42,7 +63,7 @@ fn xapic(vcpu: u32) -> Lapic {
 
 /// An x2APIC, hardware- and software-enabled.
 fn x2apic(vcpu: u32) -> Lapic {
-    let mut a = Lapic::new(vcpu, vcpu == 0);
+    let mut a = new_apic(vcpu, vcpu == 0);
     let base = a.base() | MSR_IA32_APICBASE_X2APIC;
     a.set_base(base, false, true, NO_RESERVED).unwrap();
     assert!(a.x2apic_mode());
@@ -55,9 +76,9 @@ fn x2apic(vcpu: u32) -> Lapic {
 
 #[test]
 fn power_on_state_bsp_and_ap() {
-    let bsp = Lapic::new(0, true);
+    let bsp = new_apic(0, true);
     assert_eq!(bsp.base(), APIC_PAGE | MSR_IA32_APICBASE_ENABLE | MSR_IA32_APICBASE_BSP);
-    let ap = Lapic::new(3, false);
+    let ap = new_apic(3, false);
     assert_eq!(ap.base(), APIC_PAGE | MSR_IA32_APICBASE_ENABLE);
     assert_eq!(ap.vcpu_id(), 3);
     assert_eq!(ap.id(), 3);
@@ -82,7 +103,7 @@ fn power_on_state_bsp_and_ap() {
     assert_eq!(ap.timer_deadline_ns(), None);
     assert_eq!(ap.pending_interrupt(), None);
     // vcpu ids above 255 truncate in the xAPIC ID.
-    assert_eq!(Lapic::new(0x123, false).id(), 0x23);
+    assert_eq!(new_apic(0x123, false).id(), 0x23);
 }
 
 #[test]
@@ -209,7 +230,7 @@ fn tpr_ppr_apr() {
 
 #[test]
 fn svr_and_software_disable() {
-    let mut a = Lapic::new(1, false);
+    let mut a = new_apic(1, false);
     // LVT writes while software-disabled are forced masked.
     w(&mut a, APIC_LVT1, 0x400);
     assert_eq!(r(&a, APIC_LVT1), 0x400 | APIC_LVT_MASKED);
@@ -463,7 +484,7 @@ fn x2apic_timer_and_priority_via_msrs() {
 
 #[test]
 fn base_valid_transitions() {
-    let mut a = Lapic::new(0x13, false);
+    let mut a = new_apic(0x13, false);
     let en = APIC_PAGE | MSR_IA32_APICBASE_ENABLE;
     let x2 = en | MSR_IA32_APICBASE_X2APIC;
     // xAPIC -> x2APIC: ID and LDR from vcpu_id.
@@ -498,7 +519,7 @@ fn base_valid_transitions() {
 fn base_refused_transitions() {
     let en = APIC_PAGE | MSR_IA32_APICBASE_ENABLE;
     let x2 = en | MSR_IA32_APICBASE_X2APIC;
-    let mut a = Lapic::new(1, false);
+    let mut a = new_apic(1, false);
     // x2APIC without enable: invalid even for the host.
     assert_eq!(a.set_base(APIC_PAGE | MSR_IA32_APICBASE_X2APIC, true, true, NO_RESERVED), Err(ApicError::Invalid));
     // Reserved bits.
@@ -960,7 +981,7 @@ fn state_round_trip_xapic() {
     assert_eq!(word(&st, APIC_TMR + 0x40), 1 << 17);
     assert_eq!(word(&st, APIC_IRR + 0x10), 1 << 19);
 
-    let mut b = Lapic::new(2, false);
+    let mut b = new_apic(2, false);
     let fx = b.set_state(&st, false, 10_000_000).unwrap();
     assert!(fx.timer_changed && fx.lvt0_changed);
     assert!(b.enabled());
@@ -1097,7 +1118,7 @@ fn check_invariants(a: &Lapic) {
 #[test]
 fn random_ops_never_panic() {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-    let mut apics = [Lapic::new(0, true), Lapic::new(0x1ff, false), Lapic::new(u32::MAX, false)];
+    let mut apics = [new_apic(0, true), new_apic(0x1ff, false), new_apic(u32::MAX, false)];
     let mut now: u64 = 0;
     for i in 0..100_000u32 {
         let x = rng.next();

@@ -11,7 +11,7 @@ use crate::bindings;
 use crate::irqchip::lapic::{Lapic, WriteEffects};
 use crate::uapi;
 use crate::vcpu::{Vcpu, VcpuInner, VcpuShared};
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::ffi::c_int;
 use kernel::prelude::*;
 use kernel::sync::SpinLock;
@@ -44,6 +44,8 @@ pub(crate) struct VcpuIrq {
     pub(crate) requests: AtomicU32,
     /// Timer expiries not yet folded into the APIC.
     timer_fired: AtomicU32,
+    /// The guest's TSC offset as of its last entry (TSC-deadline arming).
+    tsc_offset: AtomicU64,
     /// NMIs sent (IPI with NMI delivery mode, KVM_NMI).
     pub(crate) nmi_queued: AtomicU32,
     /// An INIT was received (upstream KVM_APIC_INIT).
@@ -66,6 +68,7 @@ impl VcpuIrq {
             apic <- new_spinlock!(Lapic::new(vcpu_id, bsp), "VcpuIrq::apic"),
             requests: AtomicU32::new(0),
             timer_fired: AtomicU32::new(0),
+            tsc_offset: AtomicU64::new(0),
             nmi_queued: AtomicU32::new(0),
             init_pending: AtomicBool::new(false),
             sipi_vector: AtomicU32::new(0),
@@ -104,7 +107,13 @@ unsafe extern "C" fn apic_timer_fired(t: *mut bindings::hrtimer) -> c_int {
 /// Only the vCPU's thread (holding the vCPU mutex) calls this, so arming is
 /// serialized.
 fn rearm_timer(irq: &VcpuIrq) {
-    let deadline = irq.apic.lock().timer_deadline_ns();
+    let (deadline, tsc_deadline) = {
+        let apic = irq.apic.lock();
+        (apic.timer_deadline_ns(), apic.tsc_deadline())
+    };
+    let deadline = deadline.or_else(|| {
+        tsc_deadline.map(|t| sys::guest_tsc_to_ns(t, irq.tsc_offset.load(Ordering::Relaxed)))
+    });
     match deadline {
         Some(ns) => irq.timer.start_at(ns),
         None => irq.timer.cancel(),
@@ -117,14 +126,17 @@ fn process_timer(irq: &VcpuIrq) {
         return;
     }
     let now = sys::now_ns();
+    let guest_tsc = sys::rdtsc().wrapping_add(irq.tsc_offset.load(Ordering::Relaxed));
     {
         let mut apic = irq.apic.lock();
-        match apic.timer_deadline_ns() {
-            // A stale expiry (the guest re-programmed the timer since) is ignored.
-            Some(d) if d <= now => {
-                apic.timer_expired(now);
-            }
-            _ => {}
+        // A stale expiry (the guest re-programmed the timer since) is ignored.
+        let due = match (apic.timer_deadline_ns(), apic.tsc_deadline()) {
+            (Some(d), _) => d <= now,
+            (None, Some(t)) => t <= guest_tsc,
+            (None, None) => false,
+        };
+        if due {
+            apic.timer_expired(now);
         }
     }
     rearm_timer(irq);
@@ -200,6 +212,7 @@ pub(crate) fn ready_for_user_extint(vcpu: &Vcpu, inner: &VcpuInner) -> bool {
 fn process_events(vcpu: &Vcpu, inner: &mut VcpuInner) {
     let irq = &vcpu.shared.irq;
     irq.requests.store(0, Ordering::SeqCst);
+    irq.tsc_offset.store(inner.state.tsc_offset, Ordering::Relaxed);
     process_timer(irq);
     accept_events(vcpu, inner);
     if irq.nmi_queued.swap(0, Ordering::SeqCst) != 0 {
@@ -369,14 +382,35 @@ pub(crate) fn mmio_write(vcpu: &Vcpu, gpa: u64, len: u8, val: u64) -> bool {
 pub(crate) fn get_msr(vcpu: &Vcpu, index: u32) -> Option<Result<u64>> {
     let irq = &vcpu.shared.irq;
     if !irq.in_kernel {
-        return None;
+        // No in-kernel APIC: IA32_TSC_DEADLINE reads 0 (upstream).
+        return (index == MSR_IA32_TSC_DEADLINE).then_some(Ok(0));
     }
     let apic = irq.apic.lock();
     match index {
         crate::arch::msr::IA32_APIC_BASE => Some(Ok(apic.base())),
         0x800..=0x8ff => Some(apic.msr_read(index, sys::now_ns()).ok_or(EINVAL)),
+        MSR_IA32_TSC_DEADLINE => Some(Ok(apic.read_tsc_deadline())),
         _ => None,
     }
+}
+
+/// IA32_TSC_DEADLINE.
+const MSR_IA32_TSC_DEADLINE: u32 = 0x6e0;
+
+/// KVM_SET_CPUID2 with an in-kernel APIC: TSC-deadline mode exists only if the
+/// guest's CPUID offers it (upstream's timer_mode_mask).
+pub(crate) fn cpuid_changed(vcpu: &Vcpu, inner: &VcpuInner) {
+    let irq = &vcpu.shared.irq;
+    if irq.in_kernel {
+        let allowed = crate::cpuid::guest_has_tsc_deadline(&inner.cpuid);
+        irq.apic.lock().set_tsc_deadline_allowed(allowed);
+    }
+}
+
+/// KVM_GET_TSC_KHZ (vCPU and VM): the guest TSC runs at the host's rate (no
+/// TSC scaling); 0 only if the host could not calibrate its TSC.
+pub(crate) fn tsc_khz() -> isize {
+    sys::tsc_khz() as isize
 }
 
 /// The reserved bits of IA32_APIC_BASE for a guest with `maxphyaddr` bits.
@@ -389,11 +423,16 @@ fn apic_base_reserved(maxphyaddr: u32) -> u64 {
 pub(crate) fn set_msr(vcpu: &Vcpu, inner: &VcpuInner, index: u32, value: u64, host: bool) -> Option<Result> {
     let irq = &vcpu.shared.irq;
     if !irq.in_kernel {
-        return None;
+        // No in-kernel APIC: IA32_TSC_DEADLINE writes are ignored (upstream).
+        return (index == MSR_IA32_TSC_DEADLINE).then_some(Ok(()));
     }
     let fx = match index {
         crate::arch::msr::IA32_APIC_BASE => set_apic_base(inner, irq, value, host),
         0x800..=0x8ff => irq.apic.lock().msr_write(index, value, sys::now_ns()).ok_or(EINVAL),
+        MSR_IA32_TSC_DEADLINE => {
+            irq.tsc_offset.store(inner.state.tsc_offset, Ordering::Relaxed);
+            Ok(irq.apic.lock().write_tsc_deadline(value))
+        }
         _ => return None,
     };
     Some(fx.map(|fx| apply_effects(vcpu, fx)))

@@ -20,6 +20,37 @@ pub(crate) fn now_ns() -> u64 {
     unsafe { bindings::kvm_rs_ktime_get_ns() }
 }
 
+/// The host TSC frequency in kHz (0 if the kernel could not calibrate it).
+pub(crate) fn tsc_khz() -> u32 {
+    // SAFETY: reads a kernel variable set once at boot.
+    unsafe { bindings::kvm_rs_tsc_khz() }
+}
+
+/// The host TSC.
+pub(crate) fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (hi as u64) << 32 | lo as u64
+}
+
+/// Host CLOCK_MONOTONIC ns at which a guest TSC (host TSC + `tsc_offset`)
+/// reaches `guest_tsc` (now if it already has).
+pub(crate) fn guest_tsc_to_ns(guest_tsc: u64, tsc_offset: u64) -> u64 {
+    let now = now_ns();
+    let khz = tsc_khz() as u64;
+    let guest_now = rdtsc().wrapping_add(tsc_offset);
+    if khz == 0 || guest_tsc <= guest_now {
+        return now;
+    }
+    let delta = guest_tsc - guest_now;
+    let ns = match delta.checked_mul(1_000_000) {
+        Some(p) => p / khz,
+        None => (delta / khz).saturating_mul(1_000_000),
+    };
+    now.saturating_add(ns)
+}
+
 /// Makes `cpu` leave guest mode (a reschedule IPI, safe from any context).
 pub(crate) fn send_reschedule(cpu: i32) {
     // SAFETY: an IPI to a CPU number the vCPU recorded when it entered; an
