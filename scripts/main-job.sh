@@ -8,4 +8,5 @@ cd "$repo"
 ./configure
 make -s
 cargo build -q --release -p kvm-tests
-exec "$here/vm-run.sh" --timeout 300 "$repo/tests/vm/main-job.sh"
+L2_INITRD=$("$here/make-l2-initramfs.sh")
+exec "$here/vm-run.sh" --timeout 900 --env "L2_INITRD=$L2_INITRD" "$repo/tests/vm/main-job.sh"

@@ -56,7 +56,7 @@ step "test VM: module and API tests, ours and upstream"
     > "$logdir/vm-suite.out" 2>&1
 count vm/suite "$logdir/vm-suite.out" $? "$logdir/vm-suite.log"
 
-step "test VM: Debian's QEMU boots Linux on /dev/kvm (user-space irqchip), ours and upstream"
+step "test VM: Debian's QEMU boots Linux on /dev/kvm (in-kernel irqchip -smp 2/4, split, user-space irqchip), ours and upstream"
 L2_INITRD=$("$here/make-l2-initramfs.sh")
 "$here/vm-run.sh" --timeout 900 --log "$logdir/qemu-boot.log" --env "L2_INITRD=$L2_INITRD" \
     "$repo/tests/vm/qemu-boot.sh" ours upstream > "$logdir/qemu-boot.out" 2>&1
@@ -67,8 +67,9 @@ BOCHS_CPUS=2 "$here/bochs-run.sh" --timeout 900 --log "$logdir/bochs.log" "$repo
     > "$logdir/bochs.out" 2>&1
 count bochs/suite "$logdir/bochs.out" $? "$logdir/bochs.log"
 
-step "Bochs (Intel VMX): Debian's QEMU boots Linux on kvm-intel, ours and upstream"
-L2_INITRD=$L2_INITRD "$here/bochs-run.sh" --timeout 900 --log "$logdir/bochs-qemu.log" --with-qemu \
+step "Bochs (Intel VMX, 2 CPUs): Debian's QEMU boots Linux on kvm-intel (in-kernel irqchip -smp 2, user-space irqchip), ours and upstream"
+QEMU_BOOT_CONFIGS="irqchip_smp2:pc:2 userspace_irqchip:pc,kernel-irqchip=off:1" BOCHS_CPUS=2 \
+L2_INITRD=$L2_INITRD "$here/bochs-run.sh" --timeout 2400 --log "$logdir/bochs-qemu.log" --with-qemu \
     "$repo/tests/vm/qemu-boot.sh" ours upstream > "$logdir/bochs-qemu.out.raw" 2>&1
 status=$?
 sed 's#^\(PASS\|FAIL\) #\1 vmx/#' "$logdir/bochs-qemu.out.raw" > "$logdir/bochs-qemu.out"
