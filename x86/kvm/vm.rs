@@ -22,19 +22,29 @@ use kernel::{c_str, new_mutex};
 pub(crate) const MAX_VCPUS: u32 = 1024;
 pub(crate) const MAX_VCPU_ID: u32 = 4096;
 
+/// Guest frames per chunk of a slot's pin table.
+const PIN_CHUNK: usize = 256;
+
+/// One chunk of a slot's pin table (allocated when a frame in it is first
+/// mapped).
+type PinChunk = [Option<PinnedPage>; PIN_CHUNK];
+
 /// A memory slot: what user space described, the user pages pinned so far (one
-/// entry per guest frame) and the dirty bitmap while dirty logging is on.
+/// entry per guest frame, in chunks allocated on first use, so that a slot of
+/// terabytes costs a table of chunk pointers, not one entry per frame up
+/// front) and the dirty bitmap while dirty logging is on.
 pub(crate) struct Memslot {
     pub desc: SlotDesc,
-    pages: KVVec<Option<PinnedPage>>,
+    pages: KVVec<Option<KBox<PinChunk>>>,
     dirty: Option<KVVec<u64>>,
 }
 
 impl Memslot {
     fn new(desc: SlotDesc) -> Result<Self> {
         let n = usize::try_from(desc.npages).map_err(|_| ENOMEM)?;
-        let mut pages = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
-        for _ in 0..n {
+        let chunks = n.div_ceil(PIN_CHUNK);
+        let mut pages = KVVec::with_capacity(chunks, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..chunks {
             pages.push(None, GFP_KERNEL_ACCOUNT)?;
         }
         let mut slot = Memslot { desc, pages, dirty: None };
@@ -319,7 +329,12 @@ impl Vm {
         }
         let idx = (gfn - slot.desc.base_gfn) as usize;
         let hva = slot.desc.hva_of(gfn);
-        let entry = slot.pages.get_mut(idx).ok_or(EFAULT)?;
+        let chunk = slot.pages.get_mut(idx / PIN_CHUNK).ok_or(EFAULT)?;
+        if chunk.is_none() {
+            const EMPTY: Option<PinnedPage> = None;
+            *chunk = Some(KBox::new([EMPTY; PIN_CHUNK], GFP_KERNEL_ACCOUNT)?);
+        }
+        let entry = chunk.as_mut().and_then(|c| c.get_mut(idx % PIN_CHUNK)).ok_or(EFAULT)?;
         let need_pin = match entry {
             None => true,
             Some(p) => !readonly && !p.writable(),
