@@ -159,12 +159,15 @@ impl VmIrq {
         self.pic_in_kernel() && self.pic.lock().output()
     }
 
-    /// The INTA cycle: the vector of the PIC's highest-priority request.
-    pub(crate) fn pic_read_irq(&self) -> Option<u8> {
+    /// The INTA cycle: the vector of the PIC's highest-priority request, and
+    /// the IRQs acknowledged by it (auto-EOI).
+    fn pic_inta(&self) -> Option<(u8, u16)> {
         if !self.pic_in_kernel() {
             return None;
         }
-        Some(self.pic.lock().read_irq().0)
+        let mut pic = self.pic.lock();
+        let vector = pic.read_irq().0;
+        Some((vector, pic.take_acked_irqs()))
     }
 
     pub(crate) fn pic(&self) -> &SpinLock<Pic> {
@@ -173,6 +176,33 @@ impl VmIrq {
 
     pub(crate) fn ioapic(&self) -> &SpinLock<Ioapic> {
         &self.ioapic
+    }
+}
+
+/// The INTA cycle for the vCPU taking the PIC's interrupt.
+pub(crate) fn pic_read_irq(vm: &Vm) -> Option<u8> {
+    let (vector, acked) = vm.irq.pic_inta()?;
+    pic_acked(vm, acked);
+    Some(vector)
+}
+
+/// The PIC cleared in-service bits `acked` (bit n: IRQ n): run the ack
+/// notifiers of the GSIs routed there (upstream kvm_notify_acked_irq).
+fn pic_acked(vm: &Vm, acked: u16) {
+    for irq in 0..16u32 {
+        if acked & (1 << irq) != 0 {
+            let chip = if irq < 8 { routing::IRQCHIP_PIC_MASTER } else { routing::IRQCHIP_PIC_SLAVE };
+            irq_acked(vm, chip, irq);
+        }
+    }
+}
+
+/// Ack notifiers for irqchip input (chip, pin): the PIT's reinjection for
+/// GSI 0 (resampling irqfds are handled with the IOAPIC's EOI).
+fn irq_acked(vm: &Vm, chip: u32, pin: u32) {
+    let gsi0 = vm.irq.gsi_routes(0);
+    if gsi0.iter().flatten().any(|r| *r == Route::Irqchip { chip, pin }) {
+        vm.irq.pit.acked();
     }
 }
 
@@ -248,6 +278,12 @@ pub(crate) fn ioapic_eoi(vm: &Vm, vector: u8) {
     // Ack notifiers first (a resampling irqfd lowers its line), then the pins
     // still asserted are delivered again (upstream's order).
     super::irqfd::notify_acked(vm, r.acked_pins);
+    let mut acked = r.acked_pins;
+    while acked != 0 {
+        let pin = acked.trailing_zeros();
+        acked &= acked - 1;
+        irq_acked(vm, routing::IRQCHIP_IOAPIC, pin);
+    }
     let mut pins = r.redeliver_pins;
     while pins != 0 {
         let pin = pins.trailing_zeros();
@@ -306,18 +342,21 @@ pub(crate) fn pio(vm: &Vm, port: u16, size: u8, input: bool, value: u32) -> Opti
         if size != 1 {
             return Some(0);
         }
-        let output = {
+        let (read, output, acked) = {
             let mut pic = vm.irq.pic.lock();
-            if input {
-                return Some(pic.port_read(port) as u32);
-            }
-            pic.port_write(port, value as u8);
-            pic.output()
+            let read = if input {
+                pic.port_read(port) as u32
+            } else {
+                pic.port_write(port, value as u8);
+                0
+            };
+            (read, pic.output(), pic.take_acked_irqs())
         };
+        pic_acked(vm, acked);
         if output {
             delivery::kick_pic_targets(vm);
         }
-        return Some(0);
+        return Some(read);
     }
     super::pit::pio(vm, port, size, input, value)
 }

@@ -15,7 +15,6 @@ use crate::irqchip::routing::{self, RouteEntry};
 use crate::uapi::{self, ioctl};
 use crate::user;
 use crate::vm::Vm;
-use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 
 /// Upstream's MAX_NR_RESERVED_IOAPIC_PINS (split irqchip's args[0] bound:
@@ -341,7 +340,7 @@ fn reinject_control(vm: &Vm, arg: usize) -> Result {
     if !vm.irq.pit.created() {
         return Err(ENXIO);
     }
-    vm.irq.pit.reinject.store(c.pit_reinject != 0, Ordering::SeqCst);
+    vm.irq.pit.set_reinject(c.pit_reinject != 0);
     Ok(())
 }
 

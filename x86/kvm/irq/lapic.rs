@@ -240,7 +240,7 @@ pub(crate) fn inject_pending(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     let vector = if accepts_pic && inner.pending_external.is_some() {
         inner.pending_external.take()
     } else if accepts_pic && vcpu.vm.irq.pic_output() {
-        vcpu.vm.irq.pic_read_irq()
+        super::chips::pic_read_irq(&vcpu.vm)
     } else {
         let mut apic = irq.apic.lock();
         match apic.pending_interrupt() {

@@ -4,16 +4,20 @@
 //! KVM_PIT_SPEAKER_DUMMY), and channel 0's interrupt on an hrtimer.
 //!
 //! The hrtimer fires in hard-IRQ context, where the PIC/IOAPIC locks cannot
-//! be taken: it queues a work item, which raises and lowers GSI 0 and re-arms
-//! the timer for the next period. Ticks that pile up while the work is delayed
-//! are merged into one (no reinjection of lost ticks, whatever
-//! KVM_REINJECT_CONTROL says; upstream reinjects by default).
+//! be taken: it counts the tick and queues a work item, which raises and
+//! lowers GSI 0 and re-arms the timer for the next period.
+//!
+//! Reinjection (KVM_REINJECT_CONTROL, on by default as upstream): every tick
+//! is delivered, one at a time: the next only after the guest acknowledged
+//! the previous one (EOI at the PIC or IOAPIC pin GSI 0 is routed to), so a
+//! guest that counts ticks loses none even when it runs late. Without it, a
+//! tick is delivered whenever the timer fires and missed ones are merged.
 
 use super::sys::{self, Timer, WorkItem};
 use crate::bindings;
 use crate::irqchip::pit::Pit;
 use crate::vm::Vm;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::ffi::c_int;
 use kernel::prelude::*;
 use kernel::sync::SpinLock;
@@ -34,8 +38,12 @@ pub(crate) struct PitDevice {
     created: AtomicBool,
     /// The speaker port (0x61) is emulated too.
     speaker: AtomicBool,
-    /// KVM_REINJECT_CONTROL's value (kept for the API; see the module comment).
+    /// KVM_REINJECT_CONTROL's value (see the module comment).
     pub(crate) reinject: AtomicBool,
+    /// Ticks not yet delivered (reinjection).
+    pending: AtomicU32,
+    /// The last delivered tick was acknowledged by the guest (reinjection).
+    irq_ack: AtomicBool,
     /// Channel 0's next expiry and period (0: one-shot), both host ns.
     next_ns: AtomicU64,
     period_ns: AtomicU64,
@@ -53,6 +61,8 @@ impl PitDevice {
             created: AtomicBool::new(false),
             speaker: AtomicBool::new(false),
             reinject: AtomicBool::new(true),
+            pending: AtomicU32::new(0),
+            irq_ack: AtomicBool::new(true),
             next_ns: AtomicU64::new(0),
             period_ns: AtomicU64::new(0),
             model <- new_spinlock!(Pit::new(0), "PitDevice::model"),
@@ -86,6 +96,26 @@ impl PitDevice {
         }
     }
 
+    /// KVM_REINJECT_CONTROL: switching clears the backlog (upstream).
+    pub(crate) fn set_reinject(&self, on: bool) {
+        self.pending.store(0, Ordering::SeqCst);
+        self.irq_ack.store(true, Ordering::SeqCst);
+        self.reinject.store(on, Ordering::SeqCst);
+    }
+
+    /// The guest acknowledged GSI 0 (upstream kvm_pit_ack_irq): the next
+    /// pending tick may go.
+    pub(crate) fn acked(&self) {
+        self.irq_ack.store(true, Ordering::SeqCst);
+        let more = self
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| p.checked_sub(1))
+            .map_or(false, |p| p > 1);
+        if more {
+            self.work.schedule();
+        }
+    }
+
     /// Stops the timer and its work (VM teardown).
     pub(crate) fn stop(&self) {
         self.period_ns.store(0, Ordering::SeqCst);
@@ -115,6 +145,9 @@ unsafe extern "C" fn pit_timer_fired(t: *mut bindings::hrtimer) -> c_int {
     // SAFETY: the hrtimer is the `timer` field of a live PitDevice (cancelled
     // before the device is dropped); Timer is repr(C) with the hrtimer first.
     let pit = unsafe { &*sys::owner_of::<PitDevice, _>(t, core::mem::offset_of!(PitDevice, timer)) };
+    if pit.reinject.load(Ordering::SeqCst) {
+        pit.pending.fetch_add(1, Ordering::SeqCst);
+    }
     pit.work.schedule();
     0
 }
@@ -127,16 +160,29 @@ unsafe extern "C" fn pit_work(w: *mut bindings::work_struct) {
     let pit = unsafe { &*sys::owner_of::<PitDevice, _>(w, core::mem::offset_of!(PitDevice, work)) };
     // SAFETY: as above.
     let vm = unsafe { &*vm_of_pit(pit) };
-    super::chips::kvm_set_irq(vm, 0, true);
-    super::chips::kvm_set_irq(vm, 0, false);
+    // With reinjection, a tick goes only once the previous one was acked.
+    if !pit.reinject.load(Ordering::SeqCst) || pit.irq_ack.swap(false, Ordering::SeqCst) {
+        super::chips::kvm_set_irq(vm, 0, true);
+        super::chips::kvm_set_irq(vm, 0, false);
+    }
+    rearm_after_tick(pit);
+}
+
+/// The next period of a periodic channel 0 (from the work, process context).
+fn rearm_after_tick(pit: &PitDevice) {
     let period = pit.period_ns.load(Ordering::SeqCst);
     if period != 0 {
         let now = sys::now_ns();
         let mut next = pit.next_ns.load(Ordering::SeqCst).saturating_add(period);
         if next <= now {
-            // Ticks were missed: merge them and keep the phase.
+            // The work ran late: keep the phase; with reinjection the missed
+            // ticks are owed to the guest.
             let behind = (now - next) / period + 1;
             next = next.saturating_add(behind.saturating_mul(period));
+            if pit.reinject.load(Ordering::SeqCst) {
+                let owed = u32::try_from(behind).unwrap_or(u32::MAX);
+                pit.pending.fetch_add(owed, Ordering::SeqCst);
+            }
         }
         pit.next_ns.store(next, Ordering::SeqCst);
         pit.timer.start_at(next);
