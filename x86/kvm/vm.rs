@@ -152,6 +152,17 @@ pub(crate) unsafe extern "C" fn kvm_vm_release(_inode: *mut bindings::inode, fil
     0
 }
 
+/// The highest guest frame the two-dimensional page tables can map: the host's
+/// MAXPHYADDR (CPUID 0x80000008 EAX[7:0]) as upstream's kvm_mmu_max_gfn.
+fn max_gfn() -> u64 {
+    let eax = crate::cpu::cpuid(0x8000_0008, 0)[0];
+    let bits = match eax & 0xff {
+        0 => 36,
+        b => b.min(52),
+    };
+    (1u64 << (bits - memslots::PAGE_SHIFT)) - 1
+}
+
 /// The fields of KVM_SET_USER_MEMORY_REGION(2) that a memory slot is made of.
 fn region_request(slot: u32, flags: u32, gpa: u64, size: u64, hva: u64) -> Request {
     Request { slot, flags, guest_phys_addr: gpa, memory_size: size, userspace_addr: hva }
@@ -239,6 +250,13 @@ impl Vm {
             Refusal::Invalid => EINVAL,
             Refusal::Overlap => EEXIST,
         })?;
+        // Upstream's kvm_arch_prepare_memory_region: a new or moved slot must
+        // end below the host's physical-address limit (kvm_mmu_max_gfn).
+        if let Change::Create(d) | Change::Move { new: d, .. } = change {
+            if d.end_gfn() > max_gfn() + 1 {
+                return Err(EINVAL);
+            }
+        }
         match change {
             Change::Unchanged => Ok(()),
             Change::Create(desc) => {

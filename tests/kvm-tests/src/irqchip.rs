@@ -299,16 +299,7 @@ fn rd64(mem: *mut u8, off: usize) -> u64 {
 // ---------------------------------------------------------------------------
 // Running vCPUs with deadlines.
 
-extern "C" fn on_usr2(_: libc::c_int) {}
-
-fn install_usr2() {
-    // SAFETY: a no-op handler without SA_RESTART.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_usr2 as *const () as usize;
-        libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
-    }
-}
+use crate::smp::install_usr2;
 
 fn self_tid() -> usize {
     // SAFETY: this thread's id.

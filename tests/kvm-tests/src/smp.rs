@@ -21,7 +21,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
 
 extern "C" fn on_usr2(_: libc::c_int) {}
 
-fn install_usr2() {
+/// A no-op SIGUSR2 handler (without SA_RESTART), so a signal sent to a vCPU
+/// thread makes its KVM_RUN return EINTR. Shared with the irqchip tests.
+pub(crate) fn install_usr2() {
     // SAFETY: a no-op handler without SA_RESTART.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();

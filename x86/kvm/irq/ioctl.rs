@@ -257,40 +257,35 @@ fn create_pit(vm: &Vm, flags: u32) -> Result {
     Ok(())
 }
 
+/// Builds a `$to` from `$from`'s fields of the same names: the PIT channel
+/// state has the same fields in linux/kvm.h and in the model.
+macro_rules! pit_channel_as {
+    ($to:path, $from:expr) => {{
+        let c = $from;
+        $to {
+            count: c.count,
+            latched_count: c.latched_count,
+            count_latched: c.count_latched,
+            status_latched: c.status_latched,
+            status: c.status,
+            read_state: c.read_state,
+            write_state: c.write_state,
+            write_latch: c.write_latch,
+            rw_mode: c.rw_mode,
+            mode: c.mode,
+            bcd: c.bcd,
+            gate: c.gate,
+            count_load_time: c.count_load_time,
+        }
+    }};
+}
+
 fn channel_to_uapi(c: &PitChannelState) -> uapi::kvm_pit_channel_state {
-    uapi::kvm_pit_channel_state {
-        count: c.count,
-        latched_count: c.latched_count,
-        count_latched: c.count_latched,
-        status_latched: c.status_latched,
-        status: c.status,
-        read_state: c.read_state,
-        write_state: c.write_state,
-        write_latch: c.write_latch,
-        rw_mode: c.rw_mode,
-        mode: c.mode,
-        bcd: c.bcd,
-        gate: c.gate,
-        count_load_time: c.count_load_time,
-    }
+    pit_channel_as!(uapi::kvm_pit_channel_state, c)
 }
 
 fn channel_from_uapi(c: &uapi::kvm_pit_channel_state) -> PitChannelState {
-    PitChannelState {
-        count: c.count,
-        latched_count: c.latched_count,
-        count_latched: c.count_latched,
-        status_latched: c.status_latched,
-        status: c.status,
-        read_state: c.read_state,
-        write_state: c.write_state,
-        write_latch: c.write_latch,
-        rw_mode: c.rw_mode,
-        mode: c.mode,
-        bcd: c.bcd,
-        gate: c.gate,
-        count_load_time: c.count_load_time,
-    }
+    pit_channel_as!(PitChannelState, c)
 }
 
 /// KVM_GET_PIT / KVM_GET_PIT2 (ENXIO without a PIT).
