@@ -26,6 +26,7 @@
 #include <asm/tlbflush.h>
 #include <trace/events/ipi.h>
 #include <linux/hrtimer.h>
+#include <linux/timekeeping.h>
 #include <linux/wait.h>
 #include <linux/poll.h>
 #include <linux/eventfd.h>
@@ -176,6 +177,10 @@ void kvm_rs_hrtimer_start(struct hrtimer *t, u64 abs_ns) { hrtimer_start(t, ns_t
 EXPORT_SYMBOL_GPL(kvm_rs_hrtimer_start);
 u64 kvm_rs_ktime_get_ns(void) { return ktime_get_ns(); }
 EXPORT_SYMBOL_GPL(kvm_rs_ktime_get_ns);
+u64 kvm_rs_ktime_get_boottime_ns(void) { return ktime_get_boottime_ns(); }
+EXPORT_SYMBOL_GPL(kvm_rs_ktime_get_boottime_ns);
+u64 kvm_rs_ktime_get_real_ns(void) { return ktime_get_real_ns(); }
+EXPORT_SYMBOL_GPL(kvm_rs_ktime_get_real_ns);
 unsigned int kvm_rs_tsc_khz(void) { return tsc_khz; }
 EXPORT_SYMBOL_GPL(kvm_rs_tsc_khz);
 

@@ -113,6 +113,9 @@ void kvm_rs_hrtimer_init(struct hrtimer *t, int (*fn)(struct hrtimer *t));
 /* hrtimer_start() at absolute CLOCK_MONOTONIC ns (hard-IRQ expiry). */
 void kvm_rs_hrtimer_start(struct hrtimer *t, u64 abs_ns);
 u64 kvm_rs_ktime_get_ns(void);
+/* ktime_get_boottime_ns(), ktime_get_real_ns(). */
+u64 kvm_rs_ktime_get_boottime_ns(void);
+u64 kvm_rs_ktime_get_real_ns(void);
 /* The host TSC frequency in kHz (tsc_khz). */
 unsigned int kvm_rs_tsc_khz(void);
 void kvm_rs_init_waitqueue_head(struct wait_queue_head *wq);

@@ -64,6 +64,11 @@ pub fn check_extension(cap: u64) -> isize {
         | uapi::KVM_CAP_INTERNAL_ERROR_DATA
         | uapi::KVM_CAP_NOP_IO_DELAY => 1,
         uapi::KVM_CAP_XCRS => crate::cpu::host_has_xsave() as isize,
+        // Machine checks: the answer is the bank count (KVM_X86_SETUP_MCE,
+        // KVM_X86_SET_MCE, KVM_X86_GET_MCE_CAP_SUPPORTED).
+        uapi::KVM_CAP_MCE => crate::mce::MAX_BANKS as isize,
+        // KVM_GET_CLOCK / KVM_SET_CLOCK; the answer is the flags accepted.
+        uapi::KVM_CAP_ADJUST_CLOCK => crate::clock::VALID_FLAGS as isize,
         _ => 0,
     }
 }

@@ -23,12 +23,14 @@ const MCE_BANKS: usize = 32;
 /// registers (MCG_CAP = 32 banks, as upstream's default), kvmclock's.
 #[derive(Clone, Copy)]
 pub(crate) struct SoftMsrs {
-    mce_banks: [u64; 4 * MCE_BANKS],
+    pub(crate) mce_banks: [u64; 4 * MCE_BANKS],
+    /// MCG_CAP: bank count and capabilities (KVM_X86_SETUP_MCE).
+    pub(crate) mcg_cap: u64,
     mtrr_def_type: u64,
     mtrr_fixed: [u64; 11],
     mtrr_var: [u64; 2 * NR_VAR_MTRR],
-    mcg_status: u64,
-    mcg_ctl: u64,
+    pub(crate) mcg_status: u64,
+    pub(crate) mcg_ctl: u64,
     hwcr: u64,
     /// IA32_MISC_ENABLE: read by Intel guests early (Linux's verify_cpu clears
     /// XD_DISABLE in it); PEBS/BTS unavailable are set and read-only.
@@ -46,6 +48,7 @@ impl SoftMsrs {
     pub(crate) fn new() -> Self {
         SoftMsrs {
             mce_banks: [0; 4 * MCE_BANKS],
+            mcg_cap: crate::mce::MAX_BANKS,
             mtrr_def_type: 0,
             mtrr_fixed: [0; 11],
             mtrr_var: [0; 2 * NR_VAR_MTRR],
@@ -134,7 +137,9 @@ pub(crate) fn get_msr(inner: &VcpuInner, index: u32, _host: bool) -> Result<u64>
         i if FIXED_MTRRS.contains(&i) => {
             inner.msrs.mtrr_fixed[FIXED_MTRRS.iter().position(|&f| f == i).unwrap_or(0)]
         }
-        msr::IA32_MCG_CAP => MCE_BANKS as u64,
+        msr::IA32_MCG_CAP => inner.msrs.mcg_cap,
+        // Only the banks MCG_CAP announces exist.
+        0x400..=0x47f if ((index - 0x400) / 4) as u64 >= inner.msrs.mcg_cap & 0xff => return Err(EINVAL),
         0x400..=0x47f => inner.msrs.mce_banks[(index - 0x400) as usize],
         msr::IA32_MCG_STATUS => inner.msrs.mcg_status,
         msr::IA32_MCG_CTL => inner.msrs.mcg_ctl,
@@ -229,9 +234,15 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
             inner.msrs.mtrr_fixed[FIXED_MTRRS.iter().position(|&f| f == i).unwrap_or(0)] = v;
         }
         msr::IA32_MCG_STATUS => inner.msrs.mcg_status = v,
+        // Without MCG_CTL_P only the host may write, and only 0 (upstream).
+        msr::IA32_MCG_CTL if inner.msrs.mcg_cap & crate::mce::MCG_CTL_P == 0 && (v != 0 || !host) => {
+            return Err(EINVAL)
+        }
+        msr::IA32_MCG_CTL if v != 0 && v != u64::MAX => return Err(EINVAL),
         msr::IA32_MCG_CTL => inner.msrs.mcg_ctl = v,
         // MCG_CAP is read-only; the host may write back what it read.
-        msr::IA32_MCG_CAP if host && v == MCE_BANKS as u64 => {}
+        msr::IA32_MCG_CAP if host && v == inner.msrs.mcg_cap => {}
+        0x400..=0x47f if ((index - 0x400) / 4) as u64 >= inner.msrs.mcg_cap & 0xff => return Err(EINVAL),
         0x400..=0x47f => {
             let i = (index - 0x400) as usize;
             // MCi_CTL: all or nothing; MCi_STATUS: only 0 from the guest (upstream).

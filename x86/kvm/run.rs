@@ -165,6 +165,10 @@ fn xsetbv(xcr0: u64) {
 
 fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     let params_root = vcpu.vm.tdp_root;
+    if core::mem::take(&mut inner.shutdown_requested) {
+        vcpu.run.set_simple(uapi::KVM_EXIT_SHUTDOWN);
+        return Ok(Next::User);
+    }
     if let Some(vector) = crate::irq::lapic::take_eoi_exit(vcpu) {
         vcpu.run.set_ioapic_eoi(vector);
         return Ok(Next::User);
@@ -269,8 +273,10 @@ fn inject_gp(inner: &mut VcpuInner) {
 
 pub(crate) fn valid_xcr0(inner: &VcpuInner, v: u64) -> bool {
     let supported = crate::supported_cpuid::SUPPORTED_XCR0 & crate::cpu::xgetbv0();
-    // x87 always; AVX needs SSE; nothing the host or KVM does not support.
-    v & 1 != 0 && v & !supported == 0 && !(v & 4 != 0 && v & 2 == 0) && inner.features.xsave
+    // x87 always (XCR0 = 1, its reset value, is valid even for a guest without
+    // XSAVE, as upstream's __kvm_set_xcr); AVX needs SSE; nothing the host or
+    // KVM does not support; more than x87 only for a guest with XSAVE.
+    v & 1 != 0 && v & !supported == 0 && !(v & 4 != 0 && v & 2 == 0) && (inner.features.xsave || v == 1)
 }
 
 fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) -> Result<Next> {

@@ -54,6 +54,8 @@ plain_uapi!(
     uapi::kvm_irqfd,
     uapi::kvm_ioeventfd,
     uapi::kvm_vapic_addr,
+    uapi::kvm_x86_mce,
+    uapi::kvm_clock_data,
 );
 
 /// Reads a `T` from the user address `ptr`.

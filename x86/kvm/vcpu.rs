@@ -132,6 +132,9 @@ pub(crate) struct VcpuInner {
     pub last_sipi_vector: u8,
     /// KVM_SET_VAPIC_ADDR's guest address, if set.
     pub vapic_addr: Option<u64>,
+    /// The guest must shut down at the next entry (a machine check it cannot
+    /// take; upstream's KVM_REQ_TRIPLE_FAULT).
+    pub shutdown_requested: bool,
 }
 
 #[pin_data]
@@ -234,6 +237,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 },
                 last_sipi_vector: 0,
                 vapic_addr: None,
+                shutdown_requested: false,
             }),
         }),
         GFP_KERNEL,
@@ -450,6 +454,8 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         }
         ioctl::KVM_GET_LAPIC => crate::irq::lapic::get_lapic(vcpu, arg).map(|_| 0),
         ioctl::KVM_GET_TSC_KHZ => Ok(crate::irq::lapic::tsc_khz()),
+        ioctl::KVM_X86_SETUP_MCE => crate::mce::setup_mce(inner, arg).map(|_| 0),
+        ioctl::KVM_X86_SET_MCE => crate::mce::set_mce(inner, arg).map(|_| 0),
         ioctl::KVM_SET_VAPIC_ADDR => crate::irq::lapic::set_vapic_addr(vcpu, inner, arg).map(|_| 0),
         ioctl::KVM_SET_LAPIC => crate::irq::lapic::set_lapic(vcpu, arg).map(|_| 0),
         ioctl::KVM_SET_SIGNAL_MASK => {

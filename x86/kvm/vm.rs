@@ -95,6 +95,8 @@ pub struct Vm {
     #[pin]
     pub(crate) irq: crate::irq::VmIrq,
     pub(crate) vendor: &'static dyn VendorOps,
+    /// KVM_GET/SET_CLOCK.
+    clock: crate::clock::VmClock,
     owner: OwnerMm,
     /// Bumped whenever mappings are removed or write-protected; a vCPU that
     /// entered with an older value flushes its guest TLB on the next entry.
@@ -121,6 +123,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
         pin_init!(Vm {
             irq <- crate::irq::VmIrq::new(),
             vendor,
+            clock: crate::clock::VmClock::new(),
             owner: OwnerMm::current(),
             tlb_gen: AtomicU64::new(0),
             tdp_root,
@@ -214,6 +217,8 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_GET_TSC_KHZ => Ok(crate::irq::lapic::tsc_khz()),
+        ioctl::KVM_GET_CLOCK => vm.clock.get(arg).map(|_| 0),
+        ioctl::KVM_SET_CLOCK => vm.clock.set(arg).map(|_| 0),
         ioctl::KVM_ENABLE_CAP => {
             let cap: uapi::kvm_enable_cap = user::read(arg)?;
             if cap.flags != 0 {

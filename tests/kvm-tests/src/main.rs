@@ -6,6 +6,7 @@
 //! Output: one `PASS <name>` / `FAIL <name>: <why>` line per test; exit status 1
 //! if any failed. `kvm-api-tests [FILTER]` runs the tests whose name contains FILTER.
 
+mod clientapi;
 mod guest;
 mod guests;
 mod harness;
@@ -24,6 +25,7 @@ fn main() {
     tests.extend(modes::tests());
     tests.extend(lifecycle::tests());
     tests.extend(smp::tests());
+    tests.extend(clientapi::tests());
     tests.extend(irqchip::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
