@@ -11,7 +11,7 @@ if [ -f "$out" ]; then echo "$out"; exit 0; fi
 [ -x /bin/busybox ] || { echo "make-initramfs: /bin/busybox missing (apt-get install busybox-static)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp"/{bin,sbin,proc,sys,dev,host,tmp,mnt}
+mkdir -p "$tmp"/{bin,sbin,proc,sys,dev,host,tmp,mnt,repo}
 cp /bin/busybox "$tmp/bin/busybox"
 for app in $(/bin/busybox --list); do
     [ -e "$tmp/bin/$app" ] || ln -s busybox "$tmp/bin/$app"
@@ -33,7 +33,18 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 host /host 2>/dev/n
 mount -t proc proc /host/proc 2>/dev/null
 mount -t sysfs sys /host/sys 2>/dev/null
 mount -t devtmpfs dev /host/dev 2>/dev/null
-mount -t tmpfs tmp /host/tmp 2>/dev/null
+# The host's /tmp is not the VM's: with 9p, /host/tmp gets a tmpfs of its own
+# (without 9p, as under Bochs, /host is the packed initramfs and stays as it is).
+[ $ninep = 0 ] || mount -t tmpfs tmp /host/tmp 2>/dev/null
+# The repository, shared on its own (vm-run.sh: tag "repo", kvmrepo=<host path>):
+# at /repo, and again at /host<path> so that it is there wherever it was cloned
+# (also under /tmp, which the tmpfs above hides), for `chroot /host` too.
+repo=$(sed -n 's/.*kvmrepo=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$repo" ] && mkdir -p /repo &&
+   mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 repo /repo 2>/dev/null; then
+    mkdir -p "/host$repo" 2>/dev/null
+    mount --bind /repo "/host$repo" || echo "init: cannot bind the repository at /host$repo"
+fi
 job=$(sed -n 's/.*kvmjob=\([^ ]*\).*/\1/p' /proc/cmdline)
 echo "init: job $job"
 status=1

@@ -3,20 +3,26 @@
 # with an AMD CPU that has SVM + NPT (-cpu EPYC,+svm), two CPUs, the host's root
 # shared read-only at /host. The script runs as root in the VM's busybox shell with
 # these variables set:
-#   REPO       the repository as the VM sees it (/host + its host path)
+#   REPO       the repository as the VM sees it (/host + its host path; it is shared
+#              on its own too, read-only 9p tag "repo" mounted at /repo and bound at
+#              /host + its path, so a clone under /tmp works as well)
 #   KBUILD     the kernel build dir, likewise (upstream modules: $KBUILD/arch/x86/kvm)
 #   HOST_REPO, HOST_KBUILD  the same paths as seen after `chroot /host`
 # and can `chroot /host` to run host binaries.
 #
-#   scripts/vm-run.sh [--smp N] [--mem M] [--timeout S] [--log FILE] [--icount] SCRIPT [ARGS...]
+#   scripts/vm-run.sh [--smp N] [--mem M] [--timeout S] [--log FILE] [--icount]
+#                     [--env NAME=VALUE]... [--append KERNEL-ARGS] SCRIPT [ARGS...]
 # --env NAME=VALUE exports a variable to the script.
+# --append adds arguments to the kernel command line (e.g. slub_debug=FZ).
+# KBUILD=DIR picks the kernel (default: scripts/build-kernel.sh's, which honours
+# KVM_RS_KERNEL=debug).
 # --icount runs QEMU with -icount shift=0,sleep=off: the VM's clock counts
 # instructions (deterministic benchmarks).
 # Exit status: the script's, or 124 on timeout, 125 if the VM died without a status.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-smp=2 mem=2G timeout=600 log="" extra=() envs=()
+smp=2 mem=2G timeout=600 log="" extra=() envs=() append=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --smp) smp=$2; shift 2 ;;
@@ -25,6 +31,7 @@ while [ $# -gt 0 ]; do
         --log) log=$2; shift 2 ;;
         --icount) extra+=(-icount shift=0,sleep=off); shift ;;
         --env) envs+=("$2"); shift 2 ;;
+        --append) append="$append $2"; shift 2 ;;
         --) shift; break ;;
         *) break ;;
     esac
@@ -32,20 +39,30 @@ done
 script=${1:?usage: vm-run.sh [options] SCRIPT [ARGS...]}
 shift
 script=$(cd "$(dirname "$script")" && pwd)/$(basename "$script")
+case "$repo" in
+    *[[:space:]\'\"]*) echo "vm-run: the repository path '$repo' has blanks or quotes: the VM cannot be told it" >&2; exit 1 ;;
+esac
 
 kbuild=${KBUILD:-$("$here/build-kernel.sh" | tail -1)}
 initrd=$("$here/make-initramfs.sh")
-# The job file must be visible in the VM under /host, outside /tmp (a tmpfs there).
+# The job file must be visible in the VM under /host, outside /tmp (a tmpfs there;
+# the repository itself is shared on its own, see above).
 cache=${KVM_RS_CACHE:-$HOME/.cache/kvm-rs}
 mkdir -p "$cache/jobs"
 job=$(mktemp "$cache/jobs/job.XXXXXX")
 [ -n "$log" ] || log=$(mktemp /tmp/kvm-rs-vm.XXXXXX.log)
-trap 'rm -f "$job"' EXIT
+trap 'rm -f "$job" "$job.sh"' EXIT
+# A script outside the repository under /tmp is hidden by the VM's /tmp: copy it.
+vmscript=/host$script
+case "$script" in
+    "$repo"/*) ;;
+    /tmp/*) cp "$script" "$job.sh"; chmod 644 "$job.sh"; vmscript=/host$job.sh ;;
+esac
 {
     echo "export REPO='/host$repo' KBUILD='/host$kbuild' HOST_REPO='$repo' HOST_KBUILD='$kbuild'"
     for e in "${envs[@]}"; do echo "export $e"; done
     printf 'set --'; printf " '%s'" "$@"; echo
-    echo ". '/host$script'"
+    echo ". '$vmscript'"
 } > "$job"
 chmod 644 "$job"
 
@@ -54,7 +71,8 @@ timeout --foreground -k 10 "$timeout" qemu-system-x86_64 -accel tcg -cpu EPYC,+s
     -smp "$smp" -m "$mem" "${extra[@]}" -nographic -no-reboot -nodefaults -serial stdio \
     -kernel "$kbuild/arch/x86/boot/bzImage" -initrd "$initrd" \
     -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
-    -append "console=ttyS0 panic=-1 quiet oops=panic kvmjob=$job" \
+    -virtfs "local,path=${repo//,/,,},mount_tag=repo,security_model=none,readonly=on,multidevs=remap" \
+    -append "console=ttyS0 panic=-1 quiet oops=panic kvmjob=$job kvmrepo=$repo$append" \
     </dev/null 2>&1 | tee "$log" | sed -u -e '/^KVMJOB-EXIT=/d' -e "/TCG doesn't support requested feature/d"
 qstatus=${PIPESTATUS[0]}
 set -e
