@@ -4,6 +4,7 @@
 #   make check      all tests (host + test VM), as .ci/run
 #   make run        the main job: a guest on our modules in the test VM
 #   make bench      benchmarks against upstream's modules
+#   make check-debug  the VM suite on the debug kernel (KASAN, kmemleak, lockdep...)
 #   make clean
 -include config.mak
 
@@ -30,8 +31,11 @@ run: all
 bench: all
 	./scripts/bench.sh
 
+check-debug: all
+	./scripts/debug-suite.sh
+
 clean:
 	-[ -n "$(KERNELDIR)" ] && $(KBUILD) clean
 	rm -rf x86/kvm/generated
 
-.PHONY: all install check run bench clean
+.PHONY: all install check check-debug run bench clean

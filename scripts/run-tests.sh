@@ -5,8 +5,10 @@
 #   3. test VM (QEMU TCG, AMD EPYC with SVM+NPT, 2 CPUs): module tests and the API
 #      suite, against our modules and against upstream's from the same kernel tree;
 #      Debian's QEMU booting Linux as a nested guest on both;
-#   4. Bochs (Skylake-X with VMX, 1 CPU): the kvm-intel subset of the API suite and
-#      the nested QEMU boot, on our kvm-intel and upstream's.
+#      Debian unstable's QEMU (the newest) booting Linux on both;
+#   4. Bochs (Skylake-X with VMX, 2 CPUs): the kvm-intel subset of the API suite and
+#      the nested QEMU boot, on our kvm-intel and upstream's;
+#   5. with KVM_RS_DEBUG=1 (make check-debug): the VM suite on the debug kernel.
 # Ends with `N passed, N failed`; exits 1 if anything failed.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,6 +64,17 @@ L2_INITRD=$("$here/make-l2-initramfs.sh")
     "$repo/tests/vm/qemu-boot.sh" ours upstream > "$logdir/qemu-boot.out" 2>&1
 count vm/qemu-boot "$logdir/qemu-boot.out" $? "$logdir/qemu-boot.log"
 
+if [ "${KVM_RS_QEMU_NEW:-1}" = 1 ]; then
+step "test VM: Debian unstable's QEMU (no user-space APIC with KVM) boots Linux on /dev/kvm (-smp 2, pc and q35), ours and upstream"
+if SID_ROOT=$("$here/make-sid-root.sh" | tail -1) && [ -n "$SID_ROOT" ]; then
+    "$here/vm-run.sh" --timeout 1200 --log "$logdir/qemu-new-boot.log" --env "L2_INITRD=$L2_INITRD" \
+        --env "SID_ROOT=$SID_ROOT" "$repo/tests/vm/qemu-new-boot.sh" ours upstream > "$logdir/qemu-new-boot.out" 2>&1
+    count vm/qemu-new-boot "$logdir/qemu-new-boot.out" $? "$logdir/qemu-new-boot.log"
+else
+    echo "FAIL vm/qemu-new-boot: scripts/make-sid-root.sh failed"; failed=$((failed + 1))
+fi
+fi
+
 step "Bochs (Intel VMX): kvm-intel tests, ours and upstream"
 BOCHS_CPUS=2 "$here/bochs-run.sh" --timeout 900 --log "$logdir/bochs.log" "$repo/tests/vm/vmx.sh" ours upstream \
     > "$logdir/bochs.out" 2>&1
@@ -74,6 +87,12 @@ L2_INITRD=$L2_INITRD "$here/bochs-run.sh" --timeout 2400 --log "$logdir/bochs-qe
 status=$?
 sed 's#^\(PASS\|FAIL\) #\1 vmx/#' "$logdir/bochs-qemu.out.raw" > "$logdir/bochs-qemu.out"
 count bochs/qemu-boot "$logdir/bochs-qemu.out" $status "$logdir/bochs-qemu.log"
+
+if [ "${KVM_RS_DEBUG:-0}" = 1 ]; then
+    step "test VM, debug kernel (KASAN, kmemleak, lockdep, UBSAN): module and API tests, ours and upstream"
+    "$here/debug-suite.sh" > "$logdir/debug-suite.summary" 2>&1
+    count vm/debug-suite "$logdir/debug-suite.summary" 0 "$logdir/debug-suite.log"
+fi
 
 step "make install (DESTDIR)"
 inst=$(mktemp -d)

@@ -68,6 +68,10 @@ pub fn check_extension(cap: u64) -> isize {
         // KVM_X86_SET_MCE, KVM_X86_GET_MCE_CAP_SUPPORTED).
         uapi::KVM_CAP_MCE => crate::mce::MAX_BANKS as isize,
         // KVM_GET_CLOCK / KVM_SET_CLOCK; the answer is the flags accepted.
+        // KVM_SET_GUEST_DEBUG: single-step (also over instructions the kernel
+        // completes); DEBUG2 lists the control bits offered.
+        uapi::KVM_CAP_SET_GUEST_DEBUG | uapi::KVM_CAP_X86_ROBUST_SINGLESTEP => 1,
+        uapi::KVM_CAP_SET_GUEST_DEBUG2 => crate::guest_debug::SUPPORTED as isize,
         uapi::KVM_CAP_ADJUST_CLOCK => crate::clock::VALID_FLAGS as isize,
         _ => 0,
     }

@@ -45,6 +45,7 @@ mod emulate;
 pub mod exit;
 mod files;
 mod fpu;
+mod guest_debug;
 mod irq;
 mod mce;
 pub mod kvm_init;

@@ -165,6 +165,9 @@ fn xsetbv(xcr0: u64) {
 
 fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     let params_root = vcpu.vm.tdp_root;
+    if crate::guest_debug::take_pending_step(vcpu, inner) {
+        return Ok(Next::User);
+    }
     if core::mem::take(&mut inner.shutdown_requested) {
         vcpu.run.set_simple(uapi::KVM_EXIT_SHUTDOWN);
         return Ok(Next::User);
@@ -215,7 +218,9 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         flush_guest_tlb: core::mem::take(&mut inner.flush_guest_tlb),
         request_interrupt_window: want_window,
         intercept_iret,
+        intercept_exceptions: crate::guest_debug::intercepts(inner),
     };
+    let tf_set = crate::guest_debug::before_entry(inner);
     // The guest's DR0-3 are in the hardware only while it runs with breakpoints
     // enabled (DR7 is switched by the hardware; every DR access exits).
     let guest_bps = inner.state.dr7 & 0xff != 0;
@@ -225,6 +230,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         unsafe { crate::cpu::write_db(&inner.state.db) };
     }
     let exit = inner.vendor.run(&mut inner.state, &params);
+    crate::guest_debug::after_exit(inner, tf_set);
     if let Some(h) = host_db {
         // SAFETY: the host's own values, read above.
         unsafe { crate::cpu::write_db(&h) };
@@ -260,6 +266,7 @@ pub(crate) fn skip_instruction(vcpu: &Vcpu, inner: &mut VcpuInner, fallback_len:
     };
     set_rip(&mut inner.state, next);
     inner.state.interrupt_shadow = false;
+    crate::guest_debug::instruction_completed(inner);
 }
 
 /// Writes RIP, truncated to the width of the current code segment.
@@ -366,6 +373,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             run.set_fail_entry(hardware_reason, cpu);
             Ok(Next::User)
         }
+        Exit::Exception { vector, .. } if crate::guest_debug::exception(vcpu, inner, vector) => Ok(Next::User),
         Exit::Exception { vector, error_code } => {
             run.set_internal_error(
                 INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
@@ -451,6 +459,7 @@ fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Ne
             write_reg_sized(&mut inner.state, gpr::RAX, size, u64::from_le_bytes(data));
             set_rip(&mut inner.state, next_rip);
             inner.state.interrupt_shadow = false;
+            crate::guest_debug::instruction_completed(inner);
             Ok(Next::Guest)
         }
         Pending::PioInString { size, count } => emulate::complete_string_in(vcpu, inner, size, count),

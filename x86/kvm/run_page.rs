@@ -126,6 +126,16 @@ impl RunPages {
         }
     }
 
+    /// KVM_EXIT_DEBUG: `{ u32 exception; u32 pad; u64 pc; u64 dr6; u64 dr7; }`.
+    pub(crate) fn set_debug(&self, exception: u32, pc: u64, dr6: u64, dr7: u64) {
+        self.set_exit_reason(uapi::KVM_EXIT_DEBUG);
+        self.put::<u32>(0, exception);
+        self.put::<u32>(4, 0);
+        self.put::<u64>(8, pc);
+        self.put::<u64>(16, dr6);
+        self.put::<u64>(24, dr7);
+    }
+
     /// KVM_EXIT_IOAPIC_EOI: `{ u8 vector; }` (split irqchip: the user-space
     /// IOAPIC learns of a level-triggered EOI).
     pub(crate) fn set_ioapic_eoi(&self, vector: u8) {

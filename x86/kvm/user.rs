@@ -56,6 +56,7 @@ plain_uapi!(
     uapi::kvm_vapic_addr,
     uapi::kvm_x86_mce,
     uapi::kvm_clock_data,
+    uapi::kvm_guest_debug,
 );
 
 /// Reads a `T` from the user address `ptr`.

@@ -135,6 +135,10 @@ pub(crate) struct VcpuInner {
     /// The guest must shut down at the next entry (a machine check it cannot
     /// take; upstream's KVM_REQ_TRIPLE_FAULT).
     pub shutdown_requested: bool,
+    /// KVM_SET_GUEST_DEBUG's control bits (0: not debugging).
+    pub guest_debug: u32,
+    /// A single step completed in the kernel and is owed to user space.
+    pub singlestep_done: bool,
 }
 
 #[pin_data]
@@ -238,6 +242,8 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 last_sipi_vector: 0,
                 vapic_addr: None,
                 shutdown_requested: false,
+                guest_debug: 0,
+                singlestep_done: false,
             }),
         }),
         GFP_KERNEL,
@@ -454,6 +460,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         }
         ioctl::KVM_GET_LAPIC => crate::irq::lapic::get_lapic(vcpu, arg).map(|_| 0),
         ioctl::KVM_GET_TSC_KHZ => Ok(crate::irq::lapic::tsc_khz()),
+        ioctl::KVM_SET_GUEST_DEBUG => crate::guest_debug::set_guest_debug(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SETUP_MCE => crate::mce::setup_mce(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SET_MCE => crate::mce::set_mce(inner, arg).map(|_| 0),
         ioctl::KVM_SET_VAPIC_ADDR => crate::irq::lapic::set_vapic_addr(vcpu, inner, arg).map(|_| 0),

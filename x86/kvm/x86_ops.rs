@@ -65,6 +65,9 @@ pub struct EntryParams {
     /// Exit when the guest executes IRET (the end of an NMI handler, so NMIs can
     /// be unmasked).
     pub intercept_iret: bool,
+    /// Exceptions to intercept besides #MC (bit n: vector n): #DB and #BP while
+    /// user space debugs the guest (KVM_SET_GUEST_DEBUG).
+    pub intercept_exceptions: u32,
 }
 
 /// The vendor half of a vCPU.

@@ -309,6 +309,7 @@ impl VendorVcpu for SvmVcpu {
             c.tlb_ctl = tlb;
             c.nested_cr3 = p.tdp_root;
             c.clean = 0;
+            c.intercept_exceptions = (1 << 18) | p.intercept_exceptions;
             if p.intercept_iret {
                 c.intercept_misc1 |= intercept::IRET;
             } else {

@@ -118,6 +118,7 @@ pub(crate) struct VmxVcpu {
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Controls {
     cpu_based: u32,
+    exception_bitmap: u32,
     entry: u32,
     ept_pointer: u64,
     tsc_offset: u64,
@@ -250,7 +251,6 @@ impl VmxVcpu {
             // No acknowledge-on-exit: a host interrupt stays pending in the local
             // APIC and is taken when interrupts are enabled again.
             w.w(VM_EXIT_CONTROLS, c.vmexit & !VM_EXIT_ACK_INTR_ON_EXIT);
-            w.w(EXCEPTION_BITMAP, 1 << 18); // #MC goes to the host
             w.w(CR3_TARGET_COUNT, 0);
             w.w(VMCS_LINK_POINTER, u64::MAX);
             // CR0/CR4: the host owns every bit the guest does not; the guest reads
@@ -271,12 +271,15 @@ impl VmxVcpu {
                 p.request_interrupt_window,
                 p.intercept_iret,
             ),
+            // #MC goes to the host; #DB/#BP while user space debugs the guest.
+            exception_bitmap: (1 << 18) | p.intercept_exceptions,
             entry,
             // 4-level walk (3 << 3), write-back paging structures (6).
             ept_pointer: p.tdp_root | (3 << 3) | 6,
             tsc_offset: st.tsc_offset,
         };
         w.changed(CPU_BASED_VM_EXEC_CONTROL, now.cpu_based, old.map(|o| o.cpu_based));
+        w.changed(EXCEPTION_BITMAP, now.exception_bitmap, old.map(|o| o.exception_bitmap));
         w.changed(VM_ENTRY_CONTROLS, now.entry, old.map(|o| o.entry));
         w.changed(EPT_POINTER, now.ept_pointer, old.map(|o| o.ept_pointer));
         w.changed(TSC_OFFSET, now.tsc_offset, old.map(|o| o.tsc_offset));

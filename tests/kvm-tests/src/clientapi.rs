@@ -16,6 +16,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("client/mce_inject_corrected", mce_inject),
         ("client/vm_clock", vm_clock),
         ("client/xcr0_x87_without_xsave", xcr0_without_xsave),
+        ("client/guest_debug_single_step", single_step),
     ]
 }
 
@@ -117,5 +118,42 @@ fn xcr0_without_xsave() -> TestResult {
     check_eq!(ioctl_ptr(&v.fd, KVM_SET_XCRS, &mut xc), Ok(0));
     xc.xcrs[0].value = 3;
     check_eq!(ioctl_ptr(&v.fd, KVM_SET_XCRS, &mut xc), Err(libc::EINVAL));
+    Ok(())
+}
+
+fn set_guest_debug(v: &Vcpu, control: u32) -> Result<i64, Errno> {
+    let mut d = kvm_guest_debug { control, pad: 0, arch: kvm_guest_debug_arch { debugreg: [0; 8] } };
+    ioctl_ptr(&v.fd, KVM_SET_GUEST_DEBUG, &mut d)
+}
+
+/// KVM_EXIT_DEBUG's exception and linear pc.
+fn debug_exit(v: &Vcpu) -> (u64, u64, u64) {
+    (v.exit_u64(0) & 0xffff_ffff, v.exit_u64(1), v.exit_u64(2))
+}
+
+fn single_step() -> TestResult {
+    let (vm, v, mem) = vm_with_ram(0x10000)?;
+    check!(ioctl_val(&vm.kvm, KVM_CHECK_EXTENSION, KVM_CAP_X86_ROBUST_SINGLESTEP as u64).unwrap_or(0) > 0);
+    // nop; nop; xor eax,eax; cpuid; out 0x10,al; hlt
+    poke(mem, 0x1000, &[0x90, 0x90, 0x66, 0x31, 0xc0, 0x0f, 0xa2, 0xe6, 0x10, 0xf4]);
+    v.real_mode_at(0x1000)?;
+    check_eq!(set_guest_debug(&v, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP), Ok(0));
+    // Each instruction is one KVM_EXIT_DEBUG (#DB, DR6.BS), including CPUID,
+    // which the kernel completes itself, and OUT after its I/O exit.
+    for pc in [0x1001u64, 0x1002, 0x1005, 0x1007] {
+        check_eq!(v.run(), Ok(KVM_EXIT_DEBUG));
+        let (exc, got_pc, dr6) = debug_exit(&v);
+        check_eq!((exc, got_pc), (1, pc));
+        check!(dr6 & (1 << 14) != 0);
+    }
+    check_eq!(v.run(), Ok(KVM_EXIT_IO));
+    check_eq!(v.run(), Ok(KVM_EXIT_DEBUG));
+    check_eq!(debug_exit(&v).1, 0x1009);
+    // The guest never sees the TF the debugger set.
+    check_eq!(v.regs()?.rflags & (1 << 8), 0);
+    check_eq!(set_guest_debug(&v, 0), Ok(0));
+    check_eq!(v.run(), Ok(KVM_EXIT_HLT));
+    // Without ENABLE, debugging is off whatever the other bits say.
+    check_eq!(set_guest_debug(&v, 1 << 30), Ok(0));
     Ok(())
 }
