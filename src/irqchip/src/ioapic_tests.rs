@@ -399,18 +399,7 @@ fn state_round_trip() {
     assert_eq!(io3.pending_pins(), 0);
 }
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
+use crate::test_rng::XorShift;
 
 #[test]
 fn random_operations_never_panic() {

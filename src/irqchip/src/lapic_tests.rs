@@ -1084,18 +1084,7 @@ fn state_xapic_takes_id() {
 
 // ---- bounded random input ----------------------------------------------------
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
+use crate::test_rng::XorShift;
 
 fn check_invariants(a: &Lapic) {
     // PPR is always consistent with TPR and ISR.

@@ -20,4 +20,7 @@ pub mod pic;
 pub mod pit;
 pub mod routing;
 
+#[cfg(test)]
+mod test_rng;
+
 pub use types::{DeliveryMode, DestMode, IrqRequest, Shorthand, TriggerMode};

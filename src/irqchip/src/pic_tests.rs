@@ -603,18 +603,7 @@ fn reset_restores_power_on() {
     assert_eq!(pic, Pic::new());
 }
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
+use crate::test_rng::XorShift;
 
 #[test]
 fn random_operations_never_panic() {

@@ -564,18 +564,7 @@ fn set_state_clamps_bad_fields() {
     let _ = pit.speaker_read(u64::MAX);
 }
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
+use crate::test_rng::XorShift;
 
 fn random_channel(r: &mut XorShift) -> PitChannelState {
     let v = r.next();

@@ -259,19 +259,14 @@ fn msi_extended_destination_id() {
     assert_eq!(msi_dest_id(lo, 0x0001_0000, true, true), 0x0001_0201);
 }
 
-struct XorShift(u64);
+use crate::test_rng::XorShift;
 
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
+/// Small values most of the time, so the interesting edges get hit.
+trait Words {
+    fn word(&mut self) -> u32;
+}
 
-    /// Small values most of the time, so the interesting edges get hit.
+impl Words for XorShift {
     fn word(&mut self) -> u32 {
         let v = self.next();
         match v % 4 {
