@@ -5,6 +5,8 @@
 #   make run        the main job: a guest on our modules in the test VM
 #   make bench      benchmarks against upstream's modules
 #   make check-debug  the VM suite on the debug kernel (KASAN, kmemleak, lockdep...)
+#   make fuzz DURATION=S  ioctl and hostile-guest fuzzers, ours and upstream, and
+#                   the differential errno check against upstream
 #   make clean
 -include config.mak
 
@@ -34,8 +36,12 @@ bench: all
 check-debug: all
 	./scripts/debug-suite.sh
 
+DURATION ?= 60
+fuzz: all
+	./scripts/fuzz.sh $(DURATION)
+
 clean:
 	-[ -n "$(KERNELDIR)" ] && $(KBUILD) clean
 	rm -rf x86/kvm/generated
 
-.PHONY: all install check check-debug run bench clean
+.PHONY: all install check check-debug fuzz run bench clean
