@@ -210,3 +210,6 @@ void kvm_rs_init_work(struct work_struct *w, void (*fn)(struct work_struct *w)) 
 EXPORT_SYMBOL_GPL(kvm_rs_init_work);
 void kvm_rs_schedule_work(struct work_struct *w) { schedule_work(w); }
 EXPORT_SYMBOL_GPL(kvm_rs_schedule_work);
+
+int kvm_rs_check_tsc_unstable(void) { return check_tsc_unstable(); }
+EXPORT_SYMBOL_GPL(kvm_rs_check_tsc_unstable);

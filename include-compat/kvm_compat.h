@@ -118,6 +118,8 @@ u64 kvm_rs_ktime_get_boottime_ns(void);
 u64 kvm_rs_ktime_get_real_ns(void);
 /* The host TSC frequency in kHz (tsc_khz). */
 unsigned int kvm_rs_tsc_khz(void);
+/* check_tsc_unstable(): non-zero once the kernel found the TSC unreliable. */
+int kvm_rs_check_tsc_unstable(void);
 void kvm_rs_init_waitqueue_head(struct wait_queue_head *wq);
 /* wake_up(): TASK_NORMAL, one exclusive waiter; safe from hard-IRQ context. */
 void kvm_rs_wake_up(struct wait_queue_head *wq);

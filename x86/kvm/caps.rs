@@ -72,7 +72,7 @@ pub fn check_extension(cap: u64) -> isize {
         // completes); DEBUG2 lists the control bits offered.
         uapi::KVM_CAP_SET_GUEST_DEBUG | uapi::KVM_CAP_X86_ROBUST_SINGLESTEP => 1,
         uapi::KVM_CAP_SET_GUEST_DEBUG2 => crate::guest_debug::SUPPORTED as isize,
-        uapi::KVM_CAP_ADJUST_CLOCK => crate::clock::VALID_FLAGS as isize,
+        uapi::KVM_CAP_ADJUST_CLOCK => crate::time::vm_clock::VALID_FLAGS as isize,
         _ => 0,
     }
 }

@@ -53,6 +53,11 @@ pub(crate) fn guest_has_x2apic(t: &[uapi::kvm_cpuid_entry2]) -> bool {
     has(t, feat::X2APIC)
 }
 
+/// Whether the guest's CPUID offers IA32_TSC_ADJUST.
+pub(crate) fn guest_has_tsc_adjust(t: &[uapi::kvm_cpuid_entry2]) -> bool {
+    has(t, feat::TSC_ADJUST)
+}
+
 /// Whether the guest's CPUID offers the TSC-deadline timer mode.
 pub(crate) fn guest_has_tsc_deadline(t: &[uapi::kvm_cpuid_entry2]) -> bool {
     has(t, feat::TSC_DEADLINE)

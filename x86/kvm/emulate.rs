@@ -65,6 +65,26 @@ pub(crate) fn read_gpa(vcpu: &Vcpu, gpa: u64, buf: &mut [u8]) -> Result<bool> {
     Ok(true)
 }
 
+/// The guest-physical address of linear address `lin` for a supervisor read
+/// through the guest's page tables (upstream's kvm_mmu_gva_to_gpa_system, as
+/// KVM_TRANSLATE uses it): None if the walk faults or a table is not in RAM.
+/// Without paging the address is its own translation.
+pub(crate) fn gva_to_gpa_system(vcpu: &Vcpu, st: &ArchState, lin: u64) -> Option<u64> {
+    let mut pm = paging_of(st);
+    if !pm.cr0_pg {
+        return Some(lin);
+    }
+    pm.user = false;
+    let mut rd = |gpa: u64, n: u8| {
+        let mut b = [0u8; 8];
+        match read_gpa(vcpu, gpa, &mut b[..n as usize]) {
+            Ok(true) => Some(u64::from_le_bytes(b)),
+            _ => None,
+        }
+    };
+    paging::translate(lin, Access::Read, &pm, &mut rd).ok()
+}
+
 /// Writes guest-physical memory backed by a writable slot; logs the pages dirty.
 pub(crate) fn write_gpa(vcpu: &Vcpu, gpa: u64, data: &[u8]) -> Result<bool> {
     let mut done = 0;

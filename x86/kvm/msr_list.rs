@@ -28,8 +28,15 @@ const CANDIDATES: &[u32] = &[
 
 /// MSRs kvm.ko emulates whatever the host has (upstream's emulated_msrs):
 /// IA32_TSC_DEADLINE (the in-kernel APIC's; without one it reads 0 and
-/// ignores writes, as upstream).
-const EMULATED: &[u32] = &[0x6e0];
+/// ignores writes, as upstream), IA32_TSC_ADJUST, kvmclock's four.
+const EMULATED: &[u32] = &[
+    msr::IA32_TSC_DEADLINE,
+    msr::IA32_TSC_ADJUST,
+    msr::KVM_WALL_CLOCK,
+    msr::KVM_SYSTEM_TIME,
+    msr::KVM_WALL_CLOCK_NEW,
+    msr::KVM_SYSTEM_TIME_NEW,
+];
 
 const MAX: usize = 64;
 static LIST: [AtomicU32; MAX] = [const { AtomicU32::new(0) }; MAX];

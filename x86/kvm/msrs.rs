@@ -37,11 +37,6 @@ pub(crate) struct SoftMsrs {
     misc_enable: u64,
     /// DE_CFG: guests set bit 1 (LFENCE is dispatch serializing).
     de_cfg: u64,
-    /// kvmclock MSRs (0x11/0x12 and 0x4b564d00/01), stored for the VMM's
-    /// save/restore. kvmclock is not offered in CPUID, so a guest cannot turn it
-    /// on (a guest write with the enable bit is #GP).
-    kvm_wall_clock: u64,
-    kvm_system_time: u64,
 }
 
 impl SoftMsrs {
@@ -57,8 +52,6 @@ impl SoftMsrs {
             hwcr: 0,
             misc_enable: MISC_ENABLE_BTS_UNAVAIL | MISC_ENABLE_PEBS_UNAVAIL,
             de_cfg: 0,
-            kvm_wall_clock: 0,
-            kvm_system_time: 0,
         }
     }
 }
@@ -98,13 +91,6 @@ fn is_read_as_zero(index: u32) -> bool {
     )
 }
 
-fn rdtsc() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: RDTSC has no side effects.
-    unsafe { core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) };
-    (hi as u64) << 32 | lo as u64
-}
-
 fn canonical(v: u64) -> bool {
     ((v as i64) << 16 >> 16) as u64 == v
 }
@@ -129,7 +115,6 @@ pub(crate) fn get_msr(inner: &VcpuInner, index: u32, _host: bool) -> Result<u64>
         msr::GS_BASE => s.gs.base,
         msr::EFER => s.efer,
         msr::IA32_PAT => s.pat,
-        msr::IA32_TSC => rdtsc().wrapping_add(s.tsc_offset),
         msr::IA32_APIC_BASE => inner.apic_base,
         msr::IA32_MTRRCAP => MTRR_CAP,
         msr::IA32_MTRR_DEF_TYPE => inner.msrs.mtrr_def_type,
@@ -148,8 +133,6 @@ pub(crate) fn get_msr(inner: &VcpuInner, index: u32, _host: bool) -> Result<u64>
         0xc001_0015 => inner.msrs.hwcr,
         msr::IA32_MISC_ENABLE => inner.msrs.misc_enable,
         0xc001_1029 => inner.msrs.de_cfg,
-        msr::KVM_WALL_CLOCK | msr::KVM_WALL_CLOCK_NEW => inner.msrs.kvm_wall_clock,
-        msr::KVM_SYSTEM_TIME | msr::KVM_SYSTEM_TIME_NEW => inner.msrs.kvm_system_time,
         i if is_read_as_zero(i) => 0,
         _ => {
             if !_host {
@@ -206,7 +189,6 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
             }
             s.pat = v;
         }
-        msr::IA32_TSC => s.tsc_offset = v.wrapping_sub(rdtsc()),
         msr::IA32_APIC_BASE => {
             if v & !(0xffff_ffff_f000u64 | (1 << 8) | (1 << 10) | (1 << 11)) != 0 {
                 return Err(EINVAL);
@@ -268,8 +250,6 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
             }
         }
         0xc001_1029 if v & !2 == 0 => inner.msrs.de_cfg = v,
-        msr::KVM_WALL_CLOCK | msr::KVM_WALL_CLOCK_NEW if host => inner.msrs.kvm_wall_clock = v,
-        msr::KVM_SYSTEM_TIME | msr::KVM_SYSTEM_TIME_NEW if host || v & 1 == 0 => inner.msrs.kvm_system_time = v,
         i if is_read_as_zero(i) && (v == 0 || host) => {}
         _ => {
             if !host {
@@ -282,18 +262,24 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
 }
 
 /// An MSR access with the vCPU at hand: the in-kernel APIC's MSRs first
-/// (IA32_APIC_BASE, x2APIC), then the rest.
+/// (IA32_APIC_BASE, x2APIC), the TSC's and kvmclock's, then the rest.
 pub(crate) fn get_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u32, host: bool) -> Result<u64> {
-    match crate::irq::lapic::get_msr(vcpu, index) {
-        Some(r) => r,
-        None => get_msr(inner, index, host),
-    }
+    crate::irq::lapic::get_msr(vcpu, index)
+        .or_else(|| crate::time::tsc::get_msr(inner, index))
+        .or_else(|| crate::time::kvmclock::get_msr(vcpu, inner, index))
+        .unwrap_or_else(|| get_msr(inner, index, host))
 }
 
 /// See [`get_msr_vcpu`].
 pub(crate) fn set_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, index: u32, value: u64, host: bool) -> Result {
-    match crate::irq::lapic::set_msr(vcpu, inner, index, value, host) {
-        Some(r) => r,
-        None => set_msr(inner, index, value, host),
+    if let Some(r) = crate::irq::lapic::set_msr(vcpu, inner, index, value, host) {
+        return r;
     }
+    if let Some(r) = crate::time::tsc::set_msr(vcpu, inner, index, value, host) {
+        return r;
+    }
+    if let Some(r) = crate::time::kvmclock::set_msr(vcpu, inner, index, value) {
+        return r;
+    }
+    set_msr(inner, index, value, host)
 }

@@ -176,6 +176,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         vcpu.run.set_ioapic_eoi(vector);
         return Ok(Next::User);
     }
+    crate::time::kvmclock::update_if_requested(vcpu, inner);
     let irq_waits = inject_pending_event(vcpu, inner);
     // User space wants to inject (request_interrupt_window), or KVM_INTERRUPT's
     // vector could not go in yet, or the in-kernel irqchip has an interrupt the
@@ -250,6 +251,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         bindings::kvm_rs_preempt_enable();
     }
     crate::irq::lapic::sync_from_vapic(vcpu, inner);
+    crate::time::kvmclock::note_cpu(vcpu, inner, cpu);
     handle_exit(vcpu, inner, exit, cpu)
 }
 

@@ -57,6 +57,10 @@ plain_uapi!(
     uapi::kvm_x86_mce,
     uapi::kvm_clock_data,
     uapi::kvm_guest_debug,
+    uapi::kvm_translation,
+    uapi::kvm_coalesced_mmio_zone,
+    uapi::kvm_create_device,
+    uapi::kvm_device_attr,
 );
 
 /// Reads a `T` from the user address `ptr`.

@@ -37,6 +37,9 @@ pub(crate) struct VcpuShared {
     in_guest: AtomicBool,
     cpu: AtomicI32,
     seen_gen: AtomicU64,
+    /// The kvmclock record must be rewritten before the next entry
+    /// (time::kvmclock::request_update).
+    pub(crate) clock_update: AtomicBool,
 }
 
 impl VcpuShared {
@@ -139,6 +142,10 @@ pub(crate) struct VcpuInner {
     pub guest_debug: u32,
     /// A single step completed in the kernel and is owed to user space.
     pub singlestep_done: bool,
+    /// The TSC's rate and IA32_TSC_ADJUST (the offset is in `state`).
+    pub tsc: crate::time::tsc::VcpuTsc,
+    /// kvmclock's MSR and bookkeeping.
+    pub kvmclock: crate::time::kvmclock::KvmClock,
 }
 
 #[pin_data]
@@ -201,6 +208,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
             in_guest: AtomicBool::new(false),
             cpu: AtomicI32::new(0),
             seen_gen: AtomicU64::new(0),
+            clock_update: AtomicBool::new(false),
         }),
         GFP_KERNEL,
     )?;
@@ -208,6 +216,11 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     let fpu = GuestFpu::new()?;
     let signature = crate::cpu::cpuid(1, 0)[0];
     let run = RunPages::new()?;
+    // The TSC starts at 0, in step with the vCPUs created before it.
+    let tsc_khz = vm.tsc.lock().default_khz;
+    let mut reset_state = ArchState::reset(signature);
+    reset_state.tsc_offset = crate::time::tsc::initial_offset(vm, tsc_khz);
+    shared.irq.tsc_offset.store(reset_state.tsc_offset, Ordering::Relaxed);
     let (vm_ref, shared_ref) = (vm.clone(), shared.clone());
     let vcpu = Arc::pin_init(
         pin_init!(Vcpu {
@@ -215,7 +228,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
             shared: shared_ref,
             run,
             inner <- new_mutex!(VcpuInner {
-                state: ArchState::reset(signature),
+                state: reset_state,
                 vendor,
                 fpu,
                 cpuid: KVec::new(),
@@ -244,6 +257,8 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 shutdown_requested: false,
                 guest_debug: 0,
                 singlestep_done: false,
+                tsc: crate::time::tsc::VcpuTsc::new(tsc_khz),
+                kvmclock: Default::default(),
             }),
         }),
         GFP_KERNEL,
@@ -459,7 +474,20 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_GET_LAPIC => crate::irq::lapic::get_lapic(vcpu, arg).map(|_| 0),
-        ioctl::KVM_GET_TSC_KHZ => Ok(crate::irq::lapic::tsc_khz()),
+        ioctl::KVM_GET_TSC_KHZ => Ok(inner.tsc.khz as isize),
+        ioctl::KVM_TRANSLATE => {
+            let mut tr: uapi::kvm_translation = user::read(arg)?;
+            let gpa = crate::emulate::gva_to_gpa_system(vcpu, &inner.state, tr.linear_address);
+            // Upstream's answer: INVALID_GPA when the walk fails; always
+            // "writeable", never "usermode" (it does not check either).
+            tr.physical_address = gpa.unwrap_or(u64::MAX);
+            tr.valid = gpa.is_some() as u8;
+            tr.writeable = 1;
+            tr.usermode = 0;
+            user::write(arg, &tr)?;
+            Ok(0)
+        }
+        ioctl::KVM_SET_TSC_KHZ => crate::time::tsc::set_tsc_khz(inner, arg),
         ioctl::KVM_SET_GUEST_DEBUG => crate::guest_debug::set_guest_debug(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SETUP_MCE => crate::mce::setup_mce(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SET_MCE => crate::mce::set_mce(inner, arg).map(|_| 0),

@@ -14,8 +14,8 @@ use crate::{caps, user};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::ffi::{c_int, c_long, c_uint, c_ulong};
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex};
-use kernel::{c_str, new_mutex};
+use kernel::sync::{Arc, Mutex, SpinLock};
+use kernel::{c_str, new_mutex, new_spinlock};
 
 /// vCPUs per VM (KVM_CAP_MAX_VCPUS, KVM_CAP_NR_VCPUS) and the vCPU id bound
 /// (KVM_CAP_MAX_VCPU_ID): upstream's x86 defaults.
@@ -95,8 +95,13 @@ pub struct Vm {
     #[pin]
     pub(crate) irq: crate::irq::VmIrq,
     pub(crate) vendor: &'static dyn VendorOps,
-    /// KVM_GET/SET_CLOCK.
-    clock: crate::clock::VmClock,
+    /// KVM_GET/SET_CLOCK, the kvmclock records' reference.
+    #[pin]
+    pub(crate) clock: crate::time::vm_clock::VmClock,
+    /// The TSC writes that keep vCPUs' TSCs in step (see time::tsc). A
+    /// spinlock taken under a vCPU's mutex; nothing is taken under it.
+    #[pin]
+    pub(crate) tsc: SpinLock<crate::time::tsc::TscSync>,
     owner: OwnerMm,
     /// Bumped whenever mappings are removed or write-protected; a vCPU that
     /// entered with an older value flushes its guest TLB on the next entry.
@@ -123,7 +128,8 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
         pin_init!(Vm {
             irq <- crate::irq::VmIrq::new(),
             vendor,
-            clock: crate::clock::VmClock::new(),
+            clock <- crate::time::vm_clock::VmClock::new(),
+            tsc <- new_spinlock!(crate::time::tsc::TscSync::new(), "Vm::tsc"),
             owner: OwnerMm::current(),
             tlb_gen: AtomicU64::new(0),
             tdp_root,
@@ -216,9 +222,18 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             vm.get_dirty_log(log.slot, bitmap)?;
             Ok(0)
         }
-        ioctl::KVM_GET_TSC_KHZ => Ok(crate::irq::lapic::tsc_khz()),
+        ioctl::KVM_GET_TSC_KHZ => Ok(vm.tsc.lock().default_khz as isize),
+        ioctl::KVM_SET_TSC_KHZ => crate::time::tsc::set_default_khz(vm, arg),
         ioctl::KVM_GET_CLOCK => vm.clock.get(arg).map(|_| 0),
-        ioctl::KVM_SET_CLOCK => vm.clock.set(arg).map(|_| 0),
+        ioctl::KVM_SET_CLOCK => {
+            vm.clock.set(arg)?;
+            // Every vCPU rewrites its kvmclock record from the new snapshot.
+            for v in vm.inner.lock().vcpus.iter() {
+                crate::time::kvmclock::request_update(v);
+                v.kick();
+            }
+            Ok(0)
+        }
         ioctl::KVM_ENABLE_CAP => {
             let cap: uapi::kvm_enable_cap = user::read(arg)?;
             if cap.flags != 0 {
@@ -368,9 +383,12 @@ impl Vm {
             *entry = Some(PinnedPage::pin(hva, !readonly)?);
         }
         let pa = entry.as_ref().map(|p| p.phys()).ok_or(EFAULT)?;
-        let logging = slot.dirty.is_some();
-        let writable = !readonly && (!logging || write);
-        if logging && write {
+        // A writable slot's page is mapped writable on any fault, and with
+        // dirty logging on it is logged at once, as upstream's make_spte does
+        // (a VMM sees a page the guest only read as dirty too). Write
+        // protection by KVM_GET_DIRTY_LOG then catches the next write.
+        let writable = !readonly;
+        if slot.dirty.is_some() && writable {
             slot.mark_dirty(gfn);
         }
         inner.mmu.map(gfn << memslots::PAGE_SHIFT, pa, writable)?;

@@ -40,6 +40,11 @@ assert_size!(kvm_lapic_state, 1024);
 assert_size!(kvm_clock_data, 48);
 assert_size!(kvm_enable_cap, 104);
 assert_size!(kvm_guest_debug, 72);
+assert_size!(kvm_translation, 24);
+assert_size!(kvm_coalesced_mmio_zone, 16);
+assert_size!(kvm_coalesced_mmio, 24);
+assert_size!(kvm_create_device, 12);
+assert_size!(kvm_device_attr, 24);
 
 assert_offset!(kvm_run, exit_reason, 8);
 assert_offset!(kvm_run, ready_for_interrupt_injection, 12);

@@ -13,6 +13,10 @@
 use x86_arch::cpuid::{self as feat, Feature, Reg};
 #[cfg(kvm_kernel)]
 use crate::arch::cpuid::{self as feat, Feature, Reg};
+#[cfg(not(kvm_kernel))]
+use x86_arch::pvclock as pv;
+#[cfg(kvm_kernel)]
+use crate::arch::pvclock as pv;
 
 /// `KVM_CPUID_FLAG_SIGNIFCANT_INDEX` (sic, linux/kvm.h): the subleaf matters.
 pub const FLAG_SIGNIFICANT_INDEX: u32 = 1;
@@ -118,7 +122,8 @@ pub fn supported_cpuid(host: &dyn HostCpuid, out: &mut [CpuidEntry]) -> Result<u
                 }
             }
             7 => {
-                let ebx = r[1] & mask_of(LEAF7_EBX, Reg::Ebx);
+                // IA32_TSC_ADJUST is emulated by kvm.ko whatever the host has.
+                let ebx = (r[1] & mask_of(LEAF7_EBX, Reg::Ebx)) | feat::TSC_ADJUST.mask();
                 let ecx = r[2] & mask_of(LEAF7_ECX, Reg::Ecx);
                 let edx = r[3] & mask_of(LEAF7_EDX, Reg::Edx);
                 // Only subleaf 0 is reported: EAX (max subleaf) is 0.
@@ -155,7 +160,24 @@ pub fn supported_cpuid(host: &dyn HostCpuid, out: &mut [CpuidEntry]) -> Result<u
             }
         }
     }
+    kvm_leaves(&mut w)?;
     Ok(w.n)
+}
+
+/// The KVM paravirtual features offered (CPUID 0x4000_0001 EAX): kvmclock at
+/// both MSR pairs with the TSC-stable flag, and no-op port 0x80 delays. A
+/// feature is listed only once kvm.ko implements it.
+pub const KVM_PV_FEATURES: u32 = 1 << pv::feature::CLOCKSOURCE
+    | 1 << pv::feature::NOP_IO_DELAY
+    | 1 << pv::feature::CLOCKSOURCE2
+    | 1 << pv::feature::CLOCKSOURCE_STABLE_BIT;
+
+/// The KVM leaves: the signature leaf (its EAX is the highest KVM leaf) and
+/// the features leaf.
+fn kvm_leaves(w: &mut Writer<'_>) -> Result<(), TooBig> {
+    let [b, c, d] = pv::SIGNATURE;
+    w.push(entry(pv::CPUID_SIGNATURE, 0, 0, [pv::CPUID_FEATURES, b, c, d]))?;
+    w.push(entry(pv::CPUID_FEATURES, 0, 0, [KVM_PV_FEATURES, 0, 0, 0]))
 }
 
 fn xsave_leaves(host: &dyn HostCpuid, w: &mut Writer<'_>) -> Result<(), TooBig> {

@@ -102,3 +102,24 @@ fn no_xsave_no_leaf_d() {
     let v = run(&t);
     assert!(v.iter().all(|e| e.function != 0xd));
 }
+
+#[test]
+fn kvm_paravirtual_leaves_offer_kvmclock() {
+    let v = run(&epyc());
+    let sig = find(&v, 0x4000_0000, 0);
+    assert_eq!(sig.eax, 0x4000_0001);
+    let mut name = [0u8; 12];
+    for (i, r) in [sig.ebx, sig.ecx, sig.edx].iter().enumerate() {
+        name[4 * i..4 * i + 4].copy_from_slice(&r.to_le_bytes());
+    }
+    assert_eq!(&name, b"KVMKVMKVM\0\0\0");
+    let f = find(&v, 0x4000_0001, 0);
+    // CLOCKSOURCE, NOP_IO_DELAY, CLOCKSOURCE2, CLOCKSOURCE_STABLE_BIT only.
+    assert_eq!(f.eax, 1 | 2 | 8 | (1 << 24));
+}
+
+#[test]
+fn tsc_adjust_is_always_offered() {
+    let v = run(&epyc());
+    assert_ne!(find(&v, 7, 0).ebx & 2, 0);
+}

@@ -77,6 +77,7 @@ pub const SELFSNOOP: Feature = f(1, 0, Reg::Edx, 27);
 
 // Leaf 7 subleaf 0 EBX.
 pub const FSGSBASE: Feature = f(7, 0, Reg::Ebx, 0);
+pub const TSC_ADJUST: Feature = f(7, 0, Reg::Ebx, 1);
 pub const BMI1: Feature = f(7, 0, Reg::Ebx, 3);
 pub const AVX2: Feature = f(7, 0, Reg::Ebx, 5);
 pub const SMEP: Feature = f(7, 0, Reg::Ebx, 7);

@@ -8,6 +8,7 @@
 
 pub mod cpuid;
 pub mod msr;
+pub mod pvclock;
 pub mod regs;
 pub mod validity;
 pub mod vmcb;

@@ -12,6 +12,7 @@ mod guests;
 mod harness;
 mod irqchip;
 mod kvm;
+mod kvmclock;
 mod lifecycle;
 mod modes;
 mod smp;
@@ -27,6 +28,7 @@ fn main() {
     tests.extend(smp::tests());
     tests.extend(clientapi::tests());
     tests.extend(irqchip::tests());
+    tests.extend(kvmclock::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

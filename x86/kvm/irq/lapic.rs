@@ -45,7 +45,7 @@ pub(crate) struct VcpuIrq {
     /// Timer expiries not yet folded into the APIC.
     timer_fired: AtomicU32,
     /// The guest's TSC offset as of its last entry (TSC-deadline arming).
-    tsc_offset: AtomicU64,
+    pub(crate) tsc_offset: AtomicU64,
     /// NMIs sent (IPI with NMI delivery mode, KVM_NMI).
     pub(crate) nmi_queued: AtomicU32,
     /// An INIT was received (upstream KVM_APIC_INIT).
@@ -405,12 +405,6 @@ pub(crate) fn cpuid_changed(vcpu: &Vcpu, inner: &VcpuInner) {
         let allowed = crate::cpuid::guest_has_tsc_deadline(&inner.cpuid);
         irq.apic.lock().set_tsc_deadline_allowed(allowed);
     }
-}
-
-/// KVM_GET_TSC_KHZ (vCPU and VM): the guest TSC runs at the host's rate (no
-/// TSC scaling); 0 only if the host could not calibrate its TSC.
-pub(crate) fn tsc_khz() -> isize {
-    sys::tsc_khz() as isize
 }
 
 /// The reserved bits of IA32_APIC_BASE for a guest with `maxphyaddr` bits.
