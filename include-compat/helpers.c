@@ -19,6 +19,9 @@
 #include <linux/fs.h>
 #include <asm/msr.h>
 #include <asm/tsc.h>
+#include <asm/vmx.h>
+#include <asm/cpufeature.h>
+#include <asm/msr-index.h>
 #include <asm/fpu/api.h>
 #include <asm/fpu/sched.h>
 #include <asm/io.h>
@@ -213,3 +216,51 @@ EXPORT_SYMBOL_GPL(kvm_rs_schedule_work);
 
 int kvm_rs_check_tsc_unstable(void) { return check_tsc_unstable(); }
 EXPORT_SYMBOL_GPL(kvm_rs_check_tsc_unstable);
+
+/*
+ * The IA32_ARCH_CAPABILITIES value KVM offers guests, from the host's own
+ * and the kernel's view of the CPU's vulnerabilities (the facts upstream's
+ * kvm_get_arch_capabilities uses: which "not affected" bits KVM may pass on,
+ * and which it can add because the host is not affected).
+ */
+u64 kvm_rs_arch_capabilities(void)
+{
+	const u64 passed_on = ARCH_CAP_RDCL_NO | ARCH_CAP_IBRS_ALL | ARCH_CAP_RSBA |
+		ARCH_CAP_SKIP_VMENTRY_L1DFLUSH | ARCH_CAP_SSB_NO | ARCH_CAP_MDS_NO |
+		ARCH_CAP_PSCHANGE_MC_NO | ARCH_CAP_TSX_CTRL_MSR | ARCH_CAP_TAA_NO |
+		ARCH_CAP_SBDR_SSDP_NO | ARCH_CAP_FBSDP_NO | ARCH_CAP_PSDP_NO |
+		ARCH_CAP_FB_CLEAR | ARCH_CAP_RRSBA | ARCH_CAP_PBRSB_NO | ARCH_CAP_GDS_NO |
+		ARCH_CAP_RFDS_NO | ARCH_CAP_RFDS_CLEAR | ARCH_CAP_BHI_NO | ARCH_CAP_ITS_NO;
+	u64 host = 0, caps;
+
+	if (boot_cpu_has(X86_FEATURE_ARCH_CAPABILITIES))
+		rdmsrl_safe(MSR_IA32_ARCH_CAPABILITIES, &host);
+	caps = (host & passed_on) | ARCH_CAP_PSCHANGE_MC_NO;
+#if IS_ENABLED(CONFIG_KVM_INTEL)
+	if (l1tf_vmx_mitigation != VMENTER_L1D_FLUSH_NEVER)
+		caps |= ARCH_CAP_SKIP_VMENTRY_L1DFLUSH;
+#else
+	caps |= ARCH_CAP_SKIP_VMENTRY_L1DFLUSH;
+#endif
+	if (!boot_cpu_has_bug(X86_BUG_CPU_MELTDOWN))
+		caps |= ARCH_CAP_RDCL_NO;
+	if (!boot_cpu_has_bug(X86_BUG_SPEC_STORE_BYPASS))
+		caps |= ARCH_CAP_SSB_NO;
+	if (!boot_cpu_has_bug(X86_BUG_MDS))
+		caps |= ARCH_CAP_MDS_NO;
+	if (!boot_cpu_has_bug(X86_BUG_RFDS))
+		caps |= ARCH_CAP_RFDS_NO;
+	if (!boot_cpu_has_bug(X86_BUG_ITS))
+		caps |= ARCH_CAP_ITS_NO;
+	if (!boot_cpu_has(X86_FEATURE_RTM))
+		caps &= ~ARCH_CAP_TAA_NO;
+	else if (!boot_cpu_has_bug(X86_BUG_TAA))
+		caps |= ARCH_CAP_TAA_NO;
+	if (!boot_cpu_has_bug(X86_BUG_GDS) || gds_ucode_mitigated())
+		caps |= ARCH_CAP_GDS_NO;
+	return caps;
+}
+EXPORT_SYMBOL_GPL(kvm_rs_arch_capabilities);
+
+bool kvm_rs_lfence_serializing(void) { return cpu_feature_enabled(X86_FEATURE_LFENCE_RDTSC); }
+EXPORT_SYMBOL_GPL(kvm_rs_lfence_serializing);

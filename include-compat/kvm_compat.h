@@ -120,6 +120,10 @@ u64 kvm_rs_ktime_get_real_ns(void);
 unsigned int kvm_rs_tsc_khz(void);
 /* check_tsc_unstable(): non-zero once the kernel found the TSC unreliable. */
 int kvm_rs_check_tsc_unstable(void);
+/* The IA32_ARCH_CAPABILITIES value offered to guests (feature MSR). */
+u64 kvm_rs_arch_capabilities(void);
+/* The host runs with LFENCE dispatch-serializing (DE_CFG bit 1 offered). */
+bool kvm_rs_lfence_serializing(void);
 void kvm_rs_init_waitqueue_head(struct wait_queue_head *wq);
 /* wake_up(): TASK_NORMAL, one exclusive waiter; safe from hard-IRQ context. */
 void kvm_rs_wake_up(struct wait_queue_head *wq);

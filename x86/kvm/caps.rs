@@ -64,6 +64,12 @@ pub fn check_extension(cap: u64) -> isize {
         | uapi::KVM_CAP_INTERNAL_ERROR_DATA
         | uapi::KVM_CAP_NOP_IO_DELAY => 1,
         uapi::KVM_CAP_XCRS => crate::cpu::host_has_xsave() as isize,
+        // The answer is the ring's page in the vCPU mapping.
+        uapi::KVM_CAP_COALESCED_MMIO => crate::coalesced_mmio::PAGE_OFFSET as isize,
+        uapi::KVM_CAP_COALESCED_PIO => 1,
+        // KVM_GET_MSR_FEATURE_INDEX_LIST and KVM_GET_MSRS on /dev/kvm;
+        // KVM_GET_EMULATED_CPUID.
+        uapi::KVM_CAP_GET_MSR_FEATURES | uapi::KVM_CAP_EXT_EMUL_CPUID => 1,
         // Machine checks: the answer is the bank count (KVM_X86_SETUP_MCE,
         // KVM_X86_SET_MCE, KVM_X86_GET_MCE_CAP_SUPPORTED).
         uapi::KVM_CAP_MCE => crate::mce::MAX_BANKS as isize,

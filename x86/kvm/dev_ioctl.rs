@@ -34,16 +34,20 @@ fn kvm_dev_ioctl_checked(cmd: u32, arg: usize) -> Result<isize> {
             if arg != 0 {
                 return Err(EINVAL);
             }
-            // struct kvm_run + the PIO data page (no coalesced-MMIO ring: the
-            // capability is not offered).
-            Ok((2 * cpu::page_size()) as isize)
+            // struct kvm_run, the PIO data page, the coalesced-MMIO ring.
+            Ok(((crate::coalesced_mmio::PAGE_OFFSET + 1) as usize * cpu::page_size()) as isize)
         }
         ioctl::KVM_GET_MSR_INDEX_LIST => {
             msr_list::with_msrs_to_save(|list| copy_msr_list(arg, list))?;
             Ok(0)
         }
         ioctl::KVM_GET_MSR_FEATURE_INDEX_LIST => {
-            copy_msr_list(arg, msr_list::FEATURE_MSRS)?;
+            crate::feature_msrs::with_indices(|list| copy_msr_list(arg, list))?;
+            Ok(0)
+        }
+        ioctl::KVM_GET_MSRS => crate::feature_msrs::get_msrs(arg),
+        ioctl::KVM_GET_EMULATED_CPUID => {
+            get_emulated_cpuid(arg)?;
             Ok(0)
         }
         ioctl::KVM_GET_SUPPORTED_CPUID => {
@@ -98,5 +102,38 @@ fn get_supported_cpuid(arg: usize) -> Result {
     }
     user::write_slice(arg + size_of::<uapi::kvm_cpuid2>(), &out)?;
     hdr.nent = n as u32;
+    user::write(arg, &hdr)
+}
+
+/// KVM_GET_EMULATED_CPUID (upstream's kvm_dev_ioctl_get_cpuid with
+/// __do_cpuid_func_emulated): the features KVM would emulate although the
+/// host lacks them. kvm.ko emulates none (no instruction is emulated on #UD),
+/// so the leaves upstream reports (0, 1 and 7) come without feature bits.
+/// As upstream: `nent` below 1 or too small is E2BIG, above
+/// KVM_MAX_CPUID_ENTRIES it is clamped, and the entries' padding must be 0.
+fn get_emulated_cpuid(arg: usize) -> Result {
+    let mut hdr: uapi::kvm_cpuid2 = user::read(arg)?;
+    if hdr.nent < 1 {
+        return Err(E2BIG);
+    }
+    let nent = (hdr.nent as usize).min(supported_cpuid::MAX_ENTRIES);
+    let base = arg + size_of::<uapi::kvm_cpuid2>();
+    let esize = size_of::<uapi::kvm_cpuid_entry2>();
+    for i in 0..nent {
+        let e: uapi::kvm_cpuid_entry2 = user::read(base + i * esize)?;
+        if e.padding.iter().any(|&p| p != 0) {
+            return Err(EINVAL);
+        }
+    }
+    let out = [
+        uapi::kvm_cpuid_entry2 { function: 0, eax: 7, ..Default::default() },
+        uapi::kvm_cpuid_entry2 { function: 1, ..Default::default() },
+        uapi::kvm_cpuid_entry2 { function: 7, flags: uapi::KVM_CPUID_FLAG_SIGNIFCANT_INDEX, ..Default::default() },
+    ];
+    if nent < out.len() {
+        return Err(E2BIG);
+    }
+    user::write_slice(base, &out)?;
+    hdr.nent = out.len() as u32;
     user::write(arg, &hdr)
 }

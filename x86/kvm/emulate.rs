@@ -225,12 +225,13 @@ fn kernel_mmio_read(vcpu: &Vcpu, gpa: u64, len: u8) -> Option<u64> {
 }
 
 /// MMIO writes the kernel completes itself: ioeventfds, the local APIC page,
-/// the IOAPIC. Returns whether the write was taken.
+/// the IOAPIC, coalesced zones. Returns whether the write was taken.
 fn kernel_mmio_write(vcpu: &Vcpu, gpa: u64, data: &[u8; 8], len: u8) -> bool {
     let value = u64::from_le_bytes(*data);
     vcpu.vm.irq.ioeventfds.write(false, gpa, len as u32, value)
         || crate::irq::lapic::mmio_write(vcpu, gpa, len, value)
         || crate::irq::chips::ioapic_mmio_write(&vcpu.vm, gpa, len, value)
+        || vcpu.vm.coalesced.write(false, gpa, &data[..(len as usize).min(8)])
 }
 
 /// Fetches up to 15 instruction bytes at CS:RIP.

@@ -74,8 +74,3 @@ pub fn with_msrs_to_save<R>(f: impl FnOnce(&[u32]) -> R) -> R {
 pub fn is_reported(index: u32) -> bool {
     with_msrs_to_save(|l| l.contains(&index))
 }
-
-/// MSRs describing host features (KVM_GET_MSR_FEATURE_INDEX_LIST). None yet: the
-/// system-level KVM_GET_MSRS that reads them is not implemented, and
-/// KVM_CAP_GET_MSR_FEATURES says 0.
-pub const FEATURE_MSRS: &[u32] = &[];

@@ -419,6 +419,10 @@ fn handle_io(
         skip_instruction(vcpu, inner, 1);
         return Ok(Next::Guest);
     }
+    if !input && vcpu.vm.coalesced.write(true, port as u64, &value.to_le_bytes()[..size as usize]) {
+        skip_instruction(vcpu, inner, 1);
+        return Ok(Next::Guest);
+    }
     if input {
         let next_rip = match inner.vendor.next_rip() {
             Some(n) => n,

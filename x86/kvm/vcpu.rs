@@ -298,7 +298,8 @@ pub(crate) unsafe extern "C" fn kvm_vcpu_release(_inode: *mut bindings::inode, f
     0
 }
 
-/// mmap of the vCPU file: page 0 is kvm_run, page 1 the PIO data.
+/// mmap of the vCPU file: page 0 is kvm_run, page 1 the PIO data, page 2
+/// the VM's coalesced-MMIO ring.
 pub(crate) unsafe extern "C" fn kvm_vcpu_mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
     // SAFETY: a vCPU file in mmap: its Arc<Vcpu> is alive.
     let vcpu = unsafe { files::borrow::<Vcpu>(file) };
@@ -307,11 +308,15 @@ pub(crate) unsafe extern "C" fn kvm_vcpu_mmap(file: *mut bindings::file, vma: *m
         (bindings::kvm_rs_vma_start(vma), bindings::kvm_rs_vma_end(vma), bindings::kvm_rs_vma_pgoff(vma))
     };
     let npages = (end - start) / kernel::page::PAGE_SIZE as c_ulong;
-    if pgoff.checked_add(npages).map_or(true, |n| n > 2) {
+    if pgoff.checked_add(npages).map_or(true, |n| n > crate::coalesced_mmio::PAGE_OFFSET as c_ulong + 1) {
         return EINVAL.to_errno();
     }
     for i in 0..npages {
-        let page = if pgoff + i == 0 { &vcpu.run.run } else { &vcpu.run.pio };
+        let page = match pgoff + i {
+            0 => &vcpu.run.run,
+            1 => &vcpu.run.pio,
+            _ => vcpu.vm.coalesced.ring_page(),
+        };
         // SAFETY: inserts a page we own into the area being set up (mmap_lock is
         // held by the caller); the mapping takes its own page reference.
         let r = unsafe {

@@ -95,6 +95,9 @@ pub struct Vm {
     #[pin]
     pub(crate) irq: crate::irq::VmIrq,
     pub(crate) vendor: &'static dyn VendorOps,
+    /// KVM_REGISTER_COALESCED_MMIO's zones and the ring.
+    #[pin]
+    pub(crate) coalesced: crate::coalesced_mmio::CoalescedMmio,
     /// KVM_GET/SET_CLOCK, the kvmclock records' reference.
     #[pin]
     pub(crate) clock: crate::time::vm_clock::VmClock,
@@ -124,10 +127,12 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
     }
     let mmu = TdpMmu::new(vendor.tdp())?;
     let tdp_root = mmu.root_pa();
+    let ring = crate::coalesced_mmio::alloc_ring()?;
     let vm = Arc::pin_init(
         pin_init!(Vm {
             irq <- crate::irq::VmIrq::new(),
             vendor,
+            coalesced <- crate::coalesced_mmio::CoalescedMmio::new(ring),
             clock <- crate::time::vm_clock::VmClock::new(),
             tsc <- new_spinlock!(crate::time::tsc::TscSync::new(), "Vm::tsc"),
             owner: OwnerMm::current(),
@@ -225,6 +230,14 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_GET_TSC_KHZ => Ok(vm.tsc.lock().default_khz as isize),
         ioctl::KVM_SET_TSC_KHZ => crate::time::tsc::set_default_khz(vm, arg),
         ioctl::KVM_GET_CLOCK => vm.clock.get(arg).map(|_| 0),
+        ioctl::KVM_REGISTER_COALESCED_MMIO => {
+            let z: uapi::kvm_coalesced_mmio_zone = user::read(arg)?;
+            vm.coalesced.register(&z).map(|_| 0)
+        }
+        ioctl::KVM_UNREGISTER_COALESCED_MMIO => {
+            let z: uapi::kvm_coalesced_mmio_zone = user::read(arg)?;
+            vm.coalesced.unregister(&z).map(|_| 0)
+        }
         ioctl::KVM_SET_CLOCK => {
             vm.clock.set(arg)?;
             // Every vCPU rewrites its kvmclock record from the new snapshot.

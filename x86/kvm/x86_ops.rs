@@ -37,6 +37,12 @@ pub trait KvmX86Ops: Sync + Send + Sized + 'static {
         true
     }
 
+    /// The value of a vendor-specific feature MSR (upstream's get_feature_msr),
+    /// None if `index` is not one of the vendor's.
+    fn get_feature_msr(&self, _index: u32) -> Option<u64> {
+        None
+    }
+
     /// Whether the vendor can run guests (VMs and vCPUs); a vendor that cannot
     /// yet offers only the system ioctls, and every VM capability says 0.
     fn runs_guests(&self) -> bool {
@@ -122,6 +128,7 @@ pub trait VendorOps: Sync + Send {
     fn enable_virtualization_cpu(&self) -> Result;
     fn disable_virtualization_cpu(&self);
     fn has_emulated_msr(&self, index: u32) -> bool;
+    fn get_feature_msr(&self, index: u32) -> Option<u64>;
     fn runs_guests(&self) -> bool;
     fn vcpu_create(&self) -> Result<KBox<dyn VendorVcpu>>;
     fn tdp(&self) -> &'static dyn TdpFormat;
@@ -139,6 +146,9 @@ impl<T: KvmX86Ops> VendorOps for T {
     }
     fn has_emulated_msr(&self, index: u32) -> bool {
         KvmX86Ops::has_emulated_msr(self, index)
+    }
+    fn get_feature_msr(&self, index: u32) -> Option<u64> {
+        KvmX86Ops::get_feature_msr(self, index)
     }
     fn runs_guests(&self) -> bool {
         KvmX86Ops::runs_guests(self)

@@ -81,6 +81,12 @@ impl Svm {
 impl KvmX86Ops for Svm {
     const NAME: &'static CStr = c_str!("kvm_amd");
 
+    /// DE_CFG is kvm-amd's feature MSR: bit 1 (LFENCE serializing) if the
+    /// host runs with it (upstream's svm_get_feature_msr).
+    fn get_feature_msr(&self, index: u32) -> Option<u64> {
+        (index == 0xc001_1029).then(|| if kvm::feature_msrs::lfence_serializing() { 1 << 1 } else { 0 })
+    }
+
     fn hardware_setup() -> Result<Self> {
         let svm_features = cpu::cpuid(0x8000_000a, 0)[3];
         if !params::npt() {

@@ -122,6 +122,16 @@ pub const KVM_GET_SREGS2: u32 = ior::<kvm_sregs2>(0xcc);
 pub const KVM_SET_SREGS2: u32 = iow::<kvm_sregs2>(0xcd);
 pub const KVM_GET_XSAVE2: u32 = ior::<kvm_xsave>(0xcf);
 
+pub const KVM_REGISTER_COALESCED_MMIO: u32 = iow::<kvm_coalesced_mmio_zone>(0x67);
+pub const KVM_UNREGISTER_COALESCED_MMIO: u32 = iow::<kvm_coalesced_mmio_zone>(0x68);
+pub const KVM_CREATE_DEVICE: u32 = iowr::<kvm_create_device>(0xe0);
+pub const KVM_SET_DEVICE_ATTR: u32 = iow::<kvm_device_attr>(0xe1);
+pub const KVM_GET_DEVICE_ATTR: u32 = iow::<kvm_device_attr>(0xe2);
+pub const KVM_HAS_DEVICE_ATTR: u32 = iow::<kvm_device_attr>(0xe3);
+/// The header of `struct kvm_nested_state` (128 bytes) is the ioctl's size.
+pub const KVM_GET_NESTED_STATE: u32 = iowr::<kvm_nested_state>(0xbe);
+pub const KVM_SET_NESTED_STATE: u32 = iow::<kvm_nested_state>(0xbf);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +159,14 @@ mod tests {
         assert_eq!(KVM_GET_VCPU_EVENTS, 0x8040ae9f);
         assert_eq!(KVM_SET_TSS_ADDR, 0xae47);
         assert_eq!(KVM_SET_IDENTITY_MAP_ADDR, 0x4008ae48);
+        assert_eq!(KVM_REGISTER_COALESCED_MMIO, 0x4010ae67);
+        assert_eq!(KVM_UNREGISTER_COALESCED_MMIO, 0x4010ae68);
+        assert_eq!(KVM_CREATE_DEVICE, 0xc00caee0);
+        assert_eq!(KVM_SET_DEVICE_ATTR, 0x4018aee1);
+        assert_eq!(KVM_GET_NESTED_STATE, 0xc080aebe);
+        assert_eq!(KVM_SET_NESTED_STATE, 0x4080aebf);
+        assert_eq!(KVM_TRANSLATE, 0xc018ae85);
+        assert_eq!(KVM_GET_EMULATED_CPUID, 0xc008ae09);
     }
 
     #[test]

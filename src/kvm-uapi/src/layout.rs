@@ -45,6 +45,7 @@ assert_size!(kvm_coalesced_mmio_zone, 16);
 assert_size!(kvm_coalesced_mmio, 24);
 assert_size!(kvm_create_device, 12);
 assert_size!(kvm_device_attr, 24);
+assert_size!(kvm_nested_state, 128);
 
 assert_offset!(kvm_run, exit_reason, 8);
 assert_offset!(kvm_run, ready_for_interrupt_injection, 12);

@@ -1,7 +1,8 @@
 //! The client API beyond the irqchip that newer VMMs require (QEMU 8.2+ and
 //! 11 refuse to start without it): machine-check setup and injection
 //! (KVM_CAP_MCE), the VM clock (KVM_CAP_ADJUST_CLOCK), XCR0 for a guest
-//! without XSAVE.
+//! without XSAVE, single-step, coalesced MMIO/PIO, feature MSRs,
+//! KVM_GET_EMULATED_CPUID, KVM_TRANSLATE.
 
 use crate::guest::*;
 use crate::harness::{TestFn, TestResult};
@@ -17,6 +18,12 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("client/vm_clock", vm_clock),
         ("client/xcr0_x87_without_xsave", xcr0_without_xsave),
         ("client/guest_debug_single_step", single_step),
+        ("client/coalesced_mmio_ring", coalesced_mmio),
+        ("client/coalesced_pio_and_unregister", coalesced_pio),
+        ("client/coalesced_ring_full_and_corrupt", coalesced_full),
+        ("client/feature_msrs", feature_msrs),
+        ("client/emulated_cpuid", emulated_cpuid),
+        ("client/translate", translate),
     ]
 }
 
@@ -155,5 +162,184 @@ fn single_step() -> TestResult {
     check_eq!(v.run(), Ok(KVM_EXIT_HLT));
     // Without ENABLE, debugging is off whatever the other bits say.
     check_eq!(set_guest_debug(&v, 1 << 30), Ok(0));
+    Ok(())
+}
+
+fn zone(addr: u64, size: u32, pio: u32) -> kvm_coalesced_mmio_zone {
+    let mut z = kvm_coalesced_mmio_zone { addr, size, ..Default::default() };
+    z.__bindgen_anon_1.pio = pio;
+    z
+}
+
+/// The ring in the vCPU mapping: (first, last) and entry `i` as
+/// (phys_addr, len, pio, data).
+fn ring(v: &Vcpu) -> *mut u8 {
+    v.map.wrapping_add(2 * 4096)
+}
+
+fn ring_head(v: &Vcpu) -> (u32, u32) {
+    let r = ring(v);
+    let b = peek(r, 0, 8);
+    (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), u32::from_le_bytes([b[4], b[5], b[6], b[7]]))
+}
+
+fn ring_entry(v: &Vcpu, i: usize) -> (u64, u32, u32, Vec<u8>) {
+    let b = peek(ring(v), 8 + 24 * i, 24);
+    let len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+    (
+        u64::from_le_bytes(b[0..8].try_into().unwrap_or([0; 8])),
+        len,
+        u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+        b[16..16 + (len as usize).min(8)].to_vec(),
+    )
+}
+
+fn coalesced_mmio() -> TestResult {
+    let (vm, v, mem) = vm_with_ram(0x8000)?;
+    check_eq!(ioctl_val(&vm.fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO as u64), Ok(2));
+    check_eq!(ioctl_val(&vm.kvm, KVM_GET_VCPU_MMAP_SIZE, 0), Ok(3 * 4096));
+    check_eq!(ioctl_ptr(&vm.fd, KVM_REGISTER_COALESCED_MMIO, &mut zone(0x9000, 0x1000, 2)), Err(libc::EINVAL));
+    check_eq!(ioctl_ptr(&vm.fd, KVM_REGISTER_COALESCED_MMIO, &mut zone(0x9000, 0x1000, 0)), Ok(0));
+    // mov byte [0x9000],0x11; mov word [0x9010],0x2233; mov byte [0x9ff0],0x44;
+    // mov al,[0x9000]; mov byte [0xa000],0x55; hlt
+    poke(mem, 0x1000, &[0xc6, 0x06, 0x00, 0x90, 0x11, 0xc7, 0x06, 0x10, 0x90, 0x33, 0x22, 0xc6, 0x06, 0xf0, 0x9f, 0x44,
+        0xa0, 0x00, 0x90, 0xc6, 0x06, 0x00, 0xa0, 0x55, 0xf4]);
+    v.real_mode_at(0x1000)?;
+    // The three writes in the zone do not exit; the read does.
+    check_eq!(v.run(), Ok(KVM_EXIT_MMIO));
+    let m = v.mmio();
+    check_eq!((m.addr, m.is_write), (0x9000, false));
+    check_eq!(ring_head(&v), (0, 3));
+    check_eq!(ring_entry(&v, 0), (0x9000, 1, 0, vec![0x11]));
+    check_eq!(ring_entry(&v, 1), (0x9010, 2, 0, vec![0x33, 0x22]));
+    check_eq!(ring_entry(&v, 2), (0x9ff0, 1, 0, vec![0x44]));
+    v.set_mmio_data(&[0x77]);
+    // A write outside every zone exits as usual.
+    check_eq!(v.run(), Ok(KVM_EXIT_MMIO));
+    let m = v.mmio();
+    check_eq!((m.addr, m.is_write), (0xa000, true));
+    check_eq!(v.run(), Ok(KVM_EXIT_HLT));
+    check_eq!(v.regs()?.rax & 0xff, 0x77);
+    Ok(())
+}
+
+fn coalesced_pio() -> TestResult {
+    let (vm, v, mem) = vm_with_ram(0x8000)?;
+    check_eq!(ioctl_val(&vm.fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO as u64), Ok(1));
+    check_eq!(ioctl_ptr(&vm.fd, KVM_REGISTER_COALESCED_MMIO, &mut zone(0x80, 1, 1)), Ok(0));
+    check_eq!(ioctl_ptr(&vm.fd, KVM_REGISTER_COALESCED_MMIO, &mut zone(0x9000, 0x100, 0)), Ok(0));
+    // mov al,0x55; out 0x80,al; out 0x80,al; out 0x81,al; mov byte [0x9000],1; hlt
+    poke(mem, 0x1000, &[0xb0, 0x55, 0xe6, 0x80, 0xe6, 0x80, 0xe6, 0x81, 0xc6, 0x06, 0x00, 0x90, 0x01, 0xf4]);
+    v.real_mode_at(0x1000)?;
+    check_eq!(v.run(), Ok(KVM_EXIT_IO));
+    check_eq!(v.io().port, 0x81);
+    check_eq!(ring_head(&v), (0, 2));
+    check_eq!(ring_entry(&v, 1), (0x80, 1, 1, vec![0x55]));
+    // User space consumed the entries; the zone at 0x9000 is unregistered by
+    // a range inside it (upstream's rule), so the next write exits.
+    poke(ring(&v), 0, &2u32.to_le_bytes());
+    check_eq!(ioctl_ptr(&vm.fd, KVM_UNREGISTER_COALESCED_MMIO, &mut zone(0x9000, 4, 0)), Ok(0));
+    check_eq!(ioctl_ptr(&vm.fd, KVM_UNREGISTER_COALESCED_MMIO, &mut zone(0x9000, 4, 7)), Err(libc::EINVAL));
+    check_eq!(v.run(), Ok(KVM_EXIT_MMIO));
+    check_eq!(v.mmio().addr, 0x9000);
+    check_eq!(v.run(), Ok(KVM_EXIT_HLT));
+    check_eq!(ring_head(&v), (2, 2));
+    Ok(())
+}
+
+fn coalesced_full() -> TestResult {
+    let (vm, v, mem) = vm_with_ram(0x8000)?;
+    check_eq!(ioctl_ptr(&vm.fd, KVM_REGISTER_COALESCED_MMIO, &mut zone(0x9000, 0x1000, 0)), Ok(0));
+    // mov cx,200; L: mov [0x9000],al; loop L; hlt
+    poke(mem, 0x1000, &[0xb9, 0xc8, 0x00, 0xa2, 0x00, 0x90, 0xe2, 0xfb, 0xf4]);
+    v.real_mode_at(0x1000)?;
+    // The ring holds 169 entries (one slot stays free); the 170th write exits.
+    check_eq!(v.run(), Ok(KVM_EXIT_MMIO));
+    check_eq!(ring_head(&v), (0, 169));
+    check_eq!(v.regs()?.rcx & 0xffff, 200 - 169);
+    // User space scribbles over the header: writes exit, nothing breaks.
+    poke(ring(&v), 0, &[0xff, 0xff, 0xff, 0xff, 0x88, 0x13, 0, 0]);
+    check_eq!(v.run(), Ok(KVM_EXIT_MMIO));
+    check_eq!(v.run(), Ok(KVM_EXIT_MMIO));
+    // Emptied, it fills again.
+    poke(ring(&v), 0, &[0; 8]);
+    check_eq!(v.run(), Ok(KVM_EXIT_HLT));
+    // 169 went to the ring, three writes exited.
+    check_eq!(ring_head(&v), (0, 200 - 169 - 3));
+    Ok(())
+}
+
+fn feature_msrs() -> TestResult {
+    let kvm = open_kvm()?;
+    check!(ioctl_val(&kvm, KVM_CHECK_EXTENSION, KVM_CAP_GET_MSR_FEATURES as u64).unwrap_or(0) > 0);
+    let mut l = MsrList::with_room(64);
+    check_eq!(ioctl_ptr(&kvm, KVM_GET_MSR_FEATURE_INDEX_LIST, l.ptr()), Ok(0));
+    for m in [0x8bu32, 0x10a, 0x345] {
+        check!(l.indices().contains(&m), "feature MSR {m:#x} missing from {:x?}", l.indices());
+    }
+    // Too small a list: E2BIG with the count written back.
+    let mut small = MsrList::with_room(1);
+    check_eq!(ioctl_ptr(&kvm, KVM_GET_MSR_FEATURE_INDEX_LIST, small.ptr()), Err(libc::E2BIG));
+    check_eq!(small.nmsrs(), l.nmsrs());
+    // Read on /dev/kvm: ARCH_CAPABILITIES has PSCHANGE_MC_NO (KVM always
+    // offers it); an MSR of KVM_GET_MSR_INDEX_LIST reads as 0 (upstream lets
+    // user space read every MSR it advertises); the read stops at the first
+    // index that is neither.
+    let mut buf = [u64::MAX; 1 + 4 * 2];
+    buf[0] = 4;
+    buf[1] = 0x10a;
+    buf[3] = 0x345;
+    buf[5] = 0x10; // IA32_TSC: advertised for vCPUs, not a feature MSR
+    buf[7] = 0x1234; // nothing
+    check_eq!(ioctl_ptr(&kvm, KVM_GET_MSRS, buf.as_mut_ptr()), Ok(3));
+    check!(buf[2] & (1 << 6) != 0, "ARCH_CAPABILITIES {:#x}", buf[2]);
+    check_eq!(buf[6], 0);
+    let mut big = vec![0u64; 1 + 2 * 256];
+    big[0] = 256;
+    check_eq!(ioctl_ptr(&kvm, KVM_GET_MSRS, big.as_mut_ptr()), Err(libc::E2BIG));
+    Ok(())
+}
+
+fn emulated_cpuid() -> TestResult {
+    let kvm = open_kvm()?;
+    check!(ioctl_val(&kvm, KVM_CHECK_EXTENSION, KVM_CAP_EXT_EMUL_CPUID as u64).unwrap_or(0) > 0);
+    let mut c = Cpuid2::with_room(256);
+    check_eq!(ioctl_ptr(&kvm, KVM_GET_EMULATED_CPUID, c.ptr()), Ok(0));
+    let e = c.entries();
+    check_eq!(e.iter().map(|x| x.function).collect::<Vec<_>>(), vec![0, 1, 7]);
+    check_eq!(e[0].eax, 7);
+    let mut c = Cpuid2::with_room(2);
+    check_eq!(ioctl_ptr(&kvm, KVM_GET_EMULATED_CPUID, c.ptr()), Err(libc::E2BIG));
+    let mut c = Cpuid2::with_room(0);
+    check_eq!(ioctl_ptr(&kvm, KVM_GET_EMULATED_CPUID, c.ptr()), Err(libc::E2BIG));
+    // Padding must be clean (upstream checks it for this ioctl only).
+    let mut raw = vec![0u32; 2 + 10 * 4];
+    raw[0] = 4;
+    raw[2 + 10 + 9] = 1; // entry 1's last padding word
+    check_eq!(ioctl_ptr(&kvm, KVM_GET_EMULATED_CPUID, raw.as_mut_ptr()), Err(libc::EINVAL));
+    Ok(())
+}
+
+fn translate_one(v: &Vcpu, lin: u64) -> Result<kvm_translation, String> {
+    let mut t = kvm_translation { linear_address: lin, ..Default::default() };
+    ioctl_ptr(&v.fd, KVM_TRANSLATE, &mut t).map_err(|e| format!("TRANSLATE errno {e}"))?;
+    Ok(t)
+}
+
+fn translate() -> TestResult {
+    let (vm, v, mem) = vm_with_ram(0x10000)?;
+    // Paging off: the identity.
+    let t = translate_one(&v, 0x12345)?;
+    check_eq!((t.valid, t.physical_address), (1, 0x12345));
+    // Long mode, the first GiB identity-mapped with 2M pages.
+    v.long_mode_at(&vm.kvm, mem, 0x1000)?;
+    let t = translate_one(&v, 0x3f_ff_f123)?;
+    check_eq!((t.valid, t.physical_address, t.writeable, t.usermode), (1, 0x3fff_f123, 1, 0));
+    let t = translate_one(&v, 0x4000_0000)?;
+    check_eq!((t.valid, t.physical_address), (0, u64::MAX));
+    // A page table outside guest RAM: not valid, no crash.
+    poke(mem, 0x2000, &(0x7000_0000u64 | 7).to_le_bytes());
+    let t = translate_one(&v, 0x1000)?;
+    check_eq!(t.valid, 0);
     Ok(())
 }
