@@ -64,6 +64,7 @@ cp "$script" "$h$script"
 job=/job.sh
 {
     echo "export REPO='/host$repo' KBUILD='/host$kbuild' HOST_REPO='$repo' HOST_KBUILD='$kbuild'"
+    echo "export API_FILTERS='${API_FILTERS:-}'"
     [ $with_qemu = 0 ] || echo "export L2_INITRD='$L2_INITRD' QEMU_TIMEOUT='${QEMU_TIMEOUT:-300}' QEMU_BOOT_CONFIGS='${QEMU_BOOT_CONFIGS:-}'"
     printf 'set --'; printf " '%s'" "$@"; echo
     echo ". '/host$script'"

@@ -67,6 +67,9 @@ pub fn check_extension(cap: u64) -> isize {
         // The answer is the ring's page in the vCPU mapping.
         uapi::KVM_CAP_COALESCED_MMIO => crate::coalesced_mmio::PAGE_OFFSET as isize,
         uapi::KVM_CAP_COALESCED_PIO => 1,
+        // Nested virtualization is not offered to guests; the state is the
+        // header that says so (x86/kvm/nested_state.rs).
+        uapi::KVM_CAP_NESTED_STATE => crate::nested_state::max_size(),
         // KVM_GET_MSR_FEATURE_INDEX_LIST and KVM_GET_MSRS on /dev/kvm;
         // KVM_GET_EMULATED_CPUID.
         uapi::KVM_CAP_GET_MSR_FEATURES | uapi::KVM_CAP_EXT_EMUL_CPUID => 1,

@@ -1,40 +1,76 @@
 // SPDX-License-Identifier: GPL-2.0
 //! KVM_SET_GUEST_DEBUG (upstream kvm_arch_vcpu_ioctl_set_guest_debug): a VMM's
-//! debugger single-steps the guest, each step reported as KVM_EXIT_DEBUG.
-//! Single-stepping sets RFLAGS.TF around each entry and intercepts #DB; an
-//! instruction the kernel completes itself (CPUID, MSRs, port I/O...) cannot
-//! raise the trap, so the step is reported after it instead
-//! (KVM_CAP_X86_ROBUST_SINGLESTEP). Software and hardware breakpoints and the
-//! INJECT flags are not offered yet (KVM_CAP_SET_GUEST_DEBUG2 lists what is):
-//! QEMU's TCG, our test machine, does not intercept INT3 as #BP, so software
-//! breakpoints could not be tested here.
+//! debugger (QEMU's gdbstub) single-steps the guest and sets breakpoints; each
+//! hit is a KVM_EXIT_DEBUG.
+//! - Single-step: RFLAGS.TF around each entry and #DB intercepted; an
+//!   instruction the kernel completes itself (CPUID, MSRs, port I/O...) cannot
+//!   raise the trap, so the step is reported after it instead
+//!   (KVM_CAP_X86_ROBUST_SINGLESTEP). BLOCKIRQ keeps interrupts and NMIs out
+//!   while the debugger steps.
+//! - Software breakpoints (USE_SW_BP): #BP intercepted, reported with the
+//!   address of the INT3; a VMM that does not own the breakpoint re-injects
+//!   #BP with KVM_SET_VCPU_EVENTS, which then resumes after the INT3.
+//! - Hardware breakpoints (USE_HW_BP): the debugger's DR0-3 and DR7 are the
+//!   ones in the CPU while the guest runs (the guest's own stay in ArchState
+//!   and are what it reads), #DB intercepted; every #DB is reported.
+//! - INJECT_DB / INJECT_BP queue the exception (EBUSY if one is pending).
+//! The test machine's QEMU (TCG) cannot deliver INT3 intercepts or a nested
+//! guest's DR7 breakpoints; these are tested under Bochs (VMX).
 
-use crate::arch_state::rflags;
+use crate::arch_state::{rflags, PendingEvent};
 use crate::uapi;
 use crate::user;
 use crate::vcpu::{Vcpu, VcpuInner};
 use kernel::prelude::*;
 
-/// The KVM_SET_GUEST_DEBUG control bits implemented (KVM_CAP_SET_GUEST_DEBUG2).
-pub(crate) const SUPPORTED: u32 = uapi::KVM_GUESTDBG_ENABLE | uapi::KVM_GUESTDBG_SINGLESTEP;
+/// The KVM_SET_GUEST_DEBUG control bits implemented (KVM_CAP_SET_GUEST_DEBUG2;
+/// upstream's KVM_GUESTDBG_VALID_MASK).
+pub(crate) const SUPPORTED: u32 = uapi::KVM_GUESTDBG_ENABLE
+    | uapi::KVM_GUESTDBG_SINGLESTEP
+    | uapi::KVM_GUESTDBG_USE_SW_BP
+    | uapi::KVM_GUESTDBG_USE_HW_BP
+    | uapi::KVM_GUESTDBG_INJECT_DB
+    | uapi::KVM_GUESTDBG_INJECT_BP
+    | uapi::KVM_GUESTDBG_BLOCKIRQ;
 /// DR6 as a single-step trap leaves it: BS, with the always-one bits.
 const DR6_SINGLE_STEP: u64 = 0xffff_0ff0 | (1 << 14);
 const DB_VECTOR: u8 = 1;
+const BP_VECTOR: u8 = 3;
+
+/// The debugger's breakpoint registers (USE_HW_BP): DR0-3 and DR7.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct DebugRegs {
+    db: [u64; 4],
+    dr7: u64,
+}
+
+/// What `before_entry` changed in the vCPU's state, undone by `after_exit`.
+pub(crate) struct EntryDebug {
+    tf_set: bool,
+    /// The guest's own DR0-3 and DR7 while the debugger's are loaded.
+    guest_drs: Option<([u64; 4], u64)>,
+}
 
 /// KVM_SET_GUEST_DEBUG.
 pub(crate) fn set_guest_debug(inner: &mut VcpuInner, arg: usize) -> Result {
     let dbg: uapi::kvm_guest_debug = user::read(arg)?;
+    // Bits without a meaning are kept and ignored: upstream does not check.
+    if dbg.control & (uapi::KVM_GUESTDBG_INJECT_DB | uapi::KVM_GUESTDBG_INJECT_BP) != 0 {
+        if inner.state.pending_event.map_or(false, |e| !e.external) {
+            return Err(EBUSY);
+        }
+        let vector = if dbg.control & uapi::KVM_GUESTDBG_INJECT_DB != 0 { DB_VECTOR } else { BP_VECTOR };
+        inner.state.pending_event = Some(PendingEvent { vector, error_code: None, soft: false, external: false });
+    }
+    inner.singlestep_done = false;
     // Without ENABLE debugging is off, whatever else is set (upstream).
     if dbg.control & uapi::KVM_GUESTDBG_ENABLE == 0 {
         inner.guest_debug = 0;
-        inner.singlestep_done = false;
         return Ok(());
     }
-    if dbg.control & !SUPPORTED != 0 {
-        return Err(EINVAL);
-    }
     inner.guest_debug = dbg.control;
-    inner.singlestep_done = false;
+    let r = &dbg.arch.debugreg;
+    inner.debugger_drs = DebugRegs { db: [r[0], r[1], r[2], r[3]], dr7: r[7] };
     Ok(())
 }
 
@@ -42,29 +78,57 @@ fn single_stepping(inner: &VcpuInner) -> bool {
     inner.guest_debug & uapi::KVM_GUESTDBG_SINGLESTEP != 0
 }
 
+fn hw_breakpoints(inner: &VcpuInner) -> bool {
+    inner.guest_debug & uapi::KVM_GUESTDBG_USE_HW_BP != 0
+}
+
+fn sw_breakpoints(inner: &VcpuInner) -> bool {
+    inner.guest_debug & uapi::KVM_GUESTDBG_USE_SW_BP != 0
+}
+
+/// Interrupts and NMIs stay pending while the debugger asks so (BLOCKIRQ).
+pub(crate) fn interrupts_blocked(inner: &VcpuInner) -> bool {
+    inner.guest_debug & uapi::KVM_GUESTDBG_BLOCKIRQ != 0
+}
+
 /// The exceptions to intercept for this entry (bit n: vector n).
 pub(crate) fn intercepts(inner: &VcpuInner) -> u32 {
     let mut bits = 0;
-    if single_stepping(inner) {
+    if single_stepping(inner) || hw_breakpoints(inner) {
         bits |= 1 << DB_VECTOR;
+    }
+    if sw_breakpoints(inner) {
+        bits |= 1 << BP_VECTOR;
     }
     bits
 }
 
-/// Before entry: arm the single-step trap. Returns whether TF was set here
-/// (so that it is taken away again after the exit).
-pub(crate) fn before_entry(inner: &mut VcpuInner) -> bool {
+/// Before entry: arm the single-step trap, load the debugger's breakpoints.
+pub(crate) fn before_entry(inner: &mut VcpuInner) -> EntryDebug {
+    let mut e = EntryDebug { tf_set: false, guest_drs: None };
     if single_stepping(inner) && inner.state.rflags & rflags::TF == 0 {
         inner.state.rflags |= rflags::TF;
-        return true;
+        e.tf_set = true;
     }
-    false
+    if hw_breakpoints(inner) {
+        let s = &mut inner.state;
+        e.guest_drs = Some((s.db, s.dr7));
+        s.db = inner.debugger_drs.db;
+        // Bit 10 of DR7 reads as one.
+        s.dr7 = inner.debugger_drs.dr7 | (1 << 10);
+    }
+    e
 }
 
-/// After the exit: the guest never sees the TF the debugger set.
-pub(crate) fn after_exit(inner: &mut VcpuInner, tf_set: bool) {
-    if tf_set {
+/// After the exit: the guest never sees the TF or the breakpoints the
+/// debugger set.
+pub(crate) fn after_exit(inner: &mut VcpuInner, e: EntryDebug) {
+    if e.tf_set {
         inner.state.rflags &= !rflags::TF;
+    }
+    if let Some((db, dr7)) = e.guest_drs {
+        inner.state.db = db;
+        inner.state.dr7 = dr7;
     }
 }
 
@@ -85,20 +149,45 @@ pub(crate) fn take_pending_step(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     true
 }
 
-/// An intercepted #DB: user space's debugger gets it while it single-steps.
-/// Returns false if the exception is not the debugger's.
-pub(crate) fn exception(vcpu: &Vcpu, inner: &mut VcpuInner, vector: u8) -> bool {
-    if vector != DB_VECTOR || !single_stepping(inner) {
-        return false;
+/// An intercepted #DB or #BP: user space's debugger gets it while it
+/// single-steps or has breakpoints set (upstream reports every #DB then).
+/// `dr6`: DR6 as the exception left it. Returns false if the exception is not
+/// the debugger's.
+pub(crate) fn exception(vcpu: &Vcpu, inner: &mut VcpuInner, vector: u8, dr6: u64) -> bool {
+    match vector {
+        DB_VECTOR if single_stepping(inner) || hw_breakpoints(inner) => {
+            inner.singlestep_done = false;
+            let dr6 = if hw_breakpoints(inner) { dr6 | 0xffff_0ff0 } else { DR6_SINGLE_STEP };
+            report(vcpu, inner, DB_VECTOR, dr6);
+            true
+        }
+        BP_VECTOR if sw_breakpoints(inner) => {
+            // RIP is the INT3's; a re-injected #BP resumes after it.
+            inner.bp_exit = true;
+            report(vcpu, inner, BP_VECTOR, inner.state.dr6);
+            true
+        }
+        _ => false,
     }
-    inner.singlestep_done = false;
-    report(vcpu, inner, DB_VECTOR, DR6_SINGLE_STEP);
-    true
 }
 
-/// KVM_EXIT_DEBUG with the exception, the linear RIP, DR6 and DR7.
+/// KVM_EXIT_DEBUG with the exception, the linear RIP, DR6 and DR7 (the
+/// debugger's DR7 while its breakpoints are set).
 fn report(vcpu: &Vcpu, inner: &VcpuInner, vector: u8, dr6: u64) {
     let s = &inner.state;
     let pc = s.cs.base.wrapping_add(s.rip);
-    vcpu.run.set_debug(vector as u32, pc, dr6, s.dr7);
+    let dr7 = if hw_breakpoints(inner) { inner.debugger_drs.dr7 | (1 << 10) } else { s.dr7 };
+    vcpu.run.set_debug(vector as u32, pc, dr6, dr7);
+}
+
+/// KVM_SET_VCPU_EVENTS injects an exception: a #BP right after a #BP exit is
+/// the guest's own INT3 handed back by the VMM, delivered as the INT3 would
+/// have been (a software exception, returning after the one-byte INT3).
+pub(crate) fn reinjected_exception(inner: &mut VcpuInner, vector: u8) {
+    if vector == BP_VECTOR && core::mem::take(&mut inner.bp_exit) {
+        inner.state.rip = inner.state.rip.wrapping_add(1);
+        if let Some(e) = inner.state.pending_event.as_mut() {
+            e.soft = true;
+        }
+    }
 }

@@ -55,6 +55,7 @@ mod misc_device;
 pub mod mm;
 pub mod msr_list;
 mod msrs;
+mod nested_state;
 mod run;
 mod run_page;
 mod sigmask;

@@ -114,6 +114,11 @@ pub(crate) fn inject_exception_or_nmi(inner: &mut VcpuInner) -> bool {
 /// external interrupt (from the in-kernel irqchip, or KVM_INTERRUPT's).
 /// Returns whether an interrupt must wait for the guest's interrupt window.
 fn inject_pending_event(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
+    // The debugger keeps interrupts and NMIs out (KVM_GUESTDBG_BLOCKIRQ);
+    // exceptions already chosen stay.
+    if crate::guest_debug::interrupts_blocked(inner) {
+        return false;
+    }
     if vcpu.shared.irq.in_kernel {
         return crate::irq::lapic::inject_pending(vcpu, inner);
     }
@@ -221,7 +226,8 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         intercept_iret,
         intercept_exceptions: crate::guest_debug::intercepts(inner),
     };
-    let tf_set = crate::guest_debug::before_entry(inner);
+    let debug = crate::guest_debug::before_entry(inner);
+    inner.bp_exit = false;
     // The guest's DR0-3 are in the hardware only while it runs with breakpoints
     // enabled (DR7 is switched by the hardware; every DR access exits).
     let guest_bps = inner.state.dr7 & 0xff != 0;
@@ -231,7 +237,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         unsafe { crate::cpu::write_db(&inner.state.db) };
     }
     let exit = inner.vendor.run(&mut inner.state, &params);
-    crate::guest_debug::after_exit(inner, tf_set);
+    crate::guest_debug::after_exit(inner, debug);
     if let Some(h) = host_db {
         // SAFETY: the host's own values, read above.
         unsafe { crate::cpu::write_db(&h) };
@@ -375,7 +381,9 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             run.set_fail_entry(hardware_reason, cpu);
             Ok(Next::User)
         }
-        Exit::Exception { vector, .. } if crate::guest_debug::exception(vcpu, inner, vector) => Ok(Next::User),
+        Exit::Exception { vector, .. } if crate::guest_debug::exception(vcpu, inner, vector, inner.state.dr6) => {
+            Ok(Next::User)
+        }
         Exit::Exception { vector, error_code } => {
             run.set_internal_error(
                 INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,

@@ -142,6 +142,10 @@ pub(crate) struct VcpuInner {
     pub guest_debug: u32,
     /// A single step completed in the kernel and is owed to user space.
     pub singlestep_done: bool,
+    /// KVM_SET_GUEST_DEBUG's breakpoint registers (USE_HW_BP).
+    pub debugger_drs: crate::guest_debug::DebugRegs,
+    /// The last exit was a #BP for the debugger (until the next entry).
+    pub bp_exit: bool,
     /// The TSC's rate and IA32_TSC_ADJUST (the offset is in `state`).
     pub tsc: crate::time::tsc::VcpuTsc,
     /// kvmclock's MSR and bookkeeping.
@@ -257,6 +261,8 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 shutdown_requested: false,
                 guest_debug: 0,
                 singlestep_done: false,
+                debugger_drs: Default::default(),
+                bp_exit: false,
                 tsc: crate::time::tsc::VcpuTsc::new(tsc_khz),
                 kvmclock: Default::default(),
             }),
@@ -480,6 +486,8 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         }
         ioctl::KVM_GET_LAPIC => crate::irq::lapic::get_lapic(vcpu, arg).map(|_| 0),
         ioctl::KVM_GET_TSC_KHZ => Ok(inner.tsc.khz as isize),
+        ioctl::KVM_GET_NESTED_STATE => crate::nested_state::get(arg),
+        ioctl::KVM_SET_NESTED_STATE => crate::nested_state::set(arg),
         ioctl::KVM_TRANSLATE => {
             let mut tr: uapi::kvm_translation = user::read(arg)?;
             let gpa = crate::emulate::gva_to_gpa_system(vcpu, &inner.state, tr.linear_address);
@@ -540,6 +548,9 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_SET_VCPU_EVENTS => {
             let e: uapi::kvm_vcpu_events = user::read(arg)?;
             set_events(&mut inner.state, &e)?;
+            if e.exception.injected != 0 {
+                crate::guest_debug::reinjected_exception(inner, e.exception.nr);
+            }
             if e.flags & uapi::KVM_VCPUEVENT_VALID_NMI_PENDING != 0 {
                 inner.nmi_pending = e.nmi.pending != 0;
             }

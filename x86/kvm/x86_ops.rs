@@ -16,6 +16,10 @@ pub trait KvmX86Ops: Sync + Send + Sized + 'static {
     /// Module name as users see it ("kvm_amd", "kvm_intel"), for messages.
     const NAME: &'static CStr;
 
+    /// The format of KVM_GET/SET_NESTED_STATE for this vendor
+    /// (KVM_STATE_NESTED_FORMAT_SVM or _VMX).
+    const NESTED_STATE_FORMAT: u16;
+
     /// Computes the vendor configuration (capability MSRs, feature checks) and
     /// allocates the per-CPU state that enabling virtualization needs. Runs once,
     /// in kvm_init, before any CPU is enabled.
@@ -125,6 +129,7 @@ pub trait TdpFormat: Sync {
 #[allow(missing_docs)]
 pub trait VendorOps: Sync + Send {
     fn name(&self) -> &'static CStr;
+    fn nested_state_format(&self) -> u16;
     fn enable_virtualization_cpu(&self) -> Result;
     fn disable_virtualization_cpu(&self);
     fn has_emulated_msr(&self, index: u32) -> bool;
@@ -137,6 +142,9 @@ pub trait VendorOps: Sync + Send {
 impl<T: KvmX86Ops> VendorOps for T {
     fn name(&self) -> &'static CStr {
         T::NAME
+    }
+    fn nested_state_format(&self) -> u16 {
+        T::NESTED_STATE_FORMAT
     }
     fn enable_virtualization_cpu(&self) -> Result {
         KvmX86Ops::enable_virtualization_cpu(self)

@@ -80,6 +80,7 @@ impl Svm {
 
 impl KvmX86Ops for Svm {
     const NAME: &'static CStr = c_str!("kvm_amd");
+    const NESTED_STATE_FORMAT: u16 = kvm::uapi::KVM_STATE_NESTED_FORMAT_SVM as u16;
 
     /// DE_CFG is kvm-amd's feature MSR: bit 1 (LFENCE serializing) if the
     /// host runs with it (upstream's svm_get_feature_msr).

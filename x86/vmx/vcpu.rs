@@ -443,6 +443,14 @@ impl VmxVcpu {
             }
         }
         st.dr7 = v.read(GUEST_DR7);
+        // A #DB exit: DR6 as the exception sets it (the VMCS holds no DR6; the
+        // exit qualification has its B0-B3, BD and BS bits).
+        if v.read(VM_EXIT_REASON) & 0xffff == reason::EXCEPTION_NMI {
+            let info = v.read(VM_EXIT_INTR_INFO);
+            if info & INTR_INFO_VALID != 0 && info & 0xff == 1 && (info >> 8) & 7 == TYPE_HW_EXCEPTION {
+                st.dr6 = v.read(EXIT_QUALIFICATION) | 0xffff_0ff0;
+            }
+        }
         st.gprs[gpr::RSP] = v.read(GUEST_RSP);
         st.rip = v.read(GUEST_RIP);
         st.rflags = v.read(GUEST_RFLAGS);

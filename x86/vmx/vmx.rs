@@ -111,6 +111,7 @@ fn build_msr_bitmap() -> Result<Page> {
 
 impl KvmX86Ops for Vmx {
     const NAME: &'static CStr = c_str!("kvm_intel");
+    const NESTED_STATE_FORMAT: u16 = kvm::uapi::KVM_STATE_NESTED_FORMAT_VMX as u16;
 
     fn hardware_setup() -> Result<Self> {
         if !crate::params::ept() {

@@ -24,6 +24,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("client/feature_msrs", feature_msrs),
         ("client/emulated_cpuid", emulated_cpuid),
         ("client/translate", translate),
+        ("client/guest_debug_inject_and_caps", debug_inject),
+        ("debug_bp/sw_breakpoint_and_reinjection", sw_breakpoint),
+        ("debug_bp/hw_breakpoint", hw_breakpoint),
     ]
 }
 
@@ -341,5 +344,99 @@ fn translate() -> TestResult {
     poke(mem, 0x2000, &(0x7000_0000u64 | 7).to_le_bytes());
     let t = translate_one(&v, 0x1000)?;
     check_eq!(t.valid, 0);
+    Ok(())
+}
+
+fn set_guest_debug_regs(v: &Vcpu, control: u32, debugreg: [u64; 8]) -> Result<i64, Errno> {
+    let mut d = kvm_guest_debug { control, pad: 0, arch: kvm_guest_debug_arch { debugreg } };
+    ioctl_ptr(&v.fd, KVM_SET_GUEST_DEBUG, &mut d)
+}
+
+/// Real-mode guest with a #BP handler (IVT entry 3 -> 0:0x2000) that reports
+/// itself on port 0x11 and returns: mov al,0x33; out 0x11,al; iret.
+fn guest_with_bp_handler(code: &[u8]) -> Result<(Vm, Vcpu, *mut u8), String> {
+    let (vm, v, mem) = vm_with_ram(0x10000)?;
+    poke(mem, 4 * 3, &[0x00, 0x20, 0x00, 0x00]);
+    poke(mem, 0x2000, &[0xb0, 0x33, 0xe6, 0x11, 0xcf]);
+    poke(mem, 0x1000, code);
+    v.real_mode_at(0x1000)?;
+    let mut s = v.sregs()?;
+    s.idt.base = 0;
+    s.idt.limit = 0x3ff;
+    s.ss.base = 0;
+    s.ss.selector = 0;
+    v.set_sregs(&s).map_err(|e| format!("SET_SREGS errno {e}"))?;
+    let mut r = v.regs()?;
+    r.rsp = 0x8000;
+    v.set_regs(&r)?;
+    Ok((vm, v, mem))
+}
+
+fn debug_inject() -> TestResult {
+    let all = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_USE_SW_BP | KVM_GUESTDBG_USE_HW_BP
+        | KVM_GUESTDBG_INJECT_DB | KVM_GUESTDBG_INJECT_BP | KVM_GUESTDBG_BLOCKIRQ;
+    let kvm = open_kvm()?;
+    let caps = ioctl_val(&kvm, KVM_CHECK_EXTENSION, KVM_CAP_SET_GUEST_DEBUG2 as u64).unwrap_or(0) as u32;
+    check_eq!(caps & all, all);
+    // nop; mov al,0x42; out 0x10,al; hlt
+    let (_vm, v, _mem) = guest_with_bp_handler(&[0x90, 0xb0, 0x42, 0xe6, 0x10, 0xf4])?;
+    // Control bits without a meaning are ignored (upstream does not check).
+    check_eq!(set_guest_debug_regs(&v, KVM_GUESTDBG_ENABLE | 1 << 29, [0; 8]), Ok(0));
+    // INJECT_BP: the guest's #BP handler runs first, then the code.
+    check_eq!(set_guest_debug_regs(&v, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_INJECT_BP, [0; 8]), Ok(0));
+    // A second injection while the first waits: EBUSY.
+    check_eq!(set_guest_debug_regs(&v, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_INJECT_DB, [0; 8]), Err(libc::EBUSY));
+    check_eq!(v.run(), Ok(KVM_EXIT_IO));
+    check_eq!((v.io().port, v.io_data()[0]), (0x11, 0x33));
+    check_eq!(v.run(), Ok(KVM_EXIT_IO));
+    check_eq!((v.io().port, v.io_data()[0]), (0x10, 0x42));
+    check_eq!(set_guest_debug_regs(&v, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ, [0; 8]), Ok(0));
+    check_eq!(v.run(), Ok(KVM_EXIT_HLT));
+    Ok(())
+}
+
+fn sw_breakpoint() -> TestResult {
+    // nop; int3; mov al,0x42; out 0x10,al; hlt
+    let (_vm, v, _mem) = guest_with_bp_handler(&[0x90, 0xcc, 0xb0, 0x42, 0xe6, 0x10, 0xf4])?;
+    check_eq!(set_guest_debug_regs(&v, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP, [0; 8]), Ok(0));
+    check_eq!(v.run(), Ok(KVM_EXIT_DEBUG));
+    let (exc, pc, _) = debug_exit(&v);
+    check_eq!((exc, pc), (3, 0x1001));
+    check_eq!(v.regs()?.rip, 0x1001);
+    // Not the debugger's breakpoint: the VMM hands the #BP back to the guest
+    // as QEMU does (KVM_SET_VCPU_EVENTS); the guest's handler runs and
+    // returns after the INT3.
+    let mut e = kvm_vcpu_events::default();
+    ioctl_ptr(&v.fd, KVM_GET_VCPU_EVENTS, &mut e).map_err(|e| format!("GET_VCPU_EVENTS errno {e}"))?;
+    e.exception.injected = 1;
+    e.exception.nr = 3;
+    e.flags = 0;
+    check_eq!(ioctl_ptr(&v.fd, KVM_SET_VCPU_EVENTS, &mut e), Ok(0));
+    check_eq!(v.run(), Ok(KVM_EXIT_IO));
+    check_eq!((v.io().port, v.io_data()[0]), (0x11, 0x33));
+    check_eq!(v.run(), Ok(KVM_EXIT_IO));
+    check_eq!((v.io().port, v.io_data()[0]), (0x10, 0x42));
+    check_eq!(v.run(), Ok(KVM_EXIT_HLT));
+    Ok(())
+}
+
+fn hw_breakpoint() -> TestResult {
+    // nop; nop; mov al,1; out 0x10,al; hlt
+    let (_vm, v, _mem) = guest_with_bp_handler(&[0x90, 0x90, 0xb0, 0x01, 0xe6, 0x10, 0xf4])?;
+    // DR0 = 0x1002, DR7: L0, execute, 1 byte.
+    let regs = [0x1002, 0, 0, 0, 0, 0, 0, 1];
+    check_eq!(set_guest_debug_regs(&v, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP, regs), Ok(0));
+    check_eq!(v.run(), Ok(KVM_EXIT_DEBUG));
+    let (exc, pc, dr6) = debug_exit(&v);
+    check_eq!((exc, pc), (1, 0x1002));
+    check!(dr6 & 1 != 0, "DR6 {dr6:#x} lacks B0");
+    // The guest's own DR7 is untouched by the debugger's.
+    let mut d = kvm_debugregs::default();
+    ioctl_ptr(&v.fd, KVM_GET_DEBUGREGS, &mut d).map_err(|e| format!("GET_DEBUGREGS errno {e}"))?;
+    check_eq!(d.dr7 & 0xff, 0);
+    // The debugger removes its breakpoint; the guest goes on.
+    check_eq!(set_guest_debug_regs(&v, 0, [0; 8]), Ok(0));
+    check_eq!(v.run(), Ok(KVM_EXIT_IO));
+    check_eq!(v.run(), Ok(KVM_EXIT_HLT));
     Ok(())
 }

@@ -8,7 +8,9 @@ pub type TestFn = fn() -> TestResult;
 const TEST_TIMEOUT_S: u64 = 120;
 
 /// Runs the tests whose name contains `filter`; returns how many failed. A test
-/// that panics counts as failed, and the others still run.
+/// that panics counts as failed, and the others still run. KVM_TESTS_SKIP
+/// (name parts separated by commas, then `:` and the reason) names tests the
+/// machine cannot run; they print `SKIP name: reason` and do not count.
 pub fn run(tests: &[(&'static str, TestFn)], filter: &str) -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
@@ -27,7 +29,14 @@ pub fn run(tests: &[(&'static str, TestFn)], filter: &str) -> usize {
         });
     }
     let mut failed = 0;
+    let skip = std::env::var("KVM_TESTS_SKIP").unwrap_or_default();
+    let (skip_names, skip_why) = skip.split_once(':').unwrap_or((skip.as_str(), "not runnable here"));
+    let skipped = |n: &str| skip_names.split(',').any(|s| !s.is_empty() && n.contains(s));
     for (name, f) in tests.iter().filter(|(n, _)| n.contains(filter)) {
+        if skipped(name) {
+            println!("SKIP {name}: {skip_why}");
+            continue;
+        }
         *current.lock().unwrap_or_else(|e| e.into_inner()) = (name, std::time::Instant::now());
         done.fetch_add(1, Ordering::Relaxed);
         let r = std::panic::catch_unwind(f).unwrap_or_else(|p| {
