@@ -19,6 +19,7 @@
 #include <linux/fs.h>
 #include <asm/msr.h>
 #include <asm/tsc.h>
+#include <linux/vfio.h>
 #include <asm/vmx.h>
 #include <asm/cpufeature.h>
 #include <asm/msr-index.h>
@@ -264,3 +265,21 @@ EXPORT_SYMBOL_GPL(kvm_rs_arch_capabilities);
 
 bool kvm_rs_lfence_serializing(void) { return cpu_feature_enabled(X86_FEATURE_LFENCE_RDTSC); }
 EXPORT_SYMBOL_GPL(kvm_rs_lfence_serializing);
+
+/*
+ * Whether @file is a VFIO group or device file, asked of the vfio module if
+ * it is loaded (no VFIO loaded: no file can be one).
+ */
+bool kvm_rs_vfio_file_is_valid(struct file *file)
+{
+	bool (*is_valid)(struct file *file);
+	bool ret;
+
+	is_valid = symbol_get(vfio_file_is_valid);
+	if (!is_valid)
+		return false;
+	ret = is_valid(file);
+	symbol_put(vfio_file_is_valid);
+	return ret;
+}
+EXPORT_SYMBOL_GPL(kvm_rs_vfio_file_is_valid);

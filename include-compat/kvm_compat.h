@@ -124,6 +124,8 @@ int kvm_rs_check_tsc_unstable(void);
 u64 kvm_rs_arch_capabilities(void);
 /* The host runs with LFENCE dispatch-serializing (DE_CFG bit 1 offered). */
 bool kvm_rs_lfence_serializing(void);
+/* vfio_file_is_valid() through symbol_get (false without the vfio module). */
+bool kvm_rs_vfio_file_is_valid(struct file *file);
 void kvm_rs_init_waitqueue_head(struct wait_queue_head *wq);
 /* wake_up(): TASK_NORMAL, one exclusive waiter; safe from hard-IRQ context. */
 void kvm_rs_wake_up(struct wait_queue_head *wq);

@@ -67,6 +67,8 @@ pub fn check_extension(cap: u64) -> isize {
         // The answer is the ring's page in the vCPU mapping.
         uapi::KVM_CAP_COALESCED_MMIO => crate::coalesced_mmio::PAGE_OFFSET as isize,
         uapi::KVM_CAP_COALESCED_PIO => 1,
+        // KVM_CREATE_DEVICE (the kvm-vfio device) and its attribute ioctls.
+        uapi::KVM_CAP_DEVICE_CTRL => 1,
         // Nested virtualization is not offered to guests; the state is the
         // header that says so (x86/kvm/nested_state.rs).
         uapi::KVM_CAP_NESTED_STATE => crate::nested_state::max_size(),

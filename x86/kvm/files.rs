@@ -21,6 +21,7 @@ pub(crate) type MmapFn = unsafe extern "C" fn(*mut bindings::file, *mut bindings
 pub(crate) struct FileTables {
     vm: Opaque<bindings::file_operations>,
     vcpu: Opaque<bindings::file_operations>,
+    device: Opaque<bindings::file_operations>,
 }
 
 // SAFETY: the tables are written once before publication and only read after.
@@ -54,10 +55,11 @@ fn fill(ops: *mut bindings::file_operations, h: &Handlers, owner: &'static ThisM
 /// Builds and publishes the tables; the returned box must outlive every file
 /// created with them (the registration drops it after /dev/kvm is gone and no VM
 /// file can exist, since each pins the vendor module).
-pub(crate) fn install(vm: Handlers, vcpu: Handlers, owner: &'static ThisModule) -> Result<KBox<FileTables>> {
-    let t = KBox::new(FileTables { vm: Opaque::uninit(), vcpu: Opaque::uninit() }, GFP_KERNEL)?;
+pub(crate) fn install(vm: Handlers, vcpu: Handlers, device: Handlers, owner: &'static ThisModule) -> Result<KBox<FileTables>> {
+    let t = KBox::new(FileTables { vm: Opaque::uninit(), vcpu: Opaque::uninit(), device: Opaque::uninit() }, GFP_KERNEL)?;
     fill(t.vm.get(), &vm, owner);
     fill(t.vcpu.get(), &vcpu, owner);
+    fill(t.device.get(), &device, owner);
     TABLES.store(&*t as *const FileTables as *mut FileTables, Ordering::Release);
     Ok(t)
 }
@@ -79,6 +81,11 @@ pub(crate) fn vm_fops() -> Result<*const bindings::file_operations> {
 
 pub(crate) fn vcpu_fops() -> Result<*const bindings::file_operations> {
     Ok(tables()?.vcpu.get())
+}
+
+/// The file operations of KVM_CREATE_DEVICE's device files.
+pub(crate) fn device_fops() -> Result<*const bindings::file_operations> {
+    Ok(tables()?.device.get())
 }
 
 /// Creates a file descriptor (O_RDWR | O_CLOEXEC) whose private data owns `obj`.

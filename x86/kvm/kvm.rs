@@ -63,6 +63,7 @@ mod tdp_mmu;
 mod time;
 pub mod user;
 mod vcpu;
+mod vfio_device;
 mod virtualization;
 mod vm;
 pub mod x86_ops;

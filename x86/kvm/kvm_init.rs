@@ -7,7 +7,7 @@ use crate::misc_device::{MiscFileOps, MiscRegistration};
 use crate::virtualization::{self, VirtualizationOn};
 use crate::x86_ops::{KvmX86Ops, VendorOps};
 use crate::files::{self, FileTables, Handlers};
-use crate::{dev_ioctl, msr_list, vcpu, vm};
+use crate::{dev_ioctl, msr_list, vcpu, vfio_device, vm};
 use kernel::c_str;
 use kernel::prelude::*;
 
@@ -59,6 +59,7 @@ pub fn kvm_init<T: KvmX86Ops>(module: &'static ThisModule) -> Result<Registratio
     reg.files = Some(files::install(
         Handlers { ioctl: vm::kvm_vm_ioctl, release: vm::kvm_vm_release, mmap: None },
         Handlers { ioctl: vcpu::kvm_vcpu_ioctl, release: vcpu::kvm_vcpu_release, mmap: Some(vcpu::kvm_vcpu_mmap) },
+        Handlers { ioctl: vfio_device::kvm_device_ioctl, release: vfio_device::kvm_device_release, mmap: None },
         module,
     )?);
     reg.virt = Some(virtualization::enable_all()?);

@@ -95,6 +95,8 @@ pub struct Vm {
     #[pin]
     pub(crate) irq: crate::irq::VmIrq,
     pub(crate) vendor: &'static dyn VendorOps,
+    /// A kvm-vfio device file is open (one per VM).
+    pub(crate) vfio_device_open: core::sync::atomic::AtomicBool,
     /// KVM_REGISTER_COALESCED_MMIO's zones and the ring.
     #[pin]
     pub(crate) coalesced: crate::coalesced_mmio::CoalescedMmio,
@@ -132,6 +134,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
         pin_init!(Vm {
             irq <- crate::irq::VmIrq::new(),
             vendor,
+            vfio_device_open: core::sync::atomic::AtomicBool::new(false),
             coalesced <- crate::coalesced_mmio::CoalescedMmio::new(ring),
             clock <- crate::time::vm_clock::VmClock::new(),
             tsc <- new_spinlock!(crate::time::tsc::TscSync::new(), "Vm::tsc"),
@@ -230,6 +233,7 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_GET_TSC_KHZ => Ok(vm.tsc.lock().default_khz as isize),
         ioctl::KVM_SET_TSC_KHZ => crate::time::tsc::set_default_khz(vm, arg),
         ioctl::KVM_GET_CLOCK => vm.clock.get(arg).map(|_| 0),
+        ioctl::KVM_CREATE_DEVICE => crate::vfio_device::create_device(vm, arg),
         ioctl::KVM_REGISTER_COALESCED_MMIO => {
             let z: uapi::kvm_coalesced_mmio_zone = user::read(arg)?;
             vm.coalesced.register(&z).map(|_| 0)

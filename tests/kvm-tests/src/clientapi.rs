@@ -25,6 +25,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("client/emulated_cpuid", emulated_cpuid),
         ("client/translate", translate),
         ("client/guest_debug_inject_and_caps", debug_inject),
+        ("client/create_device_vfio", create_device_vfio),
         ("debug_bp/sw_breakpoint_and_reinjection", sw_breakpoint),
         ("debug_bp/hw_breakpoint", hw_breakpoint),
     ]
@@ -352,10 +353,12 @@ fn set_guest_debug_regs(v: &Vcpu, control: u32, debugreg: [u64; 8]) -> Result<i6
     ioctl_ptr(&v.fd, KVM_SET_GUEST_DEBUG, &mut d)
 }
 
-/// Real-mode guest with a #BP handler (IVT entry 3 -> 0:0x2000) that reports
-/// itself on port 0x11 and returns: mov al,0x33; out 0x11,al; iret.
+/// Real-mode guest with a #DB and #BP handler (IVT entries 1 and 3 ->
+/// 0:0x2000) that reports itself on port 0x11 and returns:
+/// mov al,0x33; out 0x11,al; iret.
 fn guest_with_bp_handler(code: &[u8]) -> Result<(Vm, Vcpu, *mut u8), String> {
     let (vm, v, mem) = vm_with_ram(0x10000)?;
+    poke(mem, 4 * 1, &[0x00, 0x20, 0x00, 0x00]);
     poke(mem, 4 * 3, &[0x00, 0x20, 0x00, 0x00]);
     poke(mem, 0x2000, &[0xb0, 0x33, 0xe6, 0x11, 0xcf]);
     poke(mem, 0x1000, code);
@@ -382,10 +385,10 @@ fn debug_inject() -> TestResult {
     let (_vm, v, _mem) = guest_with_bp_handler(&[0x90, 0xb0, 0x42, 0xe6, 0x10, 0xf4])?;
     // Control bits without a meaning are ignored (upstream does not check).
     check_eq!(set_guest_debug_regs(&v, KVM_GUESTDBG_ENABLE | 1 << 29, [0; 8]), Ok(0));
-    // INJECT_BP: the guest's #BP handler runs first, then the code.
-    check_eq!(set_guest_debug_regs(&v, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_INJECT_BP, [0; 8]), Ok(0));
+    // INJECT_DB: the guest's #DB handler runs first, then the code.
+    check_eq!(set_guest_debug_regs(&v, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_INJECT_DB, [0; 8]), Ok(0));
     // A second injection while the first waits: EBUSY.
-    check_eq!(set_guest_debug_regs(&v, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_INJECT_DB, [0; 8]), Err(libc::EBUSY));
+    check_eq!(set_guest_debug_regs(&v, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_INJECT_BP, [0; 8]), Err(libc::EBUSY));
     check_eq!(v.run(), Ok(KVM_EXIT_IO));
     check_eq!((v.io().port, v.io_data()[0]), (0x11, 0x33));
     check_eq!(v.run(), Ok(KVM_EXIT_IO));
@@ -438,5 +441,58 @@ fn hw_breakpoint() -> TestResult {
     check_eq!(set_guest_debug_regs(&v, 0, [0; 8]), Ok(0));
     check_eq!(v.run(), Ok(KVM_EXIT_IO));
     check_eq!(v.run(), Ok(KVM_EXIT_HLT));
+    Ok(())
+}
+
+fn create_device(vm: &Vm, type_: u32, flags: u32) -> Result<i64, Errno> {
+    let mut cd = kvm_create_device { type_, fd: 0, flags };
+    ioctl_ptr(&vm.fd, KVM_CREATE_DEVICE, &mut cd).map(|_| cd.fd as i64)
+}
+
+fn device_attr(fd: i32, req: u32, group: u32, attr: u64, addr: u64) -> Result<i64, Errno> {
+    let mut a = kvm_device_attr { flags: 0, group, attr, addr };
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    ioctl_ptr(&fd, req, &mut a)
+}
+
+fn create_device_vfio() -> TestResult {
+    let vm = Vm::new()?;
+    check!(ioctl_val(&vm.fd, KVM_CHECK_EXTENSION, KVM_CAP_DEVICE_CTRL as u64).unwrap_or(0) > 0);
+    let vfio = kvm_device_type_KVM_DEV_TYPE_VFIO;
+    // Device types x86 KVM does not have, with or without TEST: ENODEV.
+    check_eq!(create_device(&vm, kvm_device_type_KVM_DEV_TYPE_FSL_MPIC_20, 0), Err(libc::ENODEV));
+    check_eq!(create_device(&vm, kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3, KVM_CREATE_DEVICE_TEST), Err(libc::ENODEV));
+    check_eq!(create_device(&vm, 0xffff, 0), Err(libc::ENODEV));
+    check_eq!(create_device(&vm, vfio, KVM_CREATE_DEVICE_TEST), Ok(0));
+    let fd = create_device(&vm, vfio, 0).map_err(|e| format!("CREATE_DEVICE errno {e}"))? as i32;
+    check!(fd > 0);
+    // One per VM.
+    check_eq!(create_device(&vm, vfio, 0), Err(libc::EBUSY));
+    check_eq!(device_attr(fd, KVM_HAS_DEVICE_ATTR, KVM_DEV_VFIO_FILE, KVM_DEV_VFIO_FILE_ADD as u64, 0), Ok(0));
+    check_eq!(device_attr(fd, KVM_HAS_DEVICE_ATTR, KVM_DEV_VFIO_FILE, KVM_DEV_VFIO_FILE_DEL as u64, 0), Ok(0));
+    check_eq!(device_attr(fd, KVM_HAS_DEVICE_ATTR, KVM_DEV_VFIO_FILE, 3, 0), Err(libc::ENXIO));
+    check_eq!(device_attr(fd, KVM_HAS_DEVICE_ATTR, 2, 1, 0), Err(libc::ENXIO));
+    check_eq!(device_attr(fd, KVM_GET_DEVICE_ATTR, KVM_DEV_VFIO_FILE, 1, 0), Err(libc::EPERM));
+    // A file that is not a VFIO group or device: EINVAL; a bad descriptor:
+    // EBADF; deleting what was never added: ENOENT; a bad pointer: EFAULT.
+    let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+    let nullfd: i32 = std::os::fd::AsRawFd::as_raw_fd(&null);
+    let add = KVM_DEV_VFIO_FILE_ADD as u64;
+    let del = KVM_DEV_VFIO_FILE_DEL as u64;
+    check_eq!(device_attr(fd, KVM_SET_DEVICE_ATTR, KVM_DEV_VFIO_FILE, add, &nullfd as *const i32 as u64), Err(libc::EINVAL));
+    let bad: i32 = -1;
+    check_eq!(device_attr(fd, KVM_SET_DEVICE_ATTR, KVM_DEV_VFIO_FILE, add, &bad as *const i32 as u64), Err(libc::EBADF));
+    check_eq!(device_attr(fd, KVM_SET_DEVICE_ATTR, KVM_DEV_VFIO_FILE, del, &nullfd as *const i32 as u64), Err(libc::ENOENT));
+    check_eq!(device_attr(fd, KVM_SET_DEVICE_ATTR, KVM_DEV_VFIO_FILE, add, 8), Err(libc::EFAULT));
+    check_eq!(device_attr(fd, KVM_SET_DEVICE_ATTR, KVM_DEV_VFIO_FILE, 9, &nullfd as *const i32 as u64), Err(libc::ENXIO));
+    check_eq!(device_attr(fd, KVM_SET_DEVICE_ATTR, 7, add, &nullfd as *const i32 as u64), Err(libc::ENXIO));
+    // Other ioctls on the device: ENOTTY.
+    let dfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    check_eq!(ioctl_val(&dfd, KVM_RUN, 0), Err(libc::ENOTTY));
+    // Closed, a new one can be made.
+    unsafe { libc::close(fd) };
+    let fd2 = create_device(&vm, vfio, 0).map_err(|e| format!("CREATE_DEVICE errno {e}"))? as i32;
+    check!(fd2 > 0);
+    unsafe { libc::close(fd2) };
     Ok(())
 }
