@@ -10,12 +10,16 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp"/{bin,proc,sys,dev}
 cp /bin/busybox "$tmp/bin/busybox"
-for app in sh echo mount poweroff cat sleep; do ln -s busybox "$tmp/bin/$app"; done
+for app in sh echo mount poweroff cat sleep dmesg grep; do ln -s busybox "$tmp/bin/$app"; done
 cat > "$tmp/init" <<'EOI'
 #!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
+mount -t sysfs sys /sys
 echo "L2 guest: Linux $(cat /proc/sys/kernel/osrelease) up, $(grep -c ^processor /proc/cpuinfo) CPU(s)"
+# The clock the guest chose (kvm-clock when the hypervisor offers kvmclock).
+dmesg | grep -o 'clocksource: Switched to clocksource .*'
+echo "L2 clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 echo "KVM-RS-L2-BOOT-OK"
 poweroff -f
 EOI

@@ -4,7 +4,9 @@
 #   2. build: the three modules against the test kernel, the test programs;
 #   3. test VM (QEMU TCG, AMD EPYC with SVM+NPT, 2 CPUs): module tests and the API
 #      suite, against our modules and against upstream's from the same kernel tree;
-#      Debian's QEMU booting Linux as a nested guest on both;
+#      rust-vmm kvm-ioctls' unit tests on both (ours must pass what upstream does);
+#      Debian's QEMU booting Linux as a nested guest on both (kvm-clock checked);
+#      gdb on QEMU's gdbstub debugging a nested guest;
 #      Debian unstable's QEMU (the newest) booting Linux on both;
 #   4. Bochs (Skylake-X with VMX, 2 CPUs): the kvm-intel subset of the API suite and
 #      the nested QEMU boot, on our kvm-intel and upstream's;
@@ -58,11 +60,23 @@ step "test VM: module and API tests, ours and upstream"
     > "$logdir/vm-suite.out" 2>&1
 count vm/suite "$logdir/vm-suite.out" $? "$logdir/vm-suite.log"
 
+step "test VM: rust-vmm kvm-ioctls' own unit tests, ours against upstream"
+"$here/kvm-ioctls-tests.sh" --log "$logdir/kvm-ioctls.log" > "$logdir/kvm-ioctls.out" 2>&1
+count vm/kvm-ioctls "$logdir/kvm-ioctls.out" $? "$logdir/kvm-ioctls.log"
+
 step "test VM: Debian's QEMU boots Linux on /dev/kvm (in-kernel irqchip -smp 2/4, split, user-space irqchip), ours and upstream"
 L2_INITRD=$("$here/make-l2-initramfs.sh")
 "$here/vm-run.sh" --timeout 900 --log "$logdir/qemu-boot.log" --env "L2_INITRD=$L2_INITRD" \
     "$repo/tests/vm/qemu-boot.sh" ours upstream > "$logdir/qemu-boot.out" 2>&1
 count vm/qemu-boot "$logdir/qemu-boot.out" $? "$logdir/qemu-boot.log"
+
+# Breakpoints (break/hbreak) cannot work in the test VM on any module set: its
+# QEMU (TCG) neither intercepts a nested guest's INT3 nor loads its DR7 at
+# VMRUN; they are tested with the API suite under Bochs instead.
+step "test VM: gdb debugs a nested guest through QEMU's gdbstub (attach, stepi, registers), ours and upstream"
+"$here/vm-run.sh" --timeout 900 --log "$logdir/qemu-gdb.log" --env "L2_INITRD=$L2_INITRD" \
+    --env 'QEMU_GDB_SKIP="hw_breakpoint sw_breakpoint"' "$repo/tests/vm/qemu-gdb.sh" ours upstream > "$logdir/qemu-gdb.out" 2>&1
+count vm/qemu-gdb "$logdir/qemu-gdb.out" $? "$logdir/qemu-gdb.log"
 
 if [ "${KVM_RS_QEMU_NEW:-1}" = 1 ]; then
 step "test VM: Debian unstable's QEMU (no user-space APIC with KVM) boots Linux on /dev/kvm (-smp 2, pc and q35), ours and upstream"

@@ -1,7 +1,8 @@
 # Debian's QEMU boots the test kernel as a nested (L2) guest on /dev/kvm, for each
 # module set given (runs inside the test VM). L2_INITRD (a host path) comes from
 # scripts/make-l2-initramfs.sh; its /init prints "up, N CPU(s)" and
-# KVM-RS-L2-BOOT-OK. Configurations:
+# KVM-RS-L2-BOOT-OK, and the clocksource it switched to (kvm-clock expected).
+# Configurations:
 #   QEMU's defaults (in-kernel irqchip) with -smp 2 (and -smp 4 unless
 #   QEMU_BOOT_QUICK is set), kernel-irqchip=split with -smp 2, and
 #   kernel-irqchip=off with -smp 1 (the user-space irqchip).
@@ -36,6 +37,12 @@ for MODSET in ${*:-ours upstream}; do
             fail "qemu/boots_linux_$name" "the guest saw ${cpus:-?} of $smp CPUs: $(echo "$out" | grep -i -E 'cpu|smp' | tail -5)"
         else
             pass "qemu/boots_linux_$name"
+            # The guest keeps time with kvmclock (the kernel's own log line).
+            if echo "$out" | grep -q 'Switched to clocksource kvm-clock'; then
+                pass "qemu/kvm_clock_$name"
+            else
+                fail "qemu/kvm_clock_$name" "$(echo "$out" | grep -i clocksource | tail -3)"
+            fi
         fi
     done
     if [ -n "${BOOT_RUNS:-}" ]; then

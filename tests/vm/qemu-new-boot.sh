@@ -63,6 +63,11 @@ for MODSET in ${*:-ours upstream}; do
         else
             pass "qemu-new/boots_linux_$name"
             echo "INFO: $MODSET $name booted in ${t}s"
+            if echo "$out" | grep -q 'Switched to clocksource kvm-clock'; then
+                pass "qemu-new/kvm_clock_$name"
+            else
+                fail "qemu-new/kvm_clock_$name" "$(echo "$out" | grep -i clocksource | tail -3)"
+            fi
         fi
     done
     bad=$(dmesg_bad)

@@ -15,10 +15,13 @@ for MODSET in ${*:-ours upstream}; do
     # waits for a signal: run/signal, run/process, smp/signal, smp/slot,
     # smp/vm_closed) or take minutes of emulated time (200 VMs, 64 vCPUs): those
     # run on SVM in the QEMU test VM. The irqchip tests that exercise the
-    # vendor's injection paths run here too (the timer ones run on SVM).
+    # vendor's injection paths run here too (the timer ones run on SVM), and
+    # the breakpoint tests, which the SVM test VM's TCG cannot run. Single-step
+    # is not (Bochs traps at the first instruction after an entry with TF
+    # set, on upstream's modules too).
     for t in ${API_FILTERS:-system/ guest/ irq/ vm/ vcpu/ run/imm life/close life/vcpu_ smp/four \
         irqchip/pic_edge irqchip/hlt_blocks irqchip/ioapic_ irqchip/msi_ irqchip/ipi_ irqchip/init_sipi \
-        irqchip/mp_state irqchip/lapic_state debug_bp/ client/guest_debug client/coalesced_mmio kvmclock/guest_record \
+        irqchip/mp_state irqchip/lapic_state debug_bp/ client/guest_debug_inject client/coalesced_mmio kvmclock/guest_record \
         tsc/guest_writes}; do
         hostrun "$TESTBIN/kvm-api-tests" "$t"
     done | sed "s#^\(PASS\|FAIL\|SKIP\) #\1 $MODSET/vmx/#"

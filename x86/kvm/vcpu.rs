@@ -197,7 +197,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     }
     let id = id as u32;
     let mut inner = vm.inner.lock();
-    if inner.vcpus.len() >= vm::MAX_VCPUS as usize {
+    if inner.created_vcpus >= vm::MAX_VCPUS {
         return Err(EINVAL);
     }
     if inner.vcpus.iter().any(|v| v.id == id) {
@@ -271,7 +271,10 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     )?;
     inner.vcpus.push(shared.clone(), GFP_KERNEL)?;
     match files::new_fd(c_str!("kvm-vcpu"), files::vcpu_fops()?, vcpu) {
-        Ok(fd) => Ok(fd as isize),
+        Ok(fd) => {
+            inner.created_vcpus += 1;
+            Ok(fd as isize)
+        }
         Err(e) => {
             if let Some(i) = inner.vcpus.iter().position(|v| Arc::ptr_eq(v, &shared)) {
                 drop(crate::kvec_ext::swap_remove(&mut inner.vcpus, i));
@@ -490,7 +493,8 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_SET_NESTED_STATE => crate::nested_state::set(arg),
         ioctl::KVM_TRANSLATE => {
             let mut tr: uapi::kvm_translation = user::read(arg)?;
-            let gpa = crate::emulate::gva_to_gpa_system(vcpu, &inner.state, tr.linear_address);
+            // u64::MAX is upstream's INVALID_GPA: never a valid translation.
+            let gpa = crate::emulate::gva_to_gpa_system(vcpu, &inner.state, tr.linear_address).filter(|&g| g != u64::MAX);
             // Upstream's answer: INVALID_GPA when the walk fails; always
             // "writeable", never "usermode" (it does not check either).
             tr.physical_address = gpa.unwrap_or(u64::MAX);

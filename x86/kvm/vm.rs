@@ -76,6 +76,9 @@ pub(crate) struct VmInner {
     pub slots: KVec<Memslot>,
     pub mmu: TdpMmu,
     pub vcpus: KVec<Arc<VcpuShared>>,
+    /// vCPUs ever created (upstream's created_vcpus: closing a vCPU's file
+    /// does not lower it). VM-wide setup that must precede vCPUs checks it.
+    pub created_vcpus: u32,
     pub tss_addr: Option<u64>,
     pub identity_map_addr: Option<u64>,
 }
@@ -147,6 +150,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
                 vcpus: KVec::new(),
                 tss_addr: None,
                 identity_map_addr: None,
+                created_vcpus: 0,
             }),
         }),
         GFP_KERNEL,
@@ -216,7 +220,7 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_SET_IDENTITY_MAP_ADDR => {
             let addr: u64 = user::read(arg)?;
             let mut inner = vm.inner.lock();
-            if !inner.vcpus.is_empty() {
+            if inner.created_vcpus != 0 {
                 return Err(EINVAL);
             }
             inner.identity_map_addr = Some(addr);

@@ -335,6 +335,8 @@ fn translate() -> TestResult {
     // Paging off: the identity.
     let t = translate_one(&v, 0x12345)?;
     check_eq!((t.valid, t.physical_address), (1, 0x12345));
+    // All ones is upstream's "invalid GPA", never a translation.
+    check_eq!(translate_one(&v, u64::MAX)?.valid, 0);
     // Long mode, the first GiB identity-mapped with 2M pages.
     v.long_mode_at(&vm.kvm, mem, 0x1000)?;
     let t = translate_one(&v, 0x3f_ff_f123)?;

@@ -55,7 +55,7 @@ pub(crate) fn enable_cap(vm: &Vm, cap: &uapi::kvm_enable_cap) -> Option<Result> 
                 return Some(Err(EINVAL));
             }
             let inner = vm.inner.lock();
-            if vm.irq.mode() != IrqchipMode::None || !inner.vcpus.is_empty() {
+            if vm.irq.mode() != IrqchipMode::None || inner.created_vcpus != 0 {
                 Err(EEXIST)
             } else {
                 vm.irq.set_mode(IrqchipMode::Split)
@@ -79,7 +79,7 @@ fn create_irqchip(vm: &Vm) -> Result {
     if vm.irq.mode() != IrqchipMode::None {
         return Err(EEXIST);
     }
-    if !inner.vcpus.is_empty() {
+    if inner.created_vcpus != 0 {
         return Err(EINVAL);
     }
     vm.irq.set_mode(IrqchipMode::Kernel)
@@ -342,7 +342,7 @@ fn reinject_control(vm: &Vm, arg: usize) -> Result {
 /// KVM_SET_BOOT_CPU_ID: before any vCPU (EBUSY), a valid vCPU id.
 fn set_boot_cpu_id(vm: &Vm, arg: usize) -> Result {
     let inner = vm.inner.lock();
-    if !inner.vcpus.is_empty() {
+    if inner.created_vcpus != 0 {
         return Err(EBUSY);
     }
     if arg as u64 > crate::vm::MAX_VCPU_ID as u64 {
