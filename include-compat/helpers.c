@@ -283,3 +283,19 @@ bool kvm_rs_vfio_file_is_valid(struct file *file)
 	return ret;
 }
 EXPORT_SYMBOL_GPL(kvm_rs_vfio_file_is_valid);
+
+/*
+ * Whether the current process's page at @hva is mapped writable right now,
+ * without faulting it in (what upstream's read faults use to decide whether
+ * the guest may map the page writable at once).
+ */
+bool kvm_rs_host_page_writable(unsigned long hva)
+{
+	struct page *page;
+
+	if (get_user_pages_fast_only(hva & PAGE_MASK, 1, FOLL_WRITE, &page) != 1)
+		return false;
+	put_page(page);
+	return true;
+}
+EXPORT_SYMBOL_GPL(kvm_rs_host_page_writable);

@@ -126,6 +126,8 @@ u64 kvm_rs_arch_capabilities(void);
 bool kvm_rs_lfence_serializing(void);
 /* vfio_file_is_valid() through symbol_get (false without the vfio module). */
 bool kvm_rs_vfio_file_is_valid(struct file *file);
+/* The current process's page at hva is mapped writable (no fault taken). */
+bool kvm_rs_host_page_writable(unsigned long hva);
 void kvm_rs_init_waitqueue_head(struct wait_queue_head *wq);
 /* wake_up(): TASK_NORMAL, one exclusive waiter; safe from hard-IRQ context. */
 void kvm_rs_wake_up(struct wait_queue_head *wq);

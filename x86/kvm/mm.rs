@@ -99,6 +99,14 @@ impl Drop for OwnerMm {
 
 /// Converts a physical address of a page we own (a page-table page) to its kernel
 /// address.
+/// Whether the current process maps the page at `hva` writable now (no fault
+/// is taken to find out).
+pub(crate) fn host_page_writable(hva: u64) -> bool {
+    // SAFETY: a lockless page-table lookup of the current mm; takes and drops
+    // a page reference.
+    unsafe { crate::bindings::kvm_rs_host_page_writable(hva as usize) }
+}
+
 pub(crate) fn phys_to_virt(pa: u64) -> *mut u8 {
     // SAFETY: only computes the direct-map address.
     unsafe { bindings::kvm_rs_phys_to_virt(pa) as *mut u8 }

@@ -398,18 +398,23 @@ impl Vm {
             None => true,
             Some(p) => !readonly && !p.writable(),
         };
+        let logging = slot.dirty.is_some();
+        // A read in a dirty-logged slot maps the page writable (and logs it)
+        // only if user space's own mapping of it is writable already, as
+        // upstream's read faults do; asked before the pin below makes it so.
+        let host_writable = write || !logging || (need_pin && crate::mm::host_page_writable(hva));
         if need_pin {
             // Writable slots are pinned for writing at once (breaking COW), so a
             // later write needs no second pin.
             *entry = Some(PinnedPage::pin(hva, !readonly)?);
         }
         let pa = entry.as_ref().map(|p| p.phys()).ok_or(EFAULT)?;
-        // A writable slot's page is mapped writable on any fault, and with
-        // dirty logging on it is logged at once, as upstream's make_spte does
-        // (a VMM sees a page the guest only read as dirty too). Write
-        // protection by KVM_GET_DIRTY_LOG then catches the next write.
-        let writable = !readonly;
-        if slot.dirty.is_some() && writable {
+        // Mapped writable, a page of a logged slot is logged at once, as
+        // upstream's make_spte does (a VMM sees a page the guest only read as
+        // dirty too, if it was writable for user space). Write protection by
+        // KVM_GET_DIRTY_LOG then catches the next write.
+        let writable = !readonly && host_writable;
+        if logging && writable {
             slot.mark_dirty(gfn);
         }
         inner.mmu.map(gfn << memslots::PAGE_SHIFT, pa, writable)?;

@@ -24,6 +24,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("guest/ud2_without_idt_triple_fault", triple_fault),
         ("guest/readonly_slot", readonly_slot),
         ("guest/dirty_log", dirty_log),
+        ("guest/dirty_log_read_of_user_written_page", dirty_log_read),
         ("guest/fail_entry_invalid_cs", fail_entry),
         ("guest/hypercall_returns_enosys", hypercall),
         ("guest/debug_registers", debug_registers),
@@ -571,5 +572,23 @@ fn debug_registers() -> TestResult {
     let mut d = kvm_debugregs::default();
     ioctl_ptr(&v.fd, KVM_GET_DEBUGREGS, &mut d).map_err(|e| format!("errno {e}"))?;
     check_eq!(d.db[0], 0x1234);
+    Ok(())
+}
+
+/// A guest read in a logged slot logs the page when user space's mapping of
+/// it is writable already (upstream maps it writable at once), not when the
+/// page was never touched.
+fn dirty_log_read() -> TestResult {
+    let mut vm = Vm::new()?;
+    let mem = vm.add_mem(0, 0, 0x10000, 0)?;
+    let logged = vm.add_mem(1, 0x10000, 0x10000, KVM_MEM_LOG_DIRTY_PAGES)?;
+    let v = vm.vcpu(0)?;
+    poke(logged, 0x2000, &[7]);
+    // mov ax,0x1200; mov ds,ax; mov al,[0]; mov ax,0x1300; mov ds,ax; mov bl,[0]; hlt
+    poke(mem, CODE as usize, &[0xb8, 0x00, 0x12, 0x8e, 0xd8, 0xa0, 0x00, 0x00, 0xb8, 0x00, 0x13, 0x8e, 0xd8,
+        0x8a, 0x1e, 0x00, 0x00, 0xf4]);
+    v.real_mode_at(CODE)?;
+    expect_exit(&v, KVM_EXIT_HLT)?;
+    check_eq!(get_dirty_log(&vm, 1, 16), Ok(vec![1 << 2]));
     Ok(())
 }
