@@ -1514,7 +1514,17 @@ fn init_sipi() -> TestResult {
     expect_out(&p.v0, 0x16, "SIPI sent")?;
     // It starts in real mode at 0x0800:0000 and reports CS.
     check_eq!(r.expect_out(0x10, "AP running")?, 0x0800);
-    let v1 = r.stop()?;
+    // It halts next; stopping the runner may catch it just before the HLT
+    // (a loaded machine), so let it run on until it is there.
+    let mut v1 = r.stop()?;
+    for _ in 0..50 {
+        if mp_state(&v1) == Ok(KVM_MP_STATE_HALTED) {
+            break;
+        }
+        let r = Runner::start(v1);
+        std::thread::sleep(Duration::from_millis(100));
+        v1 = r.stop()?;
+    }
     check_eq!(mp_state(&v1), Ok(KVM_MP_STATE_HALTED));
     let s = v1.sregs()?;
     check_eq!((s.cs.selector, s.cs.base, s.cr0 & 1), (0x0800, 0x8000, 0));
