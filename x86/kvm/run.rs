@@ -115,8 +115,13 @@ pub(crate) fn inject_exception_or_nmi(inner: &mut VcpuInner) -> bool {
 /// Returns whether an interrupt must wait for the guest's interrupt window.
 fn inject_pending_event(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     // The debugger keeps interrupts and NMIs out (KVM_GUESTDBG_BLOCKIRQ);
-    // exceptions already chosen stay.
+    // exceptions already chosen stay. Posted events are still taken in (the
+    // timer into the APIC, NMIs into nmi_pending), or the entry would see
+    // them outstanding and abort forever.
     if crate::guest_debug::interrupts_blocked(inner) {
+        if vcpu.shared.irq.in_kernel {
+            crate::irq::lapic::take_posted_events(vcpu, inner);
+        }
         return false;
     }
     if vcpu.shared.irq.in_kernel {

@@ -26,6 +26,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("client/translate", translate),
         ("client/guest_debug_inject_and_caps", debug_inject),
         ("client/create_device_vfio", create_device_vfio),
+        ("client/guest_debug_blockirq_with_posted_nmi", blockirq_posted_nmi),
         ("debug_bp/sw_breakpoint_and_reinjection", sw_breakpoint),
         ("debug_bp/hw_breakpoint", hw_breakpoint),
     ]
@@ -496,5 +497,49 @@ fn create_device_vfio() -> TestResult {
     let fd2 = create_device(&vm, vfio, 0).map_err(|e| format!("CREATE_DEVICE errno {e}"))? as i32;
     check!(fd2 > 0);
     unsafe { libc::close(fd2) };
+    Ok(())
+}
+
+/// Single-stepping with BLOCKIRQ while the in-kernel APIC has a posted event
+/// (an NMI from KVM_NMI): the step completes (it once spun forever in the
+/// kernel, the posted event never taken in), and the NMI waits until the
+/// debugger lets interrupts in.
+fn blockirq_posted_nmi() -> TestResult {
+    crate::smp::install_usr2();
+    let mut vm = Vm::new()?;
+    let mem = vm.add_mem(0, 0, 0x10000, 0)?;
+    check_eq!(ioctl_val(&vm.fd, KVM_CREATE_IRQCHIP, 0), Ok(0));
+    let v = vm.vcpu(0)?;
+    // nop; nop; hlt; NMI handler at 0x2000 (IVT 2): out 0x12,al; iret
+    poke(mem, 0x1000, &[0x90, 0x90, 0xf4]);
+    poke(mem, 4 * 2, &[0x00, 0x20, 0x00, 0x00]);
+    poke(mem, 0x2000, &[0xe6, 0x12, 0xcf]);
+    v.real_mode_at(0x1000)?;
+    check_eq!(ioctl_val(&v.fd, KVM_NMI, 0), Ok(0));
+    let ctl = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_BLOCKIRQ;
+    check_eq!(set_guest_debug_regs(&v, ctl, [0; 8]), Ok(0));
+    // A watchdog signal turns a hang into EINTR.
+    let tid = unsafe { libc::pthread_self() };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    let tid_val = tid as usize;
+    let dog = std::thread::spawn(move || {
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if d.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+        }
+        unsafe { libc::pthread_kill(tid_val as libc::pthread_t, libc::SIGUSR2) };
+    });
+    let r = v.run();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = dog.join();
+    check_eq!(r, Ok(KVM_EXIT_DEBUG));
+    check_eq!(debug_exit(&v).1, 0x1001);
+    // Interrupts allowed again: the NMI handler runs.
+    check_eq!(set_guest_debug_regs(&v, 0, [0; 8]), Ok(0));
+    check_eq!(v.run(), Ok(KVM_EXIT_IO));
+    check_eq!(v.io().port, 0x12);
     Ok(())
 }

@@ -208,6 +208,12 @@ pub(crate) fn ready_for_user_extint(vcpu: &Vcpu, inner: &VcpuInner) -> bool {
         && vcpu.shared.irq.apic.lock().accept_pic_intr()
 }
 
+/// Takes posted events in without injecting anything (the debugger blocks
+/// interrupts: KVM_GUESTDBG_BLOCKIRQ).
+pub(crate) fn take_posted_events(vcpu: &Vcpu, inner: &mut VcpuInner) {
+    process_events(vcpu, inner);
+}
+
 /// Folds posted events into the vCPU (timer, INIT/SIPI, NMIs).
 fn process_events(vcpu: &Vcpu, inner: &mut VcpuInner) {
     let irq = &vcpu.shared.irq;
