@@ -7,6 +7,8 @@
 #   make check-debug  the VM suite on the debug kernel (KASAN, kmemleak, lockdep...)
 #   make fuzz DURATION=S  ioctl and hostile-guest fuzzers, ours and upstream, and
 #                   the differential errno check against upstream
+#   make selftests  Linux 6.12's KVM selftests (x86) on upstream's modules and ours
+#                   in the test VM (SELFTESTS="a b" for a subset)
 #   make clean
 -include config.mak
 
@@ -40,8 +42,11 @@ DURATION ?= 60
 fuzz: all
 	./scripts/fuzz.sh $(DURATION)
 
+selftests: all
+	./scripts/selftests.sh
+
 clean:
 	-[ -n "$(KERNELDIR)" ] && $(KBUILD) clean
 	rm -rf x86/kvm/generated
 
-.PHONY: all install check check-debug fuzz run bench clean
+.PHONY: all install check check-debug fuzz run bench selftests clean

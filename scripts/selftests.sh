@@ -9,8 +9,8 @@
 #    with `make headers` in an O= dir of their own, the tests with OUTPUT=; the source
 #    tree and the kernel build dir are not written to), cached in
 #    ${KVM_RS_CACHE:-~/.cache/kvm-rs}/selftests-<hash>/ (build deps: gcc, make,
-#    libc6-dev, bc, bison, flex, which the kernel build needs anyway; addr2line from
-#    binutils for the assertion backtraces).
+#    libc6-dev, which the kernel build needs anyway; the tests' assertion backtraces
+#    use addr2line from binutils, a dependency of gcc).
 # 2. Runs every test in the test VM (tests/vm/selftests.sh), one VM per set, each test
 #    under a watchdog of SELFTESTS_TIMEOUT seconds (default 120). A test that kills the
 #    VM is CRASH, one that hangs it TIMEOUT; the VM is then started again after it.
@@ -20,14 +20,16 @@
 #      FAIL selftests/<test>: <why>    passes on upstream, not on ours
 #      INFO selftests/<test>: <...>    everything else (with each set's first reason)
 #    and the VM time per set. Exit status 1 if there is a FAIL line.
-#    ours-params is our modules with the kvm module parameters that the selftests'
-#    library reads and kvm.ko does not have faked for the tests (force_emulation_prefix
-#    first: without it every x86 test skips), to see the next reason; it is reported
-#    next to ours, never as a PASS.
+#    ours-params is our modules with the module parameters that the selftests read
+#    and our modules do not have faked for the tests (kvm's force_emulation_prefix
+#    first: without it every x86 test skips; kvm_amd's avic), to see the next reason;
+#    it is reported next to ours, never as a PASS.
 #
 # Environment:
 #   SELFTESTS="a b c"     only these tests (x86_64/cpuid_test or cpuid_test)
 #   SELFTESTS_TIMEOUT=S   watchdog per test (default 120)
+#   SELFTESTS_MEM=M       the test VM's memory (default 4G: max_guest_memory_test
+#                         fills a 2 GiB memfd)
 #   SELFTESTS_LOGDIR=DIR  logs (default ${KVM_RS_LOGDIR:-build/test-logs}/selftests):
 #                         vm-<set>-<n>.log (console), <set>/<test>.out (output),
 #                         <set>/<test>.dmesg (kernel log when it had warnings),
@@ -39,6 +41,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 cache=${KVM_RS_CACHE:-$HOME/.cache/kvm-rs}
 per_test=${SELFTESTS_TIMEOUT:-120}
+vmmem=${SELFTESTS_MEM:-4G}
 logdir=${SELFTESTS_LOGDIR:-${KVM_RS_LOGDIR:-$repo/build/test-logs}/selftests}
 die() { echo "selftests: $*" >&2; exit 2; }
 
@@ -54,12 +57,19 @@ kbuild=${KBUILD:-$("$here/build-kernel.sh" | tail -1)}
 ksrc=$(readlink -f "$kbuild/source")
 ktests=$ksrc/tools/testing/selftests/kvm
 [ -f "$ktests/Makefile" ] || die "no KVM selftests in the kernel source ($ktests)"
-for t in gcc make bison flex bc; do
-    command -v $t >/dev/null || die "$t missing (apt-get install gcc make libc6-dev bison flex bc)"
+for t in gcc make; do
+    command -v $t >/dev/null || die "$t missing (apt-get install gcc make libc6-dev)"
 done
+[ -f /usr/include/stdio.h ] || die "no C library headers (apt-get install libc6-dev)"
 recipe=1  # bump when the build commands below change
-hash=$( { echo "recipe $recipe"; echo "$ksrc"; sed -n 1,6p "$ksrc/Makefile"
-          cat "$ktests/Makefile"; gcc --version | head -1; } | sha256sum | cut -c1-12)
+# Keyed by the sources the build reads (not by the kernel's config: a test kernel
+# with another config shares the build).
+hash=$( { echo "recipe $recipe"; sed -n 1,6p "$ksrc/Makefile"; gcc --version | head -1
+          cd "$ksrc" && find tools/testing/selftests/kvm tools/testing/selftests/rseq \
+              tools/testing/selftests/lib.mk tools/testing/selftests/kselftest.h \
+              tools/testing/selftests/kselftest_harness.h tools/include tools/arch/x86/include \
+              tools/build include/uapi arch/x86/include/uapi scripts/unifdef.c \
+              -type f -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-12)
 stdir=$cache/selftests-$hash
 if [ ! -f "$stdir/.built" ]; then
     echo "selftests: building the KVM selftests of $ksrc in $stdir" >&2
@@ -132,9 +142,9 @@ split_log() {
         cur { print "[console] " $0 > out }'
 }
 
-# first_reason FILE VERDICT: one line saying why a test did not pass.
+# first_reason SET TEST VERDICT: one line saying why a test did not pass.
 first_reason() {
-    local f=$1 v=$2 r=""
+    local f=$logdir/$1/$(fname "$2").out dm=$logdir/$1/$(fname "$2").dmesg v=$3 rc=${rc_of[$1/$2]} r=""
     [ -f "$f" ] || { echo "no output"; return; }
     case "$v" in
         SKIP)
@@ -148,6 +158,9 @@ first_reason() {
                          a && NR == a + 2 { sub(/^.*errno=/, "errno="); err = $0 }
                          a && NR > a + 2 && !/^ *[0-9]+\t/ && !/^\[console\]/ && NF && !msg { sub(/^ +/, ""); msg = $0 }
                          END { s = expr " (" err ")"; if (msg != "") s = s ": " msg; print s }' "$f")
+            elif [ "$v" = FAIL ] && [ "$rc" -gt 128 ] 2>/dev/null; then
+                r="killed by signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null))"
+                grep -q 'Out of memory: Killed process' "$dm" 2>/dev/null && r="$r: the OOM killer"
             else
                 r=$(grep -m1 -E '^not ok|Bail out|error|Error|failed' "$f")
                 [ -n "$r" ] || r=$(grep -v '^\[console\]' "$f" | grep -v '^ *$' | tail -1)
@@ -172,7 +185,7 @@ for s in "${sets[@]}"; do
         pairs=()
         for t in "${pending[@]}"; do pairs+=("$s:$t"); done
         start=$(date +%s)
-        "$here/vm-run.sh" --timeout $(( ${#pending[@]} * (per_test + 20) + 300 )) --log "$log" \
+        "$here/vm-run.sh" --mem "$vmmem" --timeout $(( ${#pending[@]} * (per_test + 20) + 300 )) --log "$log" \
             --env "ST_DIR=$stdir/out" --env "ST_TIMEOUT=$per_test" \
             "$repo/tests/vm/selftests.sh" "${pairs[@]}" 2>&1 \
             | tr -d '\r' | sed -un 's/^SELFTEST-RESULT /  /p; s/^\(SELFTEST-NOTE .*\)/  \1/p; s/^\(vm-run: .*\)/  \1/p' >&2
@@ -208,11 +221,9 @@ for s in "${sets[@]}"; do
         v=${verdict[$s/$t]}
         case "$v" in
             PASS) reason[$s/$t]="" ;;
-            CRASH)
-                # The console after SELFTEST-BEGIN is in the .out file ([console] lines).
-                reason[$s/$t]=$(first_reason "$logdir/$s/$(fname "$t").out" CRASH) ;;
             NORUN) reason[$s/$t]="not run (the VM did not get to it)" ;;
-            *) reason[$s/$t]=$(first_reason "$logdir/$s/$(fname "$t").out" "$v") ;;
+            # (CRASH: the console after SELFTEST-BEGIN is in the .out file, [console] lines.)
+            *) reason[$s/$t]=$(first_reason "$s" "$t" "$v") ;;
         esac
     done
 done
@@ -234,10 +245,15 @@ both=0
 fails=0
 fake=0
 [[ " ${sets[*]} " == *" ours-params "* ]] && fake=1
+warnline() {  # warnline FILE: the most telling line of a kernel log
+    local p
+    for p in 'WARNING:' 'BUG:' 'Oops' 'general protection' 'Out of memory' 'leak' 'refcount_t' 'Call Trace'; do
+        grep -m1 -F "$p" "$1" 2>/dev/null && return
+    done
+}
 desc() {  # desc SET TEST: "VERDICT[ (warnings)][: reason]"
     local d=${verdict[$1/$2]}
-    [ "${warn_of[$1/$2]:-0}" = 1 ] && d="$d (kernel warnings: $(grep -m1 -E 'WARNING:|BUG:|Oops|general protection|leak|refcount_t' \
-        "$logdir/$1/$(fname "$2").dmesg" 2>/dev/null | cut -c1-120))"
+    [ "${warn_of[$1/$2]:-0}" = 1 ] && d="$d (kernel warnings: $(warnline "$logdir/$1/$(fname "$2").dmesg" | sed 's/^\[ *[0-9.]*\] //' | cut -c1-120))"
     [ -n "${reason[$1/$2]}" ] && d="$d: ${reason[$1/$2]}"
     echo "$d"
 }
@@ -245,7 +261,7 @@ for t in "${tests[@]}"; do
     if [ $both = 1 ]; then
         up=${verdict[upstream/$t]} ours=${verdict[ours/$t]}
         extra=""
-        [ $fake = 0 ] || extra="; with the kvm params faked: $(desc ours-params "$t")"
+        [ $fake = 0 ] || extra="; with the params faked: $(desc ours-params "$t")"
         if [ "$up" = PASS ] && [ "$ours" = PASS ] && [ "${warn_of[ours/$t]}" = 0 ]; then
             echo "PASS selftests/$t"
         elif [ "$up" = PASS ]; then

@@ -2,13 +2,14 @@
 # scripts/selftests.sh) against module sets (runs in the test VM).
 #
 #   selftests.sh SET:TEST...     e.g. upstream:x86_64/cpuid_test ours:kvm_create_max_vcpus
-# SET: ours, upstream, or ours-params: our modules with the kvm module parameters
-# the selftests read and kvm.ko lacks faked, for the chroot only (a tmpfs over
-# /host/sys/module/kvm: force_emulation_prefix=0, enable_pmu=N, tdp_mmu=Y,
-# eager_page_split=N, i.e. what our kvm.ko does), to see what comes after them.
 # with ST_DIR (the built tests, host path) and ST_TIMEOUT (seconds per test, default
 # 120) in the environment. The pairs run in the order given; the modules of a set are
 # loaded when it comes up and unloaded when the next set (or the end) comes.
+# SET: ours, upstream, or ours-params: our modules with the kvm module parameters
+# the selftests read and our modules lack faked, for the chroot only (tmpfs mounts
+# over /host/sys/module/{kvm,kvm_amd}/parameters: kvm force_emulation_prefix=0,
+# enable_pmu=N, tdp_mmu=Y, eager_page_split=N, kvm_amd avic=N, i.e. what our
+# modules do), to see what comes after them.
 # Each test is run through `chroot /host` (the host's libraries and addr2line; /dev,
 # /proc and /sys are mounted there by the VM's init) under `timeout`, in /tmp.
 #
@@ -27,25 +28,37 @@ out=/tmp/selftest.out
 cur=""
 loadok=0
 
-# The tmpfs over /host/sys/module/kvm (ours-params).
+# ours-params: a tmpfs over /host/sys/module/<module>/parameters holding copies of
+# the module's parameters plus the missing ones given (name=value...).
 fake_params() {
-    d=/host/sys/module/kvm
-    mkdir -p /tmp/kvm-params
-    for f in "$d"/parameters/*; do [ -f "$f" ] && cat "$f" > "/tmp/kvm-params/${f##*/}"; done
-    mount -t tmpfs kvm-params "$d" || { echo "SELFTEST-NOTE $cur cannot mount a tmpfs on $d"; return 1; }
-    mkdir "$d/parameters"
-    cp /tmp/kvm-params/* "$d/parameters/" 2>/dev/null
+    m=$1; shift
+    d=/host/sys/module/$m/parameters
+    mkdir -p "/tmp/params-$m"
+    for f in "$d"/*; do [ -f "$f" ] && cat "$f" > "/tmp/params-$m/${f##*/}"; done
+    # kvm.ko without parameters has no directory to mount on: then over the module's.
+    [ -d "$d" ] || d=${d%/parameters}
+    mount -t tmpfs "params-$m" "$d" || { echo "SELFTEST-NOTE $cur cannot mount a tmpfs on $d"; return 1; }
+    mounted="$mounted $d"
+    [ "${d##*/}" = parameters ] || { mkdir "$d/parameters"; d=$d/parameters; }
+    cp "/tmp/params-$m"/* "$d/" 2>/dev/null
     faked=""
-    for kv in force_emulation_prefix=0 enable_pmu=N tdp_mmu=Y eager_page_split=N; do
+    for kv in "$@"; do
         k=${kv%%=*}
-        [ -e "$d/parameters/$k" ] || { echo "${kv#*=}" > "$d/parameters/$k"; faked="$faked $kv"; }
+        [ -e "$d/$k" ] || { echo "${kv#*=}" > "$d/$k"; faked="$faked $kv"; }
     done
-    echo "SELFTEST-NOTE $cur faked kvm parameters:${faked:- none}"
+    echo "SELFTEST-NOTE $cur faked $m parameters:${faked:- none}"
+}
+fake_all_params() {
+    mounted=""
+    fake_params kvm force_emulation_prefix=0 enable_pmu=N tdp_mmu=Y eager_page_split=N || return 1
+    if loaded kvm_amd; then fake_params kvm_amd avic=N || return 1; fi
 }
 
 st_unload() {
     [ -n "$cur" ] || return 0
-    [ "$cur" != ours-params ] || umount /host/sys/module/kvm 2>/dev/null
+    if [ "$cur" = ours-params ]; then
+        for mp in $mounted; do umount "$mp"; done
+    fi
     unload_all
     loaded kvm && echo "SELFTEST-NOTE $cur the modules do not unload: $(grep -E '^(kvm|kvm_amd|kvm_intel) ' /proc/modules | tr '\n' ';')"
     bad=$(dmesg_bad)
@@ -63,7 +76,7 @@ st_load() {
     dmesg_mark
     if msg=$(load_all 2>&1); then
         loadok=1
-        [ "$cur" != ours-params ] || fake_params || loadok=0
+        [ "$cur" != ours-params ] || fake_all_params || loadok=0
         bad=$(dmesg_bad)
         [ -z "$bad" ] || echo "SELFTEST-NOTE $cur kernel warnings at load: $(echo "$bad" | head -3 | tr '\n' ';')"
     else
@@ -72,6 +85,10 @@ st_load() {
     fi
     [ -c /host/dev/kvm ] || { [ $loadok = 0 ] || echo "SELFTEST-NOTE $cur no /dev/kvm in the chroot"; }
 }
+
+# POSIX semaphores (hardware_disable_test's sem_open) need a tmpfs at /dev/shm.
+[ -d /host/dev/shm ] || mkdir /host/dev/shm
+grep -q ' /host/dev/shm ' /proc/mounts || mount -t tmpfs shm /host/dev/shm
 
 for pair in "$@"; do
     set_=${pair%%:*}
@@ -92,7 +109,8 @@ for pair in "$@"; do
     case $rc in
         0) v=PASS ;;
         4) v=SKIP ;;
-        124|137) v=TIMEOUT ;;
+        124) v=TIMEOUT ;;
+        137) if [ $secs -ge "$ST_TIMEOUT" ]; then v=TIMEOUT; else v=FAIL; fi ;;  # else OOM killer?
         *) v=FAIL ;;
     esac
     n=$(wc -l <"$out")
