@@ -56,6 +56,8 @@ pub fn check_extension(cap: u64) -> isize {
         uapi::KVM_CAP_NR_VCPUS => (crate::cpu::num_online_cpus() as isize).min(vm::MAX_VCPUS as isize),
         uapi::KVM_CAP_MAX_VCPUS => vm::MAX_VCPUS as isize,
         uapi::KVM_CAP_MAX_VCPU_ID => vm::MAX_VCPU_ID as isize,
+        // KVM_SET_NR_MMU_PAGES.
+        uapi::KVM_CAP_MMU_SHADOW_CACHE_CONTROL => 1,
         uapi::KVM_CAP_MP_STATE
         | uapi::KVM_CAP_IMMEDIATE_EXIT
         | uapi::KVM_CAP_DEBUGREGS

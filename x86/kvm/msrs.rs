@@ -236,7 +236,16 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
             inner.msrs.mce_banks[i] = v;
         }
         msr::IA32_BIOS_SIGN_ID => {}
-        0xc001_0015 => inner.msrs.hwcr = v & 0x0000_0000_ffff_ffff,
+        // HWCR: flush-filter disable, IGNNE emulation and TLB cache disable
+        // are ignored; only McStatusWrEn (18) and TscFreqSel (24) are kept;
+        // anything else is refused (upstream's rules).
+        0xc001_0015 => {
+            let v = v & !(0x40 | 0x100 | 0x8);
+            if v & !((1 << 18) | (1 << 24)) != 0 {
+                return Err(EINVAL);
+            }
+            inner.msrs.hwcr = v;
+        }
         msr::IA32_MISC_ENABLE => {
             let old = inner.msrs.misc_enable;
             let read_only = MISC_ENABLE_BTS_UNAVAIL | MISC_ENABLE_PEBS_UNAVAIL;

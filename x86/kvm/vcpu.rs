@@ -197,6 +197,12 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     }
     let id = id as u32;
     let mut inner = vm.inner.lock();
+    if inner.max_vcpu_ids == 0 {
+        inner.max_vcpu_ids = vm::MAX_VCPU_ID;
+    }
+    if id >= inner.max_vcpu_ids {
+        return Err(EINVAL);
+    }
     if inner.created_vcpus >= vm::MAX_VCPUS {
         return Err(EINVAL);
     }

@@ -79,6 +79,13 @@ pub(crate) struct VmInner {
     /// vCPUs ever created (upstream's created_vcpus: closing a vCPU's file
     /// does not lower it). VM-wide setup that must precede vCPUs checks it.
     pub created_vcpus: u32,
+    /// KVM_ENABLE_CAP(KVM_CAP_MAX_VCPU_ID): vCPU ids stay below this (0:
+    /// not set yet; the first vCPU fixes it at MAX_VCPU_ID, as upstream).
+    pub max_vcpu_ids: u32,
+    /// KVM_SET_NR_MMU_PAGES: kept for the VMM (it bounds upstream's shadow
+    /// page cache; the two-dimensional tables here, like upstream's TDP MMU,
+    /// are not bounded by it).
+    pub n_requested_mmu_pages: u64,
     pub tss_addr: Option<u64>,
     pub identity_map_addr: Option<u64>,
 }
@@ -120,6 +127,26 @@ pub struct Vm {
     pub(crate) inner: Mutex<VmInner>,
 }
 
+/// KVM_ENABLE_CAP(KVM_CAP_MAX_VCPU_ID): set once (again with the same value
+/// is fine), not below the boot vCPU's id, at most MAX_VCPU_ID.
+fn set_max_vcpu_id(vm: &Vm, max: u64) -> Result {
+    if max > MAX_VCPU_ID as u64 {
+        return Err(EINVAL);
+    }
+    let mut inner = vm.inner.lock();
+    if vm.irq.bsp_id() as u64 > max {
+        return Err(EINVAL);
+    }
+    if inner.max_vcpu_ids as u64 == max {
+        return Ok(());
+    }
+    if inner.max_vcpu_ids != 0 {
+        return Err(EINVAL);
+    }
+    inner.max_vcpu_ids = max as u32;
+    Ok(())
+}
+
 /// KVM_CREATE_VM.
 pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
     // Only the default VM type (KVM_X86_DEFAULT_VM) is supported.
@@ -151,6 +178,8 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
                 tss_addr: None,
                 identity_map_addr: None,
                 created_vcpus: 0,
+                max_vcpu_ids: 0,
+                n_requested_mmu_pages: 0,
             }),
         }),
         GFP_KERNEL,
@@ -260,10 +289,21 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             if cap.flags != 0 {
                 return Err(EINVAL);
             }
+            if cap.cap == uapi::KVM_CAP_MAX_VCPU_ID {
+                return set_max_vcpu_id(vm, cap.args[0]).map(|_| 0);
+            }
             match crate::irq::ioctl::enable_cap(vm, &cap) {
                 Some(r) => r.map(|_| 0),
                 None => Err(EINVAL),
             }
+        }
+        ioctl::KVM_SET_NR_MMU_PAGES => {
+            // Upstream's KVM_MIN_ALLOC_MMU_PAGES is the floor.
+            if (arg as u64) < 64 {
+                return Err(EINVAL);
+            }
+            vm.inner.lock().n_requested_mmu_pages = arg as u64;
+            Ok(0)
         }
         _ => match crate::irq::ioctl::vm_ioctl(vm, cmd, arg) {
             Some(r) => r,

@@ -27,6 +27,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("client/guest_debug_inject_and_caps", debug_inject),
         ("client/create_device_vfio", create_device_vfio),
         ("client/guest_debug_blockirq_with_posted_nmi", blockirq_posted_nmi),
+        ("client/max_vcpu_id_cap", max_vcpu_id_cap),
+        ("client/nr_mmu_pages", nr_mmu_pages),
+        ("client/hwcr_msr", hwcr_msr),
         ("debug_bp/sw_breakpoint_and_reinjection", sw_breakpoint),
         ("debug_bp/hw_breakpoint", hw_breakpoint),
     ]
@@ -541,5 +544,55 @@ fn blockirq_posted_nmi() -> TestResult {
     check_eq!(set_guest_debug_regs(&v, 0, [0; 8]), Ok(0));
     check_eq!(v.run(), Ok(KVM_EXIT_IO));
     check_eq!(v.io().port, 0x12);
+    Ok(())
+}
+
+fn enable_cap(vm: &Vm, cap: u32, arg0: u64) -> Result<i64, Errno> {
+    let mut c = kvm_enable_cap { cap, ..Default::default() };
+    c.args[0] = arg0;
+    ioctl_ptr(&vm.fd, KVM_ENABLE_CAP, &mut c)
+}
+
+fn max_vcpu_id_cap() -> TestResult {
+    let vm = Vm::new()?;
+    let max = ioctl_val(&vm.kvm, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPU_ID as u64).unwrap_or(0) as u64;
+    check!(max >= 1024);
+    check_eq!(enable_cap(&vm, KVM_CAP_MAX_VCPU_ID, max + 1), Err(libc::EINVAL));
+    check_eq!(enable_cap(&vm, KVM_CAP_MAX_VCPU_ID, 8), Ok(0));
+    // Again with the same value: fine; another: EINVAL.
+    check_eq!(enable_cap(&vm, KVM_CAP_MAX_VCPU_ID, 8), Ok(0));
+    check_eq!(enable_cap(&vm, KVM_CAP_MAX_VCPU_ID, 9), Err(libc::EINVAL));
+    check_eq!(ioctl_val(&vm.fd, KVM_SET_BOOT_CPU_ID, 9), Err(libc::EINVAL));
+    check!(vm.vcpu(8).is_err());
+    let v = vm.vcpu(7)?;
+    drop(v);
+    // Not below the boot vCPU's id.
+    let vm2 = Vm::new()?;
+    check_eq!(ioctl_val(&vm2.fd, KVM_SET_BOOT_CPU_ID, 5), Ok(0));
+    check_eq!(enable_cap(&vm2, KVM_CAP_MAX_VCPU_ID, 4), Err(libc::EINVAL));
+    check_eq!(enable_cap(&vm2, KVM_CAP_MAX_VCPU_ID, 5), Ok(0));
+    Ok(())
+}
+
+fn nr_mmu_pages() -> TestResult {
+    let vm = Vm::new()?;
+    check!(ioctl_val(&vm.fd, KVM_CHECK_EXTENSION, KVM_CAP_MMU_SHADOW_CACHE_CONTROL as u64).unwrap_or(0) > 0);
+    check_eq!(ioctl_val(&vm.fd, KVM_SET_NR_MMU_PAGES, 63), Err(libc::EINVAL));
+    check_eq!(ioctl_val(&vm.fd, KVM_SET_NR_MMU_PAGES, 64), Ok(0));
+    check_eq!(ioctl_val(&vm.fd, KVM_SET_NR_MMU_PAGES, 1 << 20), Ok(0));
+    Ok(())
+}
+
+fn hwcr_msr() -> TestResult {
+    let vm = Vm::new()?;
+    let v = vm.vcpu(0)?;
+    const HWCR: u32 = 0xc001_0015;
+    // Only McStatusWrEn and TscFreqSel stick; three legacy bits are ignored;
+    // anything else is refused.
+    check_eq!(v.set_msr(HWCR, 1), Ok(0));
+    check_eq!(v.set_msr(HWCR, 1 << 18), Ok(1));
+    check_eq!(v.get_msr(HWCR)?, 1 << 18);
+    check_eq!(v.set_msr(HWCR, (1 << 24) | 0x148), Ok(1));
+    check_eq!(v.get_msr(HWCR)?, 1 << 24);
     Ok(())
 }

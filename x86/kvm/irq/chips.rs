@@ -100,6 +100,11 @@ impl VmIrq {
         self.mode() == IrqchipMode::Kernel
     }
 
+    /// The boot vCPU's id (KVM_SET_BOOT_CPU_ID; 0 by default).
+    pub(crate) fn bsp_id(&self) -> u32 {
+        self.bsp_id.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn is_bsp(&self, vcpu_id: u32) -> bool {
         vcpu_id == self.bsp_id.load(Ordering::SeqCst)
     }

@@ -345,7 +345,7 @@ fn set_boot_cpu_id(vm: &Vm, arg: usize) -> Result {
     if inner.created_vcpus != 0 {
         return Err(EBUSY);
     }
-    if arg as u64 > crate::vm::MAX_VCPU_ID as u64 {
+    if arg as u64 > crate::vm::MAX_VCPU_ID as u64 || (inner.max_vcpu_ids != 0 && arg as u64 > inner.max_vcpu_ids as u64) {
         return Err(EINVAL);
     }
     vm.irq.set_bsp_id(arg as u32);
