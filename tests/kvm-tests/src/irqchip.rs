@@ -1293,7 +1293,14 @@ fn irqfd_resample() -> TestResult {
     check_eq!(efd_wait(&rfd, Duration::from_secs(5)), 1);
     check_eq!(redir(&vm, 11)? & REMOTE_IRR, 0);
     // The EOI lowered the irqfd's line: no second interrupt.
-    expect_out(&v, 0x12, "back from HLT (line lowered by the resampler)")?;
+    if let Err(e) = expect_out(&v, 0x12, "back from HLT (line lowered by the resampler)") {
+        // Where the guest is helps tell a lost wakeup from a handler that
+        // returned to the HLT.
+        let rip = v.regs().map(|r| r.rip).unwrap_or(0);
+        let irr = lapic_bit(&v, 0x200, 0x48).unwrap_or(false);
+        let isr = lapic_bit(&v, 0x100, 0x48).unwrap_or(false);
+        return Err(format!("{e} (rip {rip:#x}, mp_state {:?}, IRR {irr} ISR {isr}, redir {:#x})", mp_state(&v), redir(&vm, 11).unwrap_or(0)));
+    }
     // Once more.
     efd_write(&efd, 1)?;
     check_eq!(expect_out(&v, 0x11, "second level interrupt")?, 0x48);
