@@ -10,8 +10,6 @@
 //! revision; on AMD, DE_CFG with LFENCE-serializing if the host has it.
 
 use crate::bindings;
-use crate::uapi;
-use crate::user;
 use kernel::prelude::*;
 
 const MSR_IA32_UCODE_REV: u32 = 0x8b;
@@ -19,9 +17,6 @@ const MSR_IA32_ARCH_CAPABILITIES: u32 = 0x10a;
 const MSR_IA32_PERF_CAPABILITIES: u32 = 0x345;
 /// A vendor feature MSR (kvm-amd's DE_CFG), probed as upstream does.
 const VENDOR_CANDIDATES: &[u32] = &[0xc001_1029];
-
-/// Upstream's MAX_IO_MSRS: one KVM_GET_MSRS call reads fewer entries than this.
-const MAX_IO_MSRS: u32 = 256;
 
 fn vendor_msr(index: u32) -> Option<u64> {
     crate::virtualization::vendor().and_then(|v| v.get_feature_msr(index))
@@ -67,23 +62,15 @@ pub fn lfence_serializing() -> bool {
 /// index that is neither a feature MSR nor an advertised vCPU MSR; returns how
 /// many were filled (upstream's msr_io with do_get_feature_msr).
 pub(crate) fn get_msrs(arg: usize) -> Result<isize> {
-    let hdr: uapi::kvm_msrs = user::read(arg)?;
-    if hdr.nmsrs >= MAX_IO_MSRS {
-        return Err(E2BIG);
-    }
-    let base = arg + core::mem::size_of::<uapi::kvm_msrs>();
-    let esize = core::mem::size_of::<uapi::kvm_msr_entry>();
-    let mut done = 0;
-    for i in 0..hdr.nmsrs as usize {
-        let mut e: uapi::kvm_msr_entry = user::read(base + i * esize)?;
+    crate::msrs::msr_io(arg, true, |e| {
         // MSRs advertised for vCPUs read as 0 here, as upstream lets user
         // space read every MSR it advertises.
-        let Some(v) = value(e.index).or_else(|| crate::msr_list::is_reported(e.index).then_some(0)) else {
-            break;
-        };
-        e.data = v;
-        user::write(base + i * esize, &e)?;
-        done += 1;
-    }
-    Ok(done)
+        match value(e.index).or_else(|| crate::msr_list::is_reported(e.index).then_some(0)) {
+            Some(v) => {
+                e.data = v;
+                true
+            }
+            None => false,
+        }
+    })
 }

@@ -292,3 +292,35 @@ pub(crate) fn set_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, inde
     }
     set_msr(inner, index, value, host)
 }
+
+/// Upstream's MAX_IO_MSRS: one KVM_GET/SET_MSRS call handles fewer entries.
+const MAX_IO_MSRS: u32 = 256;
+
+/// The entry walk of KVM_GET_MSRS / KVM_SET_MSRS (vCPU and /dev/kvm;
+/// upstream's msr_io): `access` handles one entry (filling in `data` for a
+/// read) and says whether it succeeded; the walk stops at the first failure
+/// and returns how many succeeded. Entries read are written back.
+pub(crate) fn msr_io(
+    arg: usize,
+    writes_back: bool,
+    mut access: impl FnMut(&mut crate::uapi::kvm_msr_entry) -> bool,
+) -> Result<isize> {
+    let hdr: crate::uapi::kvm_msrs = crate::user::read(arg)?;
+    if hdr.nmsrs >= MAX_IO_MSRS {
+        return Err(E2BIG);
+    }
+    let base = arg + core::mem::size_of::<crate::uapi::kvm_msrs>();
+    let esize = core::mem::size_of::<crate::uapi::kvm_msr_entry>();
+    let mut done = 0;
+    for i in 0..hdr.nmsrs as usize {
+        let mut e: crate::uapi::kvm_msr_entry = crate::user::read(base + i * esize)?;
+        if !access(&mut e) {
+            break;
+        }
+        if writes_back {
+            crate::user::write(base + i * esize, &e)?;
+        }
+        done += 1;
+    }
+    Ok(done)
+}

@@ -21,8 +21,6 @@ use kernel::{c_str, new_mutex};
 
 /// Upstream's KVM_MAX_CPUID_ENTRIES.
 const MAX_CPUID_ENTRIES: u32 = 256;
-/// Upstream's MAX_IO_MSRS.
-const MAX_IO_MSRS: u32 = 256;
 
 /// What the VM keeps of each vCPU: enough to kick it out of the guest, to know
 /// which TLB generation it runs with, and its local APIC (what other vCPUs and
@@ -699,33 +697,13 @@ fn fxsave_from_fpu(b: &mut [u8; fpu::UABI_SIZE], f: &uapi::kvm_fpu) {
 /// KVM_GET_MSRS / KVM_SET_MSRS: returns how many entries were processed (stops
 /// at the first one that fails, as upstream's __msr_io).
 fn msr_io(vcpu: &Vcpu, inner: &mut VcpuInner, arg: usize, write: bool) -> Result<isize> {
-    let hdr: uapi::kvm_msrs = user::read(arg)?;
-    if hdr.nmsrs >= MAX_IO_MSRS {
-        return Err(E2BIG);
-    }
-    let base = arg + core::mem::size_of::<uapi::kvm_msrs>();
-    let esize = core::mem::size_of::<uapi::kvm_msr_entry>();
-    let mut done = 0;
-    for i in 0..hdr.nmsrs as usize {
-        let mut e: uapi::kvm_msr_entry = user::read(base + i * esize)?;
-        let ok = if write {
+    crate::msrs::msr_io(arg, !write, |e| {
+        if write {
             crate::msrs::set_msr_vcpu(vcpu, inner, e.index, e.data, true).is_ok()
         } else {
-            match crate::msrs::get_msr_vcpu(vcpu, inner, e.index, true) {
-                Ok(v) => {
-                    e.data = v;
-                    user::write(base + i * esize, &e)?;
-                    true
-                }
-                Err(_) => false,
-            }
-        };
-        if !ok {
-            break;
+            crate::msrs::get_msr_vcpu(vcpu, inner, e.index, true).map(|v| e.data = v).is_ok()
         }
-        done += 1;
-    }
-    Ok(done)
+    })
 }
 
 fn get_events(s: &ArchState) -> uapi::kvm_vcpu_events {
