@@ -86,6 +86,9 @@ pub fn check_extension(cap: u64) -> isize {
         uapi::KVM_CAP_SET_GUEST_DEBUG | uapi::KVM_CAP_X86_ROBUST_SINGLESTEP => 1,
         uapi::KVM_CAP_SET_GUEST_DEBUG2 => crate::guest_debug::SUPPORTED as isize,
         uapi::KVM_CAP_ADJUST_CLOCK => crate::time::vm_clock::VALID_FLAGS as isize,
+        // Emulation failures exit with the instruction bytes, never #UD
+        // (x86/kvm/emulation_failure.rs).
+        uapi::KVM_CAP_EXIT_ON_EMULATION_FAILURE => 1,
         _ => 0,
     }
 }

@@ -14,9 +14,6 @@ use crate::vcpu::{Pending, Vcpu, VcpuInner};
 use kernel::prelude::*;
 use kernel::uaccess::UserSlice;
 
-/// `KVM_INTERNAL_ERROR_EMULATION`.
-const INTERNAL_ERROR_EMULATION: u32 = 1;
-
 /// An MMIO read waiting for (or holding) the data user space provides; the
 /// instruction is executed again with it.
 #[derive(Clone, Copy, Debug)]
@@ -258,6 +255,25 @@ fn fetch(vcpu: &Vcpu, st: &ArchState) -> core::result::Result<([u8; 15], usize),
     Ok((bytes, got))
 }
 
+/// Up to 15 instruction bytes at CS:RIP (fewer at the end of what is
+/// mapped), or None if not even the first byte can be fetched.
+pub(crate) fn fetch_at_rip(vcpu: &Vcpu, st: &ArchState) -> Option<([u8; 15], usize)> {
+    fetch(vcpu, st).ok()
+}
+
+/// Whether the instruction at RIP can be fetched and decoded.
+pub(crate) fn decodes_at_rip(vcpu: &Vcpu, st: &ArchState) -> bool {
+    instruction_length(vcpu, st).is_some()
+}
+
+/// Emulates the instruction at RIP (forced emulation): as for MMIO, an access
+/// to MMIO exits to user space and the instruction completes on the next
+/// KVM_RUN.
+pub(crate) fn emulate_instruction(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
+    inner.mmio_insn = None;
+    run_emulator(vcpu, inner)
+}
+
 /// The length of the instruction at RIP, if it can be fetched and decoded.
 pub(crate) fn instruction_length(vcpu: &Vcpu, st: &ArchState) -> Option<u64> {
     let (bytes, n) = fetch(vcpu, st).ok()?;
@@ -275,14 +291,10 @@ fn commit(s: &mut ArchState, r: &Regs) {
     s.interrupt_shadow = false;
 }
 
-fn emulation_failure(vcpu: &Vcpu, bytes: &[u8], extra: u64) -> Result<Next> {
-    let mut w = [0u64; 3];
-    for (i, b) in bytes.iter().take(16).enumerate() {
-        w[i / 8] |= (*b as u64) << (8 * (i % 8));
-    }
-    w[2] = extra;
-    vcpu.run.set_internal_error(INTERNAL_ERROR_EMULATION, &w);
-    Ok(Next::User)
+/// An instruction that could not be emulated (upstream's
+/// handle_emulation_failure; see emulation_failure.rs).
+fn emulation_failure(vcpu: &Vcpu, inner: &mut VcpuInner, bytes: &[u8]) -> Result<Next> {
+    crate::emulation_failure::handle_emulation_failure(vcpu, inner, bytes)
 }
 
 /// Runs the instruction at RIP through the emulator and turns the outcome into
@@ -295,11 +307,11 @@ fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
             inner.state.queue_exception(14, Some(f.error_code));
             return Ok(Next::Guest);
         }
-        Err(_) => return emulation_failure(vcpu, &[], inner.state.rip),
+        Err(_) => return emulation_failure(vcpu, inner, &[]),
     };
     let insn = match emulator::decode(&bytes[..n], mode_of(&inner.state)) {
         Ok(i) => i,
-        Err(_) => return emulation_failure(vcpu, &bytes[..n], inner.state.rip),
+        Err(_) => return emulation_failure(vcpu, inner, &bytes[..n]),
     };
     let mut regs = regs_of(&inner.state);
     let mut env = VcpuEnv { vcpu, st: &inner.state, mmio: inner.mmio_insn, wanted_read: None, write: None };
@@ -320,7 +332,7 @@ fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
             Ok(Next::Guest)
         }
         Err(Stop::NeedMmioRead) => {
-            let Some((gpa, len)) = wanted else { return emulation_failure(vcpu, &bytes[..n], 0) };
+            let Some((gpa, len)) = wanted else { return emulation_failure(vcpu, inner, &bytes[..n]) };
             vcpu.run.set_mmio(gpa, [0; 8], len as u32, false);
             inner.mmio_insn = Some(PendingMmio { gpa, len, data: None });
             inner.pending = Pending::MmioRead { len };
@@ -339,7 +351,7 @@ fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
         }
         Err(Stop::Unsupported) | Err(Stop::Internal) => {
             inner.mmio_insn = None;
-            emulation_failure(vcpu, &bytes[..insn.len as usize], inner.state.rip)
+            emulation_failure(vcpu, inner, &bytes[..n])
         }
     }
 }
@@ -406,7 +418,7 @@ pub(crate) fn string_io(vcpu: &Vcpu, inner: &mut VcpuInner, port: u16, size: u8,
         return Ok(Next::Guest);
     }
     let Some(chunk) = string_chunk(vcpu, st, size, input, rep) else {
-        return emulation_failure(vcpu, &[], st.rip);
+        return emulation_failure(vcpu, inner, &[]);
     };
     let bytes = chunk.count as usize * size as usize;
     if !input {
@@ -437,7 +449,7 @@ pub(crate) fn string_io(vcpu: &Vcpu, inner: &mut VcpuInner, port: u16, size: u8,
             done += n;
         }
         if !ok {
-            return emulation_failure(vcpu, &[], inner.state.rip);
+            return emulation_failure(vcpu, inner, &[]);
         }
         // SAFETY: at most a page into the PIO page we own.
         unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), vcpu.run.pio_ptr(), bytes) };
@@ -506,10 +518,10 @@ pub(crate) fn complete_string_in(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, c
             inner.state.queue_exception(14, Some(f.error_code));
             return Ok(Next::Guest);
         }
-        Err(_) => return emulation_failure(vcpu, &[], inner.state.rip),
+        Err(_) => return emulation_failure(vcpu, inner, &[]),
     };
     if !matches!(write_gpa(vcpu, gpa, &buf[..bytes.min(4096)]), Ok(true)) {
-        return emulation_failure(vcpu, &[], inner.state.rip);
+        return emulation_failure(vcpu, inner, &[]);
     }
     advance_string(vcpu, inner, size, count, true);
     Ok(Next::Guest)
@@ -583,10 +595,10 @@ pub(crate) fn decode_cr_access(vcpu: &Vcpu, st: &ArchState) -> Option<(u8, CrOp)
 }
 
 /// Reports an instruction kvm.ko could not make sense of (the bytes at RIP).
-pub(crate) fn emulation_failure_at_rip(vcpu: &Vcpu, inner: &VcpuInner) -> Result<Next> {
+pub(crate) fn emulation_failure_at_rip(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
     match fetch(vcpu, &inner.state) {
-        Ok((bytes, n)) => emulation_failure(vcpu, &bytes[..n], inner.state.rip),
-        Err(_) => emulation_failure(vcpu, &[], inner.state.rip),
+        Ok((bytes, n)) => emulation_failure(vcpu, inner, &bytes[..n]),
+        Err(_) => emulation_failure(vcpu, inner, &[]),
     }
 }
 
@@ -596,7 +608,7 @@ pub(crate) fn mov_dr(vcpu: &Vcpu, inner: &mut VcpuInner, dr: u8, write: bool) ->
     let m = match decode_mov_ctl(vcpu, &inner.state) {
         Ok(m) if m.opcode == 0x21 || m.opcode == 0x23 => m,
         Ok(_) => return emulation_failure_at_rip(vcpu, inner),
-        Err((bytes, n)) => return emulation_failure(vcpu, &bytes[..n], inner.state.rip),
+        Err((bytes, n)) => return emulation_failure(vcpu, inner, &bytes[..n]),
     };
     let long64 = mode_of(&inner.state) == Mode::Bits64;
     let gpr = m.gpr as usize;

@@ -43,8 +43,10 @@ mod cr;
 mod dev_ioctl;
 pub mod feature_msrs;
 mod emulate;
+mod emulation_failure;
 pub mod exit;
 mod files;
+mod forced_emulation;
 mod fpu;
 mod guest_debug;
 mod irq;
@@ -56,6 +58,7 @@ pub mod mm;
 pub mod msr_list;
 mod msrs;
 mod nested_state;
+pub mod params;
 mod run;
 mod run_page;
 mod sigmask;
@@ -85,6 +88,7 @@ struct KvmModule;
 
 impl kernel::Module for KvmModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        params::init();
         Ok(KvmModule)
     }
 }

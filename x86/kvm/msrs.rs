@@ -134,6 +134,7 @@ pub(crate) fn get_msr(inner: &VcpuInner, index: u32, _host: bool) -> Result<u64>
         msr::IA32_MISC_ENABLE => inner.msrs.misc_enable,
         0xc001_1029 => inner.msrs.de_cfg,
         i if is_read_as_zero(i) => 0,
+        _ if crate::params::msr_ignored(index, 0, false) => 0,
         _ => {
             if !_host {
                 report_unhandled(false, index, 0);
@@ -260,6 +261,7 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
         }
         0xc001_1029 if v & !2 == 0 => inner.msrs.de_cfg = v,
         i if is_read_as_zero(i) && (v == 0 || host) => {}
+        i if !is_read_as_zero(i) && crate::params::msr_ignored(index, v, true) => {}
         _ => {
             if !host {
                 report_unhandled(true, index, v);

@@ -229,7 +229,8 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         flush_guest_tlb: core::mem::take(&mut inner.flush_guest_tlb),
         request_interrupt_window: want_window,
         intercept_iret,
-        intercept_exceptions: crate::guest_debug::intercepts(inner),
+        // #UD always (upstream too): handle_ud and the forced emulation prefix.
+        intercept_exceptions: crate::guest_debug::intercepts(inner) | (1 << 6),
     };
     let debug = crate::guest_debug::before_entry(inner);
     inner.bp_exit = false;
@@ -386,6 +387,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             run.set_fail_entry(hardware_reason, cpu);
             Ok(Next::User)
         }
+        Exit::Exception { vector: 6, .. } => crate::forced_emulation::handle_ud(vcpu, inner),
         Exit::Exception { vector, .. } if crate::guest_debug::exception(vcpu, inner, vector, inner.state.dr6) => {
             Ok(Next::User)
         }

@@ -107,6 +107,8 @@ pub struct Vm {
     pub(crate) vendor: &'static dyn VendorOps,
     /// A kvm-vfio device file is open (one per VM).
     pub(crate) vfio_device_open: core::sync::atomic::AtomicBool,
+    /// KVM_CAP_EXIT_ON_EMULATION_FAILURE (x86/kvm/emulation_failure.rs).
+    pub(crate) exit_on_emulation_error: core::sync::atomic::AtomicBool,
     /// KVM_REGISTER_COALESCED_MMIO's zones and the ring.
     #[pin]
     pub(crate) coalesced: crate::coalesced_mmio::CoalescedMmio,
@@ -165,6 +167,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
             irq <- crate::irq::VmIrq::new(),
             vendor,
             vfio_device_open: core::sync::atomic::AtomicBool::new(false),
+            exit_on_emulation_error: core::sync::atomic::AtomicBool::new(false),
             coalesced <- crate::coalesced_mmio::CoalescedMmio::new(ring),
             clock <- crate::time::vm_clock::VmClock::new(),
             tsc <- new_spinlock!(crate::time::tsc::TscSync::new(), "Vm::tsc"),
@@ -291,6 +294,9 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             }
             if cap.cap == uapi::KVM_CAP_MAX_VCPU_ID {
                 return set_max_vcpu_id(vm, cap.args[0]).map(|_| 0);
+            }
+            if cap.cap == uapi::KVM_CAP_EXIT_ON_EMULATION_FAILURE {
+                return crate::emulation_failure::enable_cap(vm, &cap).map(|_| 0);
             }
             match crate::irq::ioctl::enable_cap(vm, &cap) {
                 Some(r) => r.map(|_| 0),

@@ -97,6 +97,13 @@ pub trait VendorVcpu: Send {
     /// hardware reports it (NRIPS, VM-exit instruction length).
     fn next_rip(&self) -> Option<u64>;
 
+    /// The last exit as upstream's get_exit_info reports it in an emulation
+    /// failure exit: reason, info1, info2, interrupt info, error code (zeros
+    /// where the vendor does not keep them).
+    fn exit_info(&self) -> [u64; 5] {
+        [0; 5]
+    }
+
     /// Whether the guest can take an external interrupt now (IF=1, no shadow, no
     /// pending event).
     fn interrupt_allowed(&self, state: &ArchState) -> bool {

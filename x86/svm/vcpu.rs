@@ -338,6 +338,12 @@ impl VendorVcpu for SvmVcpu {
         self.decode_exit()
     }
 
+    fn exit_info(&self) -> [u64; 5] {
+        let c = &self.vmcb_ref().control;
+        // As upstream's svm_get_exit_info (the reason as a u32).
+        [c.exit_code as u32 as u64, c.exit_info_1, c.exit_info_2, c.exit_int_info as u64, c.exit_int_info_err as u64]
+    }
+
     fn next_rip(&self) -> Option<u64> {
         let c = &self.vmcb_ref().control;
         if c.exit_code == ec::IOIO {

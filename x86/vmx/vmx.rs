@@ -118,8 +118,12 @@ impl KvmX86Ops for Vmx {
             pr_err!("ept=0 requested, but shadow paging is not implemented\n");
             return Err(EINVAL);
         }
+        if !crate::params::unrestricted_guest() {
+            pr_err!("unrestricted_guest=0 requested, but real-mode emulation is not implemented\n");
+            return Err(EINVAL);
+        }
         let caps = read_capability_msrs()?;
-        let config = vmcs_config::setup_vmcs_config(&caps).map_err(|e| {
+        let mut config = vmcs_config::setup_vmcs_config(&caps).map_err(|e| {
             match e {
                 ConfigError::NoEpt | ConfigError::EptUnusable => pr_err!(
                     "EPT not supported (or unusable) by this CPU; shadow paging is not implemented\n"
@@ -134,6 +138,14 @@ impl KvmX86Ops for Vmx {
             }
             EIO
         })?;
+        // vpid=0 / vnmi=0: run without them (unless the CPU forces virtual NMIs).
+        let vnmi_bit = vmcs_config::controls::PIN_BASED_VIRTUAL_NMIS;
+        let vnmi_forced = caps.pinbased as u32 & vnmi_bit != 0;
+        let (vpid, vnmi) = crate::params::resolve(config.vpid, config.pin_based & vnmi_bit != 0);
+        config.vpid = vpid;
+        if !vnmi && !vnmi_forced {
+            config.pin_based &= !vnmi_bit;
+        }
         pr_info!(
             "VMCS revision {:#x}, size {}, EPT, unrestricted guest, VPID {}\n",
             config.revision_id,

@@ -15,9 +15,6 @@ use crate::vcpu::{Vcpu, VcpuInner};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 
-/// Upstream's tsc_tolerance_ppm: a requested rate this close to the host's
-/// needs no scaling.
-const TOLERANCE_PPM: u64 = 250;
 
 /// The VM's record of TSC writes (upstream's last_tsc_* and cur_tsc_*).
 pub(crate) struct TscSync {
@@ -155,13 +152,16 @@ pub(crate) fn set_msr(vcpu: &Vcpu, inner: &mut VcpuInner, index: u32, value: u64
 
 /// The bounds of a rate within the tolerance of `khz` (upstream's adjust_tsc_khz).
 fn within_tolerance(requested: u32, khz: u32) -> bool {
+    // kvm's tsc_tolerance_ppm: a requested rate this close to the host's
+    // needs no scaling.
     let k = khz as u64;
-    let lo = k * (1_000_000 - TOLERANCE_PPM) / 1_000_000;
-    let hi = k * (1_000_000 + TOLERANCE_PPM) / 1_000_000;
+    let ppm = crate::params::tsc_tolerance_ppm().min(1_000_000);
+    let lo = k * (1_000_000 - ppm) / 1_000_000;
+    let hi = k * (1_000_000 + ppm) / 1_000_000;
     (lo..=hi).contains(&(requested as u64))
 }
 
-/// KVM_SET_TSC_KHZ on a vCPU. Without TSC scaling a rate within 250 ppm of the
+/// KVM_SET_TSC_KHZ on a vCPU. Without TSC scaling a rate within tsc_tolerance_ppm of the
 /// host's is taken as the host's; a slower one is refused (EINVAL) as
 /// upstream; a faster one upstream emulates by catching the TSC up at each
 /// entry, which is not implemented here: refused with EINVAL and a line in
