@@ -4,6 +4,7 @@ sets=${*:-ours upstream}
 for MODSET in $sets; do
     export MODSET
     . "$REPO/tests/vm/modules.sh"
+    . "$REPO/tests/vm/params.sh"
     . "$REPO/tests/vm/api.sh"
 done
 exit 0

@@ -103,6 +103,8 @@ pub unsafe fn fixed_param(module: &str, live: bool, name: *const c_char, val: *c
     }
     // SAFETY: per the function's contract.
     let (name, val, why) = unsafe { (CStr::from_char_ptr(name), CStr::from_char_ptr(val), CStr::from_char_ptr(why)) };
+    // A sysfs write brings its newline.
+    let val = core::str::from_utf8(val.as_bytes().trim_ascii_end()).unwrap_or("?");
     if live {
         pr_warn!("{}.{}={} refused: {}\n", module, name, val, why);
         return EINVAL.to_errno();

@@ -7,6 +7,7 @@
 //! if any failed. `kvm-api-tests [FILTER]` runs the tests whose name contains FILTER.
 
 mod clientapi;
+mod emulation;
 mod guest;
 mod guests;
 mod harness;
@@ -29,6 +30,7 @@ fn main() {
     tests.extend(clientapi::tests());
     tests.extend(irqchip::tests());
     tests.extend(kvmclock::tests());
+    tests.extend(emulation::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
