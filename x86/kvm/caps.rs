@@ -89,6 +89,8 @@ pub fn check_extension(cap: u64) -> isize {
         // Emulation failures exit with the instruction bytes, never #UD
         // (x86/kvm/emulation_failure.rs).
         uapi::KVM_CAP_EXIT_ON_EMULATION_FAILURE => 1,
+        // The quirks that can be disabled (x86/kvm/quirks.rs).
+        uapi::KVM_CAP_DISABLE_QUIRKS2 => crate::quirks::SUPPORTED as isize,
         _ => 0,
     }
 }

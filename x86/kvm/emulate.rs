@@ -274,6 +274,26 @@ pub(crate) fn emulate_instruction(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<
     run_emulator(vcpu, inner)
 }
 
+/// Writes `data` over the instruction at CS:RIP (the hypercall fix-up): RAM
+/// through the guest's page tables, a #PF if they do not allow the write, an
+/// emulation failure if it is not RAM.
+pub(crate) fn write_at_rip(vcpu: &Vcpu, inner: &mut VcpuInner, data: &[u8]) -> Result<Next> {
+    let mut env = VcpuEnv { vcpu, st: &inner.state, mmio: None, wanted_read: None, write: None };
+    let lin = env.seg_base(Seg::Cs).wrapping_add(inner.state.rip);
+    let lin = if env.long_mode() { lin } else { lin & 0xffff_ffff };
+    let r = env.write(lin, data);
+    let mmio = env.write.is_some();
+    match r {
+        Ok(()) if !mmio => Ok(Next::Guest),
+        Err(Stop::PageFault(f)) => {
+            inner.state.cr2 = f.address;
+            inner.state.queue_exception(14, Some(f.error_code));
+            Ok(Next::Guest)
+        }
+        _ => emulation_failure_at_rip(vcpu, inner),
+    }
+}
+
 /// The length of the instruction at RIP, if it can be fetched and decoded.
 pub(crate) fn instruction_length(vcpu: &Vcpu, st: &ArchState) -> Option<u64> {
     let (bytes, n) = fetch(vcpu, st).ok()?;

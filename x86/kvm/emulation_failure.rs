@@ -24,14 +24,14 @@ pub(crate) fn enable_cap(vm: &Vm, cap: &uapi::kvm_enable_cap) -> Result {
     if cap.args[0] & !1 != 0 {
         return Err(EINVAL);
     }
-    vm.exit_on_emulation_error.store(cap.args[0] != 0, Ordering::Relaxed);
+    vm.switches.exit_on_emulation_error.store(cap.args[0] != 0, Ordering::Relaxed);
     Ok(())
 }
 
 /// Upstream's handle_emulation_failure: `insn` holds the instruction bytes
 /// fetched (empty if none could be).
 pub(crate) fn handle_emulation_failure(vcpu: &Vcpu, inner: &mut VcpuInner, insn: &[u8]) -> Result<Next> {
-    if vcpu.vm.exit_on_emulation_error.load(Ordering::Relaxed) {
+    if vcpu.vm.switches.exit_on_emulation_error.load(Ordering::Relaxed) {
         prepare_exit(vcpu, inner, insn);
         return Ok(Next::User);
     }

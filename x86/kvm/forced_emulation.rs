@@ -2,9 +2,9 @@
 //! #UD exits and the forced emulation prefix (upstream's handle_ud).
 //!
 //! #UD is always intercepted, as upstream does. Without the prefix the #UD is
-//! given back to the guest (upstream first tries the few instructions its
-//! emulator marks EmulateOnUD, such as a cross-vendor VMCALL; kvm.ko emulates
-//! none of them). With kvm's `force_emulation_prefix` parameter non-zero, the
+//! given back to the guest, except for the other vendor's hypercall
+//! instruction (upstream emulates the few instructions its emulator marks
+//! EmulateOnUD; kvm.ko does that one: x86/kvm/hypercall.rs). With kvm's `force_emulation_prefix` parameter non-zero, the
 //! five bytes `ud2; .ascii "kvm"` (0f 0b 6b 76 6d) before an instruction make
 //! KVM skip them and run that instruction through the emulator: the KVM
 //! selftests and kvm-unit-tests use it to test the emulator from a guest.
@@ -30,11 +30,19 @@ pub(crate) fn handle_ud(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
         // Upstream's EMULTYPE_TRAP_UD_FORCED: an instruction that cannot be
         // decoded (or fetched) is #UD; one that decodes but cannot be
         // executed is an emulation failure.
+        if let Some(native) = crate::hypercall::foreign_hypercall_at_rip(vcpu, inner) {
+            return crate::hypercall::fix_hypercall(vcpu, inner, native);
+        }
         if !emulate::decodes_at_rip(vcpu, &inner.state) {
             inner.state.queue_exception(6, None);
             return Ok(Next::Guest);
         }
         return emulate::emulate_instruction(vcpu, inner);
+    }
+    // Upstream's EMULTYPE_TRAP_UD: of the instructions its emulator runs on
+    // #UD (EmulateOnUD), kvm.ko does the other vendor's hypercall.
+    if let Some(native) = crate::hypercall::foreign_hypercall_at_rip(vcpu, inner) {
+        return crate::hypercall::fix_hypercall(vcpu, inner, native);
     }
     inner.state.queue_exception(6, None);
     Ok(Next::Guest)

@@ -107,8 +107,8 @@ pub struct Vm {
     pub(crate) vendor: &'static dyn VendorOps,
     /// A kvm-vfio device file is open (one per VM).
     pub(crate) vfio_device_open: core::sync::atomic::AtomicBool,
-    /// KVM_CAP_EXIT_ON_EMULATION_FAILURE (x86/kvm/emulation_failure.rs).
-    pub(crate) exit_on_emulation_error: core::sync::atomic::AtomicBool,
+    /// Behaviour switches set with KVM_ENABLE_CAP (x86/kvm/quirks.rs).
+    pub(crate) switches: crate::quirks::VmSwitches,
     /// KVM_REGISTER_COALESCED_MMIO's zones and the ring.
     #[pin]
     pub(crate) coalesced: crate::coalesced_mmio::CoalescedMmio,
@@ -167,7 +167,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
             irq <- crate::irq::VmIrq::new(),
             vendor,
             vfio_device_open: core::sync::atomic::AtomicBool::new(false),
-            exit_on_emulation_error: core::sync::atomic::AtomicBool::new(false),
+            switches: crate::quirks::VmSwitches::new(),
             coalesced <- crate::coalesced_mmio::CoalescedMmio::new(ring),
             clock <- crate::time::vm_clock::VmClock::new(),
             tsc <- new_spinlock!(crate::time::tsc::TscSync::new(), "Vm::tsc"),
@@ -297,6 +297,9 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             }
             if cap.cap == uapi::KVM_CAP_EXIT_ON_EMULATION_FAILURE {
                 return crate::emulation_failure::enable_cap(vm, &cap).map(|_| 0);
+            }
+            if cap.cap == uapi::KVM_CAP_DISABLE_QUIRKS2 {
+                return crate::quirks::enable_cap(vm, &cap).map(|_| 0);
             }
             match crate::irq::ioctl::enable_cap(vm, &cap) {
                 Some(r) => r.map(|_| 0),

@@ -2,7 +2,8 @@
 //! force_emulation_prefix parameter (`ud2; .ascii "kvm"` before an instruction
 //! makes KVM emulate it), #UD given back without the parameter or the prefix,
 //! and emulation failures (KVM_EXIT_INTERNAL_ERROR with the instruction bytes,
-//! #UD at CPL 0; KVM_CAP_EXIT_ON_EMULATION_FAILURE).
+//! #UD at CPL 0; KVM_CAP_EXIT_ON_EMULATION_FAILURE), the other vendor's
+//! hypercall instruction (KVM_X86_QUIRK_FIX_HYPERCALL_INSN).
 //!
 //! The guests run in real mode with an IVT whose #UD handler reports the IP
 //! of the faulting instruction with `out 0x16, ax`.
@@ -22,6 +23,8 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("emulation/failure_exit_with_insn_bytes_and_ud", failure_exit_and_ud),
         ("emulation/exit_on_emulation_failure_cap", exit_on_failure_cap),
         ("params/ignore_msrs_unknown_msr", ignore_msrs),
+        ("emulation/foreign_hypercall_fixed_up", hypercall_fixed_up),
+        ("emulation/foreign_hypercall_ud_without_quirk", hypercall_quirk_disabled),
     ]
 }
 
@@ -213,5 +216,58 @@ fn ignore_msrs() -> TestResult {
     check_eq!(v.io().port, 0x10);
     let r = v.regs()?;
     check_eq!((r.rax, r.rdx), (0, 0));
+    Ok(())
+}
+
+/// `mov ax, 11 (KVM_HC_SCHED_YIELD)`, the other vendor's hypercall, `hlt`;
+/// returns the code, the offset of the hypercall and the native instruction.
+fn foreign_hypercall(vm: &Vm) -> Result<(Vec<u8>, usize, [u8; 3], bool), String> {
+    let mut c = Cpuid2::with_room(256);
+    ioctl_ptr(&vm.kvm, KVM_GET_SUPPORTED_CPUID, c.ptr()).map_err(|e| format!("GET_SUPPORTED_CPUID: errno {e}"))?;
+    let intel = find_cpuid(&c.entries(), 0, 0).map_or(false, |e| e.ebx == 0x756e_6547);
+    let (native, foreign) = if intel { ([0x0f, 0x01, 0xc1], [0x0f, 0x01, 0xd9]) } else { ([0x0f, 0x01, 0xd9], [0x0f, 0x01, 0xc1]) };
+    let mut code = vec![0xb8, 0x0b, 0x00]; // mov ax, 11
+    code.extend_from_slice(&foreign);
+    code.push(0xf4);
+    Ok((code, 3, native, intel))
+}
+
+fn hypercall_fixed_up() -> TestResult {
+    let (vm, _, _) = vm_with_ram(0x1000)?;
+    let (code, at, native, intel) = foreign_hypercall(&vm)?;
+    drop(vm);
+    let (vm, v, mem) = real_mode_guest(&code)?;
+    let quirks = ioctl_val(&vm.fd, KVM_CHECK_EXTENSION, KVM_CAP_DISABLE_QUIRKS2 as u64).map_err(|e| format!("errno {e}"))?;
+    check!(quirks & KVM_X86_QUIRK_FIX_HYPERCALL_INSN as i64 != 0, "KVM_CAP_DISABLE_QUIRKS2 is {quirks:#x}");
+    let ip = CODE + at as u64;
+    if intel {
+        // VMMCALL is a protected-mode instruction: #UD in real mode, as is.
+        expect_ud_at(&v, ip)?;
+        check_eq!(peek(mem, ip as usize, 3), vec![0x0f, 0x01, 0xd9]);
+        return Ok(());
+    }
+    // KVM writes VMCALL's place over with VMMCALL, which the guest executes.
+    expect_exit(&v, KVM_EXIT_HLT)?;
+    check_eq!(peek(mem, ip as usize, 3), native.to_vec());
+    let r = v.regs()?;
+    check_eq!(r.rax, 0);
+    check_eq!(r.rip, CODE + code.len() as u64);
+    Ok(())
+}
+
+fn hypercall_quirk_disabled() -> TestResult {
+    let (vm, _, _) = vm_with_ram(0x1000)?;
+    let (code, at, _native, _intel) = foreign_hypercall(&vm)?;
+    drop(vm);
+    let (vm, v, mem) = real_mode_guest(&code)?;
+    let mut c = kvm_enable_cap { cap: KVM_CAP_DISABLE_QUIRKS2, ..Default::default() };
+    c.args[0] = 1 << 31;
+    check_eq!(ioctl_ptr(&vm.fd, KVM_ENABLE_CAP, &mut c), Err(libc::EINVAL));
+    c.args[0] = KVM_X86_QUIRK_FIX_HYPERCALL_INSN as u64;
+    check_eq!(ioctl_ptr(&vm.fd, KVM_ENABLE_CAP, &mut c), Ok(0));
+    let ip = CODE + at as u64;
+    let before = peek(mem, ip as usize, 3);
+    expect_ud_at(&v, ip)?;
+    check_eq!(peek(mem, ip as usize, 3), before);
     Ok(())
 }
