@@ -112,6 +112,16 @@ if [ "$MODSET" = ours ]; then
     unload_all
 fi
 
+# Both sets: upstream's spellings of nx_huge_pages load.
+unload_all
+[ -z "$MOD_PRE" ] || grep -q '^irqbypass ' /proc/modules || insmod "$MOD_PRE"
+if insmod "$MOD_KVM" nx_huge_pages=auto; then
+    echo force > /sys/module/kvm/parameters/nx_huge_pages && pass params/nx_huge_pages_words || fail params/nx_huge_pages_words "nx_huge_pages=force refused"
+else
+    fail params/nx_huge_pages_words "kvm does not load with nx_huge_pages=auto"
+fi
+unload_all
+
 # Both sets: the writable parameters take values and read them back.
 load_all
 ok=1 why=""

@@ -16,6 +16,8 @@
 
 int kvm_rs_param_fixed(const char *name, const char *val, bool same, const char *why);
 
+#define KVM_RS_NX_HUGE_PAGES_WHY "Non-executable huge pages (iTLB multihit mitigation); kvm-rs maps guest memory with 4 KiB pages only, so executable huge pages never exist: always Y"
+
 /* virt/kvm/kvm_main.c */
 KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, halt_poll_ns, unsigned int, uint, 0644, 0,
 	"Halt polling window in ns; halt polling is not implemented by kvm-rs: always 0 (a halted vCPU sleeps at once)");
@@ -34,8 +36,20 @@ KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, enable_virt_at_load, bool, bool, 0444, tr
 /* arch/x86/kvm/mmu/spte.c, mmu/mmu.c */
 KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, mmio_caching, bool, bool, 0444, false,
 	"Cache MMIO accesses in the page tables; not implemented by kvm-rs (every MMIO access faults): always N");
-KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, nx_huge_pages, bool, bool, 0644, true,
-	"Non-executable huge pages (iTLB multihit mitigation); kvm-rs maps guest memory with 4 KiB pages only, so executable huge pages never exist: always Y");
+/* Fixed too, but upstream's setter also takes off/force/auto/never: Rust parses. */
+int kvm_rs_param_nx_huge_pages(const char *val);
+static bool kvm_rs_nx_huge_pages = true;
+static int kvm_rs_nx_huge_pages_set(const char *val, const struct kernel_param *kp)
+{
+	return kvm_rs_param_nx_huge_pages(val ? val : "");
+}
+static const struct kernel_param_ops kvm_rs_nx_huge_pages_ops = {
+	.set = kvm_rs_nx_huge_pages_set,
+	.get = param_get_bool,
+};
+module_param_cb(nx_huge_pages, &kvm_rs_nx_huge_pages_ops, &kvm_rs_nx_huge_pages, 0644);
+__MODULE_PARM_TYPE(nx_huge_pages, "bool");
+MODULE_PARM_DESC(nx_huge_pages, KVM_RS_NX_HUGE_PAGES_WHY);
 unsigned int kvm_rs_nx_huge_pages_recovery_ratio = 60;
 module_param_named(nx_huge_pages_recovery_ratio, kvm_rs_nx_huge_pages_recovery_ratio, uint, 0644);
 MODULE_PARM_DESC(nx_huge_pages_recovery_ratio, "Share of split huge pages recovered per period (no effect: guest memory is mapped with 4 KiB pages)");

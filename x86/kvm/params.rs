@@ -122,3 +122,40 @@ pub unsafe extern "C" fn kvm_rs_param_fixed(name: *const c_char, val: *const c_c
     // SAFETY: the caller's strings, per the contract.
     unsafe { fixed_param("kvm", KVM_LIVE.load(Ordering::Acquire), name, val, same, why) }
 }
+
+/// Upstream's kstrtobool: the first character decides (`on`/`off` by the
+/// second).
+fn kstrtobool(s: &[u8]) -> Option<bool> {
+    match s {
+        [b'y' | b'Y' | b't' | b'T' | b'1', ..] => Some(true),
+        [b'n' | b'N' | b'f' | b'F' | b'0', ..] => Some(false),
+        [b'o' | b'O', b'n' | b'N', ..] => Some(true),
+        [b'o' | b'O', b'f' | b'F', ..] => Some(false),
+        _ => None,
+    }
+}
+
+/// `nx_huge_pages`: fixed at Y (no executable huge pages exist), with
+/// upstream's spellings: `force` and `auto` (KVM's choice) are Y, `off` and
+/// `never` are N, else a boolean.
+///
+/// # Safety
+/// `val` is a NUL-terminated string valid for the call.
+#[no_mangle]
+pub unsafe extern "C" fn kvm_rs_param_nx_huge_pages(val: *const c_char) -> c_int {
+    // SAFETY: per the contract.
+    let v = unsafe { CStr::from_char_ptr(val) };
+    let word = v.as_bytes().trim_ascii_end();
+    let on = match word {
+        b"force" | b"auto" => Some(true),
+        b"off" | b"never" => Some(false),
+        w => kstrtobool(w),
+    };
+    let Some(on) = on else { return EINVAL.to_errno() };
+    let why = kernel::c_str!(
+        "Non-executable huge pages (iTLB multihit mitigation); kvm-rs maps guest memory with 4 KiB pages only, so executable huge pages never exist: always Y"
+    );
+    let name = kernel::c_str!("nx_huge_pages");
+    // SAFETY: NUL-terminated strings, valid for the call.
+    unsafe { fixed_param("kvm", KVM_LIVE.load(Ordering::Acquire), name.as_char_ptr(), val, on, why.as_char_ptr()) }
+}
