@@ -66,6 +66,8 @@ pub fn check_extension(cap: u64) -> isize {
         | uapi::KVM_CAP_INTERNAL_ERROR_DATA
         | uapi::KVM_CAP_NOP_IO_DELAY => 1,
         uapi::KVM_CAP_XCRS => crate::cpu::host_has_xsave() as isize,
+        // Registers synced through kvm_run; the answer is the fields offered.
+        uapi::KVM_CAP_SYNC_REGS => crate::sync_regs::VALID_FIELDS as isize,
         // The answer is the ring's page in the vCPU mapping.
         uapi::KVM_CAP_COALESCED_MMIO => crate::coalesced_mmio::PAGE_OFFSET as isize,
         uapi::KVM_CAP_COALESCED_PIO => 1,

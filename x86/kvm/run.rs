@@ -30,6 +30,16 @@ pub(crate) const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
 const KVM_ENOSYS: u64 = 1000;
 
 pub(crate) fn kvm_arch_vcpu_ioctl_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
+    let r = run_with_synced_regs(vcpu, inner);
+    crate::sync_regs::store(vcpu, inner);
+    r
+}
+
+fn run_with_synced_regs(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
+    // As upstream, a vCPU waiting for INIT/SIPI takes no synced registers.
+    if !(vcpu.shared.irq.in_kernel && inner.mp_state == uapi::KVM_MP_STATE_UNINITIALIZED) {
+        crate::sync_regs::load(vcpu, inner)?;
+    }
     if let Next::User = complete_userspace_exit(vcpu, inner)? {
         post_run_save(vcpu, inner);
         return Ok(());

@@ -16,6 +16,7 @@ mod kvmclock;
 mod lifecycle;
 mod modes;
 mod smp;
+mod syncregs;
 mod system;
 
 fn main() {
@@ -29,6 +30,7 @@ fn main() {
     tests.extend(clientapi::tests());
     tests.extend(irqchip::tests());
     tests.extend(kvmclock::tests());
+    tests.extend(syncregs::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
