@@ -500,6 +500,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_GET_TSC_KHZ => Ok(inner.tsc.khz as isize),
         ioctl::KVM_GET_NESTED_STATE => crate::nested_state::get(arg),
         ioctl::KVM_SET_NESTED_STATE => crate::nested_state::set(arg),
+        ioctl::KVM_PRE_FAULT_MEMORY => crate::pre_fault::kvm_vcpu_pre_fault_memory(vcpu, arg),
         ioctl::KVM_TRANSLATE => {
             let mut tr: uapi::kvm_translation = user::read(arg)?;
             // u64::MAX is upstream's INVALID_GPA: never a valid translation.

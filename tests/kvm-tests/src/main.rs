@@ -7,6 +7,7 @@
 //! if any failed. `kvm-api-tests [FILTER]` runs the tests whose name contains FILTER.
 
 mod clientapi;
+mod dirtylog;
 mod guest;
 mod guests;
 mod harness;
@@ -16,6 +17,7 @@ mod kvmclock;
 mod lifecycle;
 mod modes;
 mod smp;
+mod prefault;
 mod syncregs;
 mod system;
 
@@ -31,6 +33,8 @@ fn main() {
     tests.extend(irqchip::tests());
     tests.extend(kvmclock::tests());
     tests.extend(syncregs::tests());
+    tests.extend(prefault::tests());
+    tests.extend(dirtylog::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
