@@ -86,8 +86,13 @@ impl VcpuShared {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Pending {
     None,
-    /// IN: the data comes from the PIO page into RAX.
-    PioIn { size: u8, next_rip: u64 },
+    /// IN: the data comes from the PIO page into RAX. Like OUT, RIP stays at
+    /// the instruction during the exit and moves to `next_rip` on completion,
+    /// unless user space moved it (`at`: the linear RIP of the instruction;
+    /// upstream's cui_linear_rip check drops the completion then).
+    PioIn { size: u8, at: u64, next_rip: u64 },
+    /// OUT: the data went out with the exit; RIP moves on at completion.
+    PioOut { at: u64, next_rip: u64 },
     /// INS (possibly REP): `count` elements from the PIO page go to guest memory.
     PioInString { size: u8, count: u32 },
     /// OUTS: the elements were copied out; advance RSI/RCX.
