@@ -48,6 +48,38 @@ pub(crate) fn guest_features(t: &[uapi::kvm_cpuid_entry2]) -> GuestFeatures {
     }
 }
 
+/// KVM's supported CPUID (KVM_GET_SUPPORTED_CPUID) in at most `max` entries
+/// (clamped to KVM_MAX_CPUID_ENTRIES); E2BIG when they do not fit.
+pub(crate) fn supported_entries(max: usize) -> Result<KVec<uapi::kvm_cpuid_entry2>> {
+    use crate::supported_cpuid::{self, CpuidEntry};
+    let cap = max.min(supported_cpuid::MAX_ENTRIES);
+    let mut entries = KVec::from_elem(CpuidEntry::default(), cap, GFP_KERNEL)?;
+    let n = supported_cpuid::supported_cpuid(&crate::cpu::HostCpu, &mut entries).map_err(|_| E2BIG)?;
+    let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+    for e in &entries[..n] {
+        out.push(
+            uapi::kvm_cpuid_entry2 {
+                function: e.function,
+                index: e.index,
+                flags: e.flags,
+                eax: e.eax,
+                ebx: e.ebx,
+                ecx: e.ecx,
+                edx: e.edx,
+                ..Default::default()
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    Ok(out)
+}
+
+/// The CR4-relevant features KVM supports at all (upstream's cr4_reserved_bits
+/// come from KVM's caps): what CR4 may enable before KVM_SET_CPUID2.
+pub(crate) fn host_features() -> Result<GuestFeatures> {
+    Ok(guest_features(&supported_entries(crate::supported_cpuid::MAX_ENTRIES)?))
+}
+
 /// Whether the guest's CPUID offers x2APIC (the APIC base may enter x2APIC mode).
 pub(crate) fn guest_has_x2apic(t: &[uapi::kvm_cpuid_entry2]) -> bool {
     has(t, feat::X2APIC)
@@ -89,6 +121,7 @@ pub(crate) fn set_cpuid(inner: &mut VcpuInner, entries: KVec<uapi::kvm_cpuid_ent
         }
     }
     inner.features = guest_features(&entries);
+    inner.cr4_features = inner.features.intersect(&host_features()?);
     inner.cpuid = entries;
     Ok(())
 }

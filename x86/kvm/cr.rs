@@ -97,7 +97,7 @@ pub(crate) fn set_cr0(vcpu: &Vcpu, inner: &mut VcpuInner, value: u64) -> Result<
 
 /// MOV to CR4 (upstream's kvm_set_cr4 + kvm_post_set_cr4).
 pub(crate) fn set_cr4(vcpu: &Vcpu, inner: &mut VcpuInner, value: u64) -> Result<(), Refused> {
-    if !validity::valid_cr4(value, &inner.features) {
+    if !validity::valid_cr4(value, &inner.cr4_features) {
         return Err(Refused);
     }
     let s = &inner.state;

@@ -2,7 +2,7 @@
 //! The ioctls of /dev/kvm itself (upstream's kvm_dev_ioctl + kvm_arch_dev_ioctl).
 
 use crate::bindings;
-use crate::supported_cpuid::{self, CpuidEntry};
+use crate::supported_cpuid;
 use crate::uapi::{self, ioctl};
 use crate::{caps, cpu, msr_list, user};
 use core::mem::size_of;
@@ -81,27 +81,9 @@ fn get_supported_cpuid(arg: usize) -> Result {
     if hdr.nent < 1 {
         return Err(E2BIG);
     }
-    let cap = (hdr.nent as usize).min(supported_cpuid::MAX_ENTRIES);
-    let mut entries = KVec::from_elem(CpuidEntry::default(), cap, GFP_KERNEL)?;
-    let n = supported_cpuid::supported_cpuid(&cpu::HostCpu, &mut entries).map_err(|_| E2BIG)?;
-    let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
-    for e in &entries[..n] {
-        out.push(
-            uapi::kvm_cpuid_entry2 {
-                function: e.function,
-                index: e.index,
-                flags: e.flags,
-                eax: e.eax,
-                ebx: e.ebx,
-                ecx: e.ecx,
-                edx: e.edx,
-                ..Default::default()
-            },
-            GFP_KERNEL,
-        )?;
-    }
+    let out = crate::cpuid::supported_entries(hdr.nent as usize)?;
     user::write_slice(arg + size_of::<uapi::kvm_cpuid2>(), &out)?;
-    hdr.nent = n as u32;
+    hdr.nent = out.len() as u32;
     user::write(arg, &hdr)
 }
 

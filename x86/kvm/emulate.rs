@@ -491,24 +491,34 @@ fn emulator_addr_mask(vcpu: &Vcpu, st: &ArchState) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// The REP string instruction at RIP: its length and, for a REP, the count
+/// left in RCX (masked to the address size).
+fn string_insn_at_rip(vcpu: &Vcpu, inner: &VcpuInner) -> (u64, Option<u64>) {
+    let am = emulator_addr_mask(vcpu, &inner.state);
+    let (bytes, n) = fetch(vcpu, &inner.state).unwrap_or(([0; 15], 0));
+    let insn = emulator::decode(&bytes[..n], mode_of(&inner.state)).ok();
+    let len = insn.map_or(inner.string_insn_len, |i| i.len as u64);
+    let rep = insn.map_or(false, |i| i.rep);
+    (len, rep.then(|| inner.state.gprs[gpr::RCX] & am))
+}
+
 /// Advances RSI or RDI (and RCX for REP) after `count` elements; RIP moves on
-/// once the count is exhausted.
+/// once the count is exhausted. User space may have changed RCX during the
+/// exit: as upstream, no more elements than RCX still asks for are consumed,
+/// so a lowered count ends the instruction instead of wrapping RCX.
 fn advance_string(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, count: u32, input: bool) {
     let am = emulator_addr_mask(vcpu, &inner.state);
+    let (len, rep_left) = string_insn_at_rip(vcpu, inner);
+    let count = rep_left.map_or(count as u64, |left| left.min(count as u64));
     let s = &mut inner.state;
-    let delta = count as u64 * size as u64;
+    let delta = count * size as u64;
     let reg = if input { gpr::RDI } else { gpr::RSI };
     let v = s.gprs[reg];
     let nv = if s.rflags & rflags::DF != 0 { v.wrapping_sub(delta) } else { v.wrapping_add(delta) };
     s.gprs[reg] = (v & !am) | (nv & am);
-    let (bytes, n) = fetch(vcpu, &inner.state).unwrap_or(([0; 15], 0));
-    let insn = emulator::decode(&bytes[..n], mode_of(&inner.state)).ok();
-    let rep = insn.map_or(false, |i| i.rep);
-    let len = insn.map_or(inner.string_insn_len, |i| i.len as u64);
-    let s = &mut inner.state;
     let mut done = true;
-    if rep {
-        let c = (s.gprs[gpr::RCX] & am).wrapping_sub(count as u64) & am;
+    if let Some(left) = rep_left {
+        let c = left - count;
         s.gprs[gpr::RCX] = (s.gprs[gpr::RCX] & !am) | c;
         done = c == 0;
     }
@@ -524,24 +534,42 @@ pub(crate) fn complete_string_out(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, 
 }
 
 pub(crate) fn complete_string_in(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, count: u32) -> Result<Next> {
+    // Only the elements RCX still asks for land in memory (see advance_string).
+    let count = match string_insn_at_rip(vcpu, inner).1 {
+        Some(left) => (count as u64).min(left) as u32,
+        None => count,
+    };
     let st = &inner.state;
     let Some(chunk) = string_chunk(vcpu, st, size, true, false) else { return Ok(Next::Guest) };
     let bytes = count as usize * size as usize;
     let mut buf = [0u8; 4096];
     // SAFETY: at most a page from the PIO page we own.
     unsafe { core::ptr::copy_nonoverlapping(vcpu.run.pio_ptr(), buf.as_mut_ptr(), bytes.min(4096)) };
+    let bytes = bytes.min(4096);
+    // The chunk stays within a page, except a single element that straddles
+    // one: translate every piece before writing any.
     let env = VcpuEnv { vcpu, st, mmio: None, wanted_read: None, write: None };
-    let gpa = match env.translate(chunk.lin, Access::Write) {
-        Ok(g) => g,
-        Err(Stop::PageFault(f)) => {
-            inner.state.cr2 = f.address;
-            inner.state.queue_exception(14, Some(f.error_code));
-            return Ok(Next::Guest);
+    let mut pieces = [(0u64, 0usize, 0usize); 2];
+    let (mut npieces, mut done) = (0, 0);
+    while done < bytes && npieces < pieces.len() {
+        let a = chunk.lin.wrapping_add(done as u64);
+        let n = (bytes - done).min(4096 - (a & 0xfff) as usize);
+        match env.translate(a, Access::Write) {
+            Ok(gpa) => pieces[npieces] = (gpa, done, done + n),
+            Err(Stop::PageFault(f)) => {
+                inner.state.cr2 = f.address;
+                inner.state.queue_exception(14, Some(f.error_code));
+                return Ok(Next::Guest);
+            }
+            Err(_) => return emulation_failure(vcpu, inner, &[]),
         }
-        Err(_) => return emulation_failure(vcpu, inner, &[]),
-    };
-    if !matches!(write_gpa(vcpu, gpa, &buf[..bytes.min(4096)]), Ok(true)) {
-        return emulation_failure(vcpu, inner, &[]);
+        npieces += 1;
+        done += n;
+    }
+    for &(gpa, from, to) in &pieces[..npieces] {
+        if !matches!(write_gpa(vcpu, gpa, &buf[from..to]), Ok(true)) {
+            return emulation_failure(vcpu, inner, &[]);
+        }
     }
     advance_string(vcpu, inner, size, count, true);
     Ok(Next::Guest)

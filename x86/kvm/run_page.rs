@@ -63,6 +63,33 @@ field_rw!(if_flag, set_if_flag, u8, if_flag);
 field_rw!(flags, set_flags, u16, flags);
 field_rw!(cr8, set_cr8, u64, cr8);
 field_rw!(apic_base, set_apic_base, u64, apic_base);
+field_rw!(kvm_valid_regs, set_kvm_valid_regs, u64, kvm_valid_regs);
+field_rw!(kvm_dirty_regs, set_kvm_dirty_regs, u64, kvm_dirty_regs);
+
+impl RunPages {
+    /// A snapshot of kvm_run's synced registers (`s.regs`): user space may be
+    /// writing them right now, so they are read once and only the copy is used.
+    pub(crate) fn sync_regs(&self) -> uapi::kvm_sync_regs {
+        // SAFETY: the page holds a kvm_run; kvm_sync_regs is plain integers, so
+        // a volatile copy is valid whatever user space wrote.
+        unsafe { addr_of!((*self.run_ptr()).s.regs).read_volatile() }
+    }
+
+    pub(crate) fn set_sync_regs_regs(&self, r: &uapi::kvm_regs) {
+        // SAFETY: a write of integers into the kvm_run page we own.
+        unsafe { addr_of_mut!((*self.run_ptr()).s.regs.regs).write_volatile(*r) }
+    }
+
+    pub(crate) fn set_sync_regs_sregs(&self, r: &uapi::kvm_sregs) {
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*self.run_ptr()).s.regs.sregs).write_volatile(*r) }
+    }
+
+    pub(crate) fn set_sync_regs_events(&self, e: &uapi::kvm_vcpu_events) {
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*self.run_ptr()).s.regs.events).write_volatile(*e) }
+    }
+}
 
 /// Byte offset of the exit union in kvm_run.
 const EXIT_UNION: usize = offset_of!(uapi::kvm_run, __bindgen_anon_1);

@@ -86,8 +86,13 @@ impl VcpuShared {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Pending {
     None,
-    /// IN: the data comes from the PIO page into RAX.
-    PioIn { size: u8, next_rip: u64 },
+    /// IN: the data comes from the PIO page into RAX. Like OUT, RIP stays at
+    /// the instruction during the exit and moves to `next_rip` on completion,
+    /// unless user space moved it (`at`: the linear RIP of the instruction;
+    /// upstream's cui_linear_rip check drops the completion then).
+    PioIn { size: u8, at: u64, next_rip: u64 },
+    /// OUT: the data went out with the exit; RIP moves on at completion.
+    PioOut { at: u64, next_rip: u64 },
     /// INS (possibly REP): `count` elements from the PIO page go to guest memory.
     PioInString { size: u8, count: u32 },
     /// OUTS: the elements were copied out; advance RSI/RCX.
@@ -104,6 +109,9 @@ pub(crate) struct VcpuInner {
     pub fpu: GuestFpu,
     pub cpuid: KVec<uapi::kvm_cpuid_entry2>,
     pub features: GuestFeatures,
+    /// The features CR4 may enable: KVM's supported ones until KVM_SET_CPUID2,
+    /// then those also in the guest's CPUID (see validity::valid_cr4).
+    pub cr4_features: GuestFeatures,
     pub apic_base: u64,
     pub has_run: bool,
     pub flushed_gen: u64,
@@ -229,6 +237,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     let mut reset_state = ArchState::reset(signature);
     reset_state.tsc_offset = crate::time::tsc::initial_offset(vm, tsc_khz);
     shared.irq.tsc_offset.store(reset_state.tsc_offset, Ordering::Relaxed);
+    let cr4_features = crate::cpuid::host_features()?;
     let (vm_ref, shared_ref) = (vm.clone(), shared.clone());
     let vcpu = Arc::pin_init(
         pin_init!(Vcpu {
@@ -241,6 +250,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 fpu,
                 cpuid: KVec::new(),
                 features: GuestFeatures::default(),
+                cr4_features,
                 apic_base: reset_apic_base(id, bsp),
                 has_run: false,
                 flushed_gen: u64::MAX,
@@ -495,6 +505,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_GET_TSC_KHZ => Ok(inner.tsc.khz as isize),
         ioctl::KVM_GET_NESTED_STATE => crate::nested_state::get(arg),
         ioctl::KVM_SET_NESTED_STATE => crate::nested_state::set(arg),
+        ioctl::KVM_PRE_FAULT_MEMORY => crate::pre_fault::kvm_vcpu_pre_fault_memory(vcpu, arg),
         ioctl::KVM_TRANSLATE => {
             let mut tr: uapi::kvm_translation = user::read(arg)?;
             // u64::MAX is upstream's INVALID_GPA: never a valid translation.
@@ -547,25 +558,36 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_GET_VCPU_EVENTS => {
-            let mut e = get_events(&inner.state);
-            e.nmi.pending = inner.nmi_pending as u8;
-            e.flags |= uapi::KVM_VCPUEVENT_VALID_NMI_PENDING;
-            user::write(arg, &e)?;
+            user::write(arg, &get_vcpu_events(inner))?;
             Ok(0)
         }
         ioctl::KVM_SET_VCPU_EVENTS => {
             let e: uapi::kvm_vcpu_events = user::read(arg)?;
-            set_events(&mut inner.state, &e)?;
-            if e.exception.injected != 0 {
-                crate::guest_debug::reinjected_exception(inner, e.exception.nr);
-            }
-            if e.flags & uapi::KVM_VCPUEVENT_VALID_NMI_PENDING != 0 {
-                inner.nmi_pending = e.nmi.pending != 0;
-            }
+            set_vcpu_events(inner, &e)?;
             Ok(0)
         }
         _ => Err(EINVAL),
     }
+}
+
+/// KVM_GET_VCPU_EVENTS (also kvm_run's synced events).
+pub(crate) fn get_vcpu_events(inner: &VcpuInner) -> uapi::kvm_vcpu_events {
+    let mut e = get_events(&inner.state);
+    e.nmi.pending = inner.nmi_pending as u8;
+    e.flags |= uapi::KVM_VCPUEVENT_VALID_NMI_PENDING;
+    e
+}
+
+/// KVM_SET_VCPU_EVENTS (also kvm_run's synced events).
+pub(crate) fn set_vcpu_events(inner: &mut VcpuInner, e: &uapi::kvm_vcpu_events) -> Result {
+    set_events(&mut inner.state, e)?;
+    if e.exception.injected != 0 {
+        crate::guest_debug::reinjected_exception(inner, e.exception.nr);
+    }
+    if e.flags & uapi::KVM_VCPUEVENT_VALID_NMI_PENDING != 0 {
+        inner.nmi_pending = e.nmi.pending != 0;
+    }
+    Ok(())
 }
 
 fn host_xcr0() -> u64 {
@@ -594,7 +616,7 @@ pub(crate) fn set_regs(s: &mut ArchState, r: &uapi::kvm_regs) {
     }
 }
 
-fn get_sregs(vcpu: &Vcpu, inner: &VcpuInner) -> uapi::kvm_sregs {
+pub(crate) fn get_sregs(vcpu: &Vcpu, inner: &VcpuInner) -> uapi::kvm_sregs {
     let s = &inner.state;
     let mut out = uapi::kvm_sregs {
         cs: s.cs, ds: s.ds, es: s.es, fs: s.fs, gs: s.gs, ss: s.ss, tr: s.tr, ldt: s.ldt,
@@ -613,10 +635,10 @@ fn get_sregs(vcpu: &Vcpu, inner: &VcpuInner) -> uapi::kvm_sregs {
     out
 }
 
-fn set_sregs(vcpu: &Vcpu, inner: &mut VcpuInner, r: &uapi::kvm_sregs) -> Result {
+pub(crate) fn set_sregs(vcpu: &Vcpu, inner: &mut VcpuInner, r: &uapi::kvm_sregs) -> Result {
     let f = &inner.features;
     let maxphy = crate::cpuid::guest_maxphyaddr(&inner.cpuid);
-    if !validity::valid_sregs(r.cr0, r.cr3, r.cr4, r.efer, r.cs.l != 0, maxphy, f) {
+    if !validity::valid_sregs(r.cr0, r.cr3, r.cr4, r.efer, r.cs.l != 0, maxphy, f, &inner.cr4_features) {
         return Err(EINVAL);
     }
     if vcpu.shared.irq.in_kernel {

@@ -22,6 +22,27 @@ pub struct GuestFeatures {
     pub pcid: bool,
 }
 
+impl GuestFeatures {
+    /// The features both `self` and `other` have.
+    pub fn intersect(&self, other: &GuestFeatures) -> GuestFeatures {
+        GuestFeatures {
+            lm: self.lm && other.lm,
+            nx: self.nx && other.nx,
+            svm: self.svm && other.svm,
+            fxsr_opt: self.fxsr_opt && other.fxsr_opt,
+            xsave: self.xsave && other.xsave,
+            smep: self.smep && other.smep,
+            smap: self.smap && other.smap,
+            fsgsbase: self.fsgsbase && other.fsgsbase,
+            pku: self.pku && other.pku,
+            la57: self.la57 && other.la57,
+            umip: self.umip && other.umip,
+            vmx: self.vmx && other.vmx,
+            pcid: self.pcid && other.pcid,
+        }
+    }
+}
+
 /// CR4 bits KVM knows at all (upstream's CR4_RESERVED_BITS complement).
 const CR4_KNOWN: u64 = cr4::VME | cr4::PVI | cr4::TSD | cr4::DE | cr4::PSE | cr4::PAE | cr4::MCE
     | cr4::PGE | cr4::PCE | cr4::OSFXSR | cr4::PCIDE | cr4::OSXSAVE | cr4::SMEP | cr4::FSGSBASE
@@ -46,6 +67,10 @@ pub fn cr4_reserved_bits(f: &GuestFeatures) -> u64 {
     r
 }
 
+/// Whether CR4 may hold `value`. `f` are the features CR4 may enable: KVM's
+/// supported features until user space sets the vCPU's CPUID, then those also
+/// in the guest's CPUID (upstream checks cr4_reserved_bits, from KVM's caps,
+/// and cr4_guest_rsvd_bits, which stays 0 until KVM_SET_CPUID2).
 pub fn valid_cr4(value: u64, f: &GuestFeatures) -> bool {
     value & cr4_reserved_bits(f) == 0
 }
@@ -70,8 +95,19 @@ pub fn valid_efer(value: u64, f: &GuestFeatures) -> bool {
 }
 
 /// KVM_SET_SREGS consistency (upstream's kvm_is_valid_sregs): `cs_l` is CS.L,
-/// `maxphyaddr` bounds CR3 in long mode.
-pub fn valid_sregs(cr0v: u64, cr3: u64, cr4v: u64, eferv: u64, cs_l: bool, maxphyaddr: u32, f: &GuestFeatures) -> bool {
+/// `maxphyaddr` bounds CR3 in long mode; `f` are the guest's CPUID features (for
+/// EFER), `cr4_f` the features CR4 may enable (see [`valid_cr4`]).
+#[allow(clippy::too_many_arguments)]
+pub fn valid_sregs(
+    cr0v: u64,
+    cr3: u64,
+    cr4v: u64,
+    eferv: u64,
+    cs_l: bool,
+    maxphyaddr: u32,
+    f: &GuestFeatures,
+    cr4_f: &GuestFeatures,
+) -> bool {
     if eferv & efer::LME != 0 && cr0v & cr0::PG != 0 {
         if cr4v & cr4::PAE == 0 || eferv & efer::LMA == 0 {
             return false;
@@ -82,7 +118,7 @@ pub fn valid_sregs(cr0v: u64, cr3: u64, cr4v: u64, eferv: u64, cs_l: bool, maxph
     } else if eferv & efer::LMA != 0 || cs_l {
         return false;
     }
-    valid_cr4(cr4v, f) && valid_cr0(cr0v) && valid_efer(eferv, f)
+    valid_cr4(cr4v, cr4_f) && valid_cr0(cr0v) && valid_efer(eferv, f)
 }
 
 #[cfg(test)]
@@ -97,22 +133,32 @@ mod tests {
     fn long_mode_needs_lm_in_cpuid() {
         let lm = efer::LME | efer::LMA;
         let (c0, c4) = (cr0::PE | cr0::PG, cr4::PAE);
-        assert!(valid_sregs(c0, 0x1000, c4, lm, true, 48, &amd()));
+        assert!(valid_sregs(c0, 0x1000, c4, lm, true, 48, &amd(), &amd()));
         let no_lm = GuestFeatures { lm: false, ..amd() };
-        assert!(!valid_sregs(c0, 0x1000, c4, lm, true, 48, &no_lm));
+        assert!(!valid_sregs(c0, 0x1000, c4, lm, true, 48, &no_lm, &no_lm));
     }
 
     #[test]
     fn long_mode_consistency() {
         let f = amd();
         // LME+PG without PAE or without LMA.
-        assert!(!valid_sregs(cr0::PE | cr0::PG, 0, 0, efer::LME | efer::LMA, false, 48, &f));
-        assert!(!valid_sregs(cr0::PE | cr0::PG, 0, cr4::PAE, efer::LME, false, 48, &f));
+        assert!(!valid_sregs(cr0::PE | cr0::PG, 0, 0, efer::LME | efer::LMA, false, 48, &f, &f));
+        assert!(!valid_sregs(cr0::PE | cr0::PG, 0, cr4::PAE, efer::LME, false, 48, &f, &f));
         // LMA without paging, or CS.L outside long mode.
-        assert!(!valid_sregs(cr0::PE, 0, 0, efer::LMA, false, 48, &f));
-        assert!(!valid_sregs(0, 0, 0, 0, true, 48, &f));
+        assert!(!valid_sregs(cr0::PE, 0, 0, efer::LMA, false, 48, &f, &f));
+        assert!(!valid_sregs(0, 0, 0, 0, true, 48, &f, &f));
         // CR3 beyond MAXPHYADDR.
-        assert!(!valid_sregs(cr0::PE | cr0::PG, 1 << 50, cr4::PAE, efer::LME | efer::LMA, true, 48, &f));
+        assert!(!valid_sregs(cr0::PE | cr0::PG, 1 << 50, cr4::PAE, efer::LME | efer::LMA, true, 48, &f, &f));
+    }
+
+    #[test]
+    fn cr4_features_are_both_sets() {
+        let host = GuestFeatures { smap: true, smep: true, ..amd() };
+        let guest = GuestFeatures { smap: true, ..amd() };
+        let both = host.intersect(&guest);
+        assert!(valid_cr4(cr4::SMAP, &both));
+        assert!(!valid_cr4(cr4::SMEP, &both));
+        assert!(valid_cr4(cr4::SMEP, &host));
     }
 
     #[test]

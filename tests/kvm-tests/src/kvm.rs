@@ -70,6 +70,19 @@ impl Cpuid2 {
         buf[0] = n as u64; // nent (low half), padding (high half)
         Cpuid2 { buf, room: n as usize }
     }
+    /// A table holding exactly `entries` (for KVM_SET_CPUID2).
+    pub fn from_entries(entries: &[kvm_uapi::kvm_cpuid_entry2]) -> Self {
+        let mut c = Cpuid2::with_room(entries.len() as u32);
+        // SAFETY: the buffer has room for `entries.len()` entries after the
+        // 8-byte header; unaligned writes of plain integers.
+        unsafe {
+            let base = (c.buf.as_mut_ptr() as *mut u8).add(8) as *mut kvm_uapi::kvm_cpuid_entry2;
+            for (i, e) in entries.iter().enumerate() {
+                std::ptr::write_unaligned(base.add(i), *e);
+            }
+        }
+        c
+    }
     pub fn nent(&self) -> u32 {
         self.buf[0] as u32
     }

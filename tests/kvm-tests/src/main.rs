@@ -7,6 +7,7 @@
 //! if any failed. `kvm-api-tests [FILTER]` runs the tests whose name contains FILTER.
 
 mod clientapi;
+mod dirtylog;
 mod emulation;
 mod guest;
 mod guests;
@@ -17,6 +18,8 @@ mod kvmclock;
 mod lifecycle;
 mod modes;
 mod smp;
+mod prefault;
+mod syncregs;
 mod system;
 
 fn main() {
@@ -31,6 +34,9 @@ fn main() {
     tests.extend(irqchip::tests());
     tests.extend(kvmclock::tests());
     tests.extend(emulation::tests());
+    tests.extend(syncregs::tests());
+    tests.extend(prefault::tests());
+    tests.extend(dirtylog::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
