@@ -305,9 +305,13 @@ fn regs_of(s: &ArchState) -> Regs {
 }
 
 fn commit(s: &mut ArchState, r: &Regs) {
+    // RF: clear once an instruction completes; set while a REP string
+    // instruction stays at its RIP for more elements, so that resuming it does
+    // not hit its instruction breakpoint again (upstream's x86_emulate_insn).
+    let rf = if r.rip == s.rip { rflags::RF } else { 0 };
     s.gprs = r.gprs;
     set_rip(s, r.rip);
-    s.rflags = r.rflags | rflags::FIXED;
+    s.rflags = (r.rflags & !rflags::RF) | rf | rflags::FIXED;
     s.interrupt_shadow = false;
 }
 

@@ -19,6 +19,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
     vec![
         ("emulation/fep_mmio_and_register_instructions", fep_emulates),
         ("emulation/fep_off_gives_ud", fep_off_gives_ud),
+        ("emulation/fep_completed_instruction_clears_rf", fep_clears_rf),
         ("emulation/ud2_without_prefix_gives_ud", ud_without_prefix),
         ("emulation/failure_exit_with_insn_bytes_and_ud", failure_exit_and_ud),
         ("emulation/exit_on_emulation_failure_cap", exit_on_failure_cap),
@@ -269,5 +270,27 @@ fn hypercall_quirk_disabled() -> TestResult {
     let before = peek(mem, ip as usize, 3);
     expect_ud_at(&v, ip)?;
     check_eq!(peek(mem, ip as usize, 3), before);
+    Ok(())
+}
+
+/// RFLAGS.RF is clear once an emulated instruction completes (seen at the
+/// MMIO exit of a forced-emulation MOV that starts with RF set).
+fn fep_clears_rf() -> TestResult {
+    let _p = KvmParam::set("force_emulation_prefix", "1")?;
+    let mut code = FEP.to_vec();
+    code.extend_from_slice(&[0x89, 0x06, 0x10, 0x00, 0xf4]); // mov [0x10],ax; hlt
+    let (_vm, v, _mem) = real_mode_guest(&code)?;
+    let mut sr = v.sregs()?;
+    sr.ds.selector = 0xd000;
+    sr.ds.base = 0xd0000;
+    v.set_sregs(&sr).map_err(|e| format!("SET_SREGS: errno {e}"))?;
+    let mut r = v.regs()?;
+    r.rax = 0x5a5a;
+    r.rflags = 2 | 1 << 16;
+    v.set_regs(&r)?;
+    expect_mmio(&v, 0xd0010, 2, Some(&[0x5a, 0x5a]))?;
+    let r = v.regs()?;
+    check_eq!(r.rflags & (1 << 16), 0);
+    check_eq!(r.rip, CODE + FEP.len() as u64 + 4);
     Ok(())
 }
