@@ -25,6 +25,8 @@ sysfs_perms() {
     done | sort
 }
 param() { cat "/sys/module/$1/parameters/$2" 2>&1; }
+# only_in A B: the lines of A that B does not have (busybox has no comm).
+only_in() { awk -v b="$2" 'FILENAME == b { seen[$0] = 1; next } !($0 in seen)' "$2" "$1"; }
 
 unload_all
 dmesg_mark
@@ -33,7 +35,7 @@ if [ "$MODSET" = ours ]; then
         name=params/modinfo_${ko%.ko}
         modinfo_params "$UP_DIR/$ko" > /tmp/params-up
         modinfo_params "$OURS_DIR/$ko" > /tmp/params-ours
-        missing=$(comm -23 /tmp/params-up /tmp/params-ours | tr '\n' ' ')
+        missing=$(only_in /tmp/params-up /tmp/params-ours | tr '\n' ' ')
         if [ ! -s /tmp/params-up ]; then
             fail $name "modinfo lists no parameters of upstream's $ko"
         elif [ -z "$missing" ]; then
@@ -51,7 +53,7 @@ if [ "$MODSET" = ours ]; then
     load_all && sysfs_perms kvm $vendor > /tmp/perms-ours
     # vmentry_l1d_flush (kvm_intel) has no type, so modinfo does not list it
     # and kvm-rs does not declare it.
-    diff=$(comm -23 /tmp/perms-up /tmp/perms-ours | grep -v /vmentry_l1d_flush | tr '\n' ' ')
+    diff=$(only_in /tmp/perms-up /tmp/perms-ours | grep -v /vmentry_l1d_flush | tr '\n' ' ')
     if [ ! -s /tmp/perms-up ]; then
         fail params/sysfs_permissions "upstream's modules show no parameters"
     elif [ -z "$diff" ]; then
@@ -133,4 +135,16 @@ for kv in kvm/force_emulation_prefix=1 kvm/force_emulation_prefix=0 kvm/ignore_m
     [ "$(cat /sys/module/${p%%/*}/parameters/${p#*/})" = "$v" ] || { ok=0; why="$why $kv reads $(cat /sys/module/${p%%/*}/parameters/${p#*/});"; }
 done
 [ $ok = 1 ] && pass params/writable || fail params/writable "$why"
+
+# Both sets: a failed VM entry prints the hint, or with dump_invalid_vmcb/vmcs
+# the VMCB/VMCS (the API suite's guest with an invalid CS makes one).
+if [ $vendor = kvm_amd ]; then dp=dump_invalid_vmcb want="VMCB State Save Area:"; else dp=dump_invalid_vmcs want="Guest State"; fi
+dmesg_mark
+hostrun "$HOST_REPO/target/release/kvm-api-tests" guest/fail_entry_invalid_cs > /dev/null 2>&1
+dmesg | grep -q "set $vendor.$dp=1 to dump internal KVM state" && pass params/invalid_entry_hint || fail params/invalid_entry_hint "no hint in dmesg: $(dmesg | tail -3 | tr '\n' ';')"
+echo 1 > /sys/module/$vendor/parameters/$dp
+dmesg_mark
+hostrun "$HOST_REPO/target/release/kvm-api-tests" guest/fail_entry_invalid_cs > /dev/null 2>&1
+dmesg | grep -q "$want" && pass params/invalid_entry_dump || fail params/invalid_entry_dump "no '$want' in dmesg: $(dmesg | tail -3 | tr '\n' ';')"
+echo 0 > /sys/module/$vendor/parameters/$dp
 unload_all

@@ -28,6 +28,14 @@ for MODSET in ${*:-ours upstream}; do
         tsc/guest_writes emulation/ params/}; do
         hostrun "$TESTBIN/kvm-api-tests" "$t"
     done | sed "s#^\(PASS\|FAIL\|SKIP\) #\1 $MODSET/vmx/#"
+    # A failed VM entry (the suite's invalid-CS guest): the hint, or the VMCS
+    # with dump_invalid_vmcs=1.
+    dmesg | grep -q "set kvm_intel.dump_invalid_vmcs=1 to dump internal KVM state" && pass vmx/invalid_entry_hint \
+        || fail vmx/invalid_entry_hint "no hint in dmesg"
+    echo 1 > /sys/module/kvm_intel/parameters/dump_invalid_vmcs
+    hostrun "$TESTBIN/kvm-api-tests" guest/fail_entry_invalid_cs > /dev/null
+    echo 0 > /sys/module/kvm_intel/parameters/dump_invalid_vmcs
+    dmesg | grep -q "Guest State" && pass vmx/invalid_entry_dump || fail vmx/invalid_entry_dump "no VMCS dump in dmesg"
     expect vmx/rmmod_intel rmmod kvm_intel
     ok=1; for i in 1 2 3 4 5; do insmod "$MOD_INTEL" && rmmod kvm_intel || ok=0; done
     [ $ok = 1 ] && pass vmx/reload_cycles || fail vmx/reload_cycles "reload failed"

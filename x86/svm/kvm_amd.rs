@@ -7,6 +7,7 @@
 
 use kernel::prelude::*;
 
+mod dump;
 mod npt;
 mod params;
 mod svm;

@@ -56,8 +56,9 @@ KVM_RS_FIXED_PARAM(kvm_amd_param_fixed, tsc_scaling, int, int, 0444, 0,
 	"TSC ratio scaling; not implemented by kvm-rs: always 0");
 KVM_RS_FIXED_PARAM(kvm_amd_param_fixed, avic, bool, bool, 0444, false,
 	"AVIC (APIC virtualization); not implemented by kvm-rs: always N");
-KVM_RS_FIXED_PARAM(kvm_amd_param_fixed, dump_invalid_vmcb, bool, bool, 0644, false,
-	"Dump the VMCB when VMRUN fails; not implemented by kvm-rs: always N");
+bool kvm_amd_dump_invalid_vmcb;
+module_param_named(dump_invalid_vmcb, kvm_amd_dump_invalid_vmcb, bool, 0644);
+MODULE_PARM_DESC(dump_invalid_vmcb, "Dump the VMCB to the kernel log when VMRUN fails");
 KVM_RS_FIXED_PARAM(kvm_amd_param_fixed, intercept_smi, bool, bool, 0444, true,
 	"Intercept SMIs while a guest runs; kvm-rs always does: always Y");
 KVM_RS_FIXED_PARAM(kvm_amd_param_fixed, vnmi, bool, bool, 0444, false,

@@ -8,6 +8,14 @@ use core::sync::atomic::{AtomicBool, Ordering};
 extern "C" {
     static kvm_amd_npt: bool;
     static mut kvm_amd_nrips: i32;
+    static kvm_amd_dump_invalid_vmcb: bool;
+}
+
+/// `dump_invalid_vmcb` (writable at any time: read at each use).
+pub(crate) fn dump_invalid_vmcb() -> bool {
+    // SAFETY: a bool written only by the kernel's parameter code; a volatile
+    // read sees a whole value.
+    unsafe { core::ptr::read_volatile(&raw const kvm_amd_dump_invalid_vmcb) }
 }
 
 /// `npt`: use nested paging (the only paging mode implemented).

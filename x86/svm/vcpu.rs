@@ -276,7 +276,9 @@ impl SvmVcpu {
             | ec::RDTSCP | ec::RDPRU => Exit::UndefinedOpcode,
             ec::INVD | ec::WBINVD | ec::MONITOR | ec::MWAIT | ec::MWAIT_COND => Exit::Nop,
             ec::NPF => Exit::TdpFault { gpa: i2, write: i1 & 2 != 0, fetch: i1 & 16 != 0, present: i1 & 1 != 0 },
-            ec::INVALID => Exit::FailEntry { hardware_reason: code },
+            // VMEXIT_INVALID is -1; upstream reads EXITCODE as 32 bits (QEMU's
+            // TCG writes 0xffffffff) and reports that as the failure reason.
+            c if c as u32 == ec::INVALID as u32 => Exit::FailEntry { hardware_reason: u32::MAX as u64 },
             c if (ec::EXCP_BASE..ec::EXCP_BASE + 32).contains(&c) => Exit::Exception {
                 vector: (c - ec::EXCP_BASE) as u8,
                 error_code: Some(i1 as u32),
@@ -335,7 +337,11 @@ impl VendorVcpu for SvmVcpu {
             core::arch::asm!("cli", "stgi", options(nostack));
         }
         self.save_state(st);
-        self.decode_exit()
+        let exit = self.decode_exit();
+        if let Exit::FailEntry { .. } = exit {
+            crate::dump::dump_vmcb(self.vmcb_ref(), cpu);
+        }
+        exit
     }
 
     fn exit_info(&self) -> [u64; 5] {

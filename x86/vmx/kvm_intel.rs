@@ -8,6 +8,7 @@ use kernel::prelude::*;
 #[path = "../../src/vmcs-config/src/lib.rs"]
 mod vmcs_config;
 
+mod dump;
 mod ept;
 mod loaded_vmcs;
 mod params;

@@ -50,8 +50,9 @@ KVM_RS_FIXED_PARAM(kvm_intel_param_fixed, pml, bool, bool, 0444, false,
 	"Page-modification logging for dirty tracking; not implemented by kvm-rs: always N");
 KVM_RS_FIXED_PARAM(kvm_intel_param_fixed, error_on_inconsistent_vmcs_config, bool, bool, 0444, true,
 	"Refuse to load on an unusable VMCS configuration; kvm-rs always does: always Y");
-KVM_RS_FIXED_PARAM(kvm_intel_param_fixed, dump_invalid_vmcs, bool, bool, 0644, false,
-	"Dump the VMCS when VM entry fails; not implemented by kvm-rs: always N");
+bool kvm_intel_dump_invalid_vmcs;
+module_param_named(dump_invalid_vmcs, kvm_intel_dump_invalid_vmcs, bool, 0644);
+MODULE_PARM_DESC(dump_invalid_vmcs, "Dump the VMCS to the kernel log when VM entry fails");
 KVM_RS_FIXED_PARAM(kvm_intel_param_fixed, preemption_timer, bool, bool, 0444, false,
 	"VMX preemption timer for the LAPIC timer; not used by kvm-rs: always N");
 KVM_RS_FIXED_PARAM(kvm_intel_param_fixed, allow_smaller_maxphyaddr, bool, bool, 0444, false,

@@ -10,6 +10,14 @@ extern "C" {
     static kvm_intel_unrestricted_guest: bool;
     static mut kvm_intel_vpid: bool;
     static mut kvm_intel_vnmi: bool;
+    static kvm_intel_dump_invalid_vmcs: bool;
+}
+
+/// `dump_invalid_vmcs` (writable at any time: read at each use).
+pub(crate) fn dump_invalid_vmcs() -> bool {
+    // SAFETY: a bool written only by the kernel's parameter code; a volatile
+    // read sees a whole value.
+    unsafe { core::ptr::read_volatile(&raw const kvm_intel_dump_invalid_vmcs) }
 }
 
 /// `ept`: use extended page tables (the only paging mode implemented).

@@ -645,6 +645,9 @@ impl VendorVcpu for VmxVcpu {
             self.exit_len = len;
             exit
         };
+        if let Exit::FailEntry { .. } = exit {
+            crate::dump::dump_vmcs(&vmcs);
+        }
         // The VMCS now holds `st`: what was written if the entry failed, what the
         // exit saved (and save_state read back) otherwise.
         self.guest_in_vmcs = Some(*st);
