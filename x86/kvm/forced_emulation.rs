@@ -33,6 +33,16 @@ pub(crate) fn handle_ud(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
         if let Some(native) = crate::hypercall::foreign_hypercall_at_rip(vcpu, inner) {
             return crate::hypercall::fix_hypercall(vcpu, inner, native);
         }
+        if is_cpuid_at_rip(vcpu, inner) {
+            // The memory emulator has no CPUID; the exit handler's answer is
+            // the emulated one.
+            crate::cpuid::emulate_cpuid(inner, vcpu.shared.id);
+            let rip = inner.state.rip.wrapping_add(2);
+            set_rip(&mut inner.state, rip);
+            inner.state.rflags &= !rflags::RF;
+            inner.state.interrupt_shadow = false;
+            return Ok(Next::Guest);
+        }
         if !emulate::decodes_at_rip(vcpu, &inner.state) {
             inner.state.queue_exception(6, None);
             return Ok(Next::Guest);
@@ -54,4 +64,9 @@ fn has_prefix(vcpu: &Vcpu, inner: &VcpuInner) -> bool {
         Some((bytes, n)) => n >= KVM_EMULATE_PREFIX.len() && bytes[..KVM_EMULATE_PREFIX.len()] == KVM_EMULATE_PREFIX,
         None => false,
     }
+}
+
+/// Whether the instruction at RIP is CPUID (0f a2, without prefixes).
+fn is_cpuid_at_rip(vcpu: &Vcpu, inner: &VcpuInner) -> bool {
+    matches!(emulate::fetch_at_rip(vcpu, &inner.state), Some((b, n)) if n >= 2 && b[0] == 0x0f && b[1] == 0xa2)
 }

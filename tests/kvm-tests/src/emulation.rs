@@ -20,6 +20,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("emulation/fep_mmio_and_register_instructions", fep_emulates),
         ("emulation/fep_off_gives_ud", fep_off_gives_ud),
         ("emulation/fep_completed_instruction_clears_rf", fep_clears_rf),
+        ("emulation/fep_cpuid", fep_cpuid),
         ("emulation/ud2_without_prefix_gives_ud", ud_without_prefix),
         ("emulation/failure_exit_with_insn_bytes_and_ud", failure_exit_and_ud),
         ("emulation/exit_on_emulation_failure_cap", exit_on_failure_cap),
@@ -292,5 +293,25 @@ fn fep_clears_rf() -> TestResult {
     let r = v.regs()?;
     check_eq!(r.rflags & (1 << 16), 0);
     check_eq!(r.rip, CODE + FEP.len() as u64 + 4);
+    Ok(())
+}
+
+/// CPUID through forced emulation answers as CPUID itself (leaf 0: the
+/// maximum leaf and the vendor string of the vCPU's CPUID).
+fn fep_cpuid() -> TestResult {
+    let _p = KvmParam::set("force_emulation_prefix", "1")?;
+    // xor eax,eax; cpuid; out 0x10,al; xor eax,eax; FEP cpuid; hlt
+    let mut code = vec![0x66, 0x31, 0xc0, 0x0f, 0xa2, 0xe6, 0x10, 0x66, 0x31, 0xc0];
+    code.extend_from_slice(&FEP);
+    code.extend_from_slice(&[0x0f, 0xa2, 0xf4]);
+    let (vm, v, _mem) = real_mode_guest(&code)?;
+    v.set_supported_cpuid(&vm.kvm)?;
+    expect_exit(&v, KVM_EXIT_IO)?;
+    let a = v.regs()?;
+    expect_exit(&v, KVM_EXIT_HLT)?;
+    let b = v.regs()?;
+    check_eq!((b.rax, b.rbx, b.rcx, b.rdx), (a.rax, a.rbx, a.rcx, a.rdx));
+    check!(a.rbx != 0, "CPUID leaf 0 gave no vendor");
+    check_eq!(b.rip, CODE + code.len() as u64);
     Ok(())
 }
