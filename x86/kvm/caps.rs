@@ -91,6 +91,9 @@ pub fn check_extension(cap: u64) -> isize {
         // completes); DEBUG2 lists the control bits offered.
         uapi::KVM_CAP_SET_GUEST_DEBUG | uapi::KVM_CAP_X86_ROBUST_SINGLESTEP => 1,
         uapi::KVM_CAP_SET_GUEST_DEBUG2 => crate::guest_debug::SUPPORTED as isize,
+        // User-space MSR exits, the MSR filter (x86/kvm/user_msr) and
+        // MSR_PLATFORM_INFO's guest access (platform_info.rs).
+        uapi::KVM_CAP_X86_USER_SPACE_MSR | uapi::KVM_CAP_X86_MSR_FILTER | uapi::KVM_CAP_MSR_PLATFORM_INFO => 1,
         uapi::KVM_CAP_ADJUST_CLOCK => crate::time::vm_clock::VALID_FLAGS as isize,
         _ => 0,
     }

@@ -13,6 +13,9 @@
 //! - `x86_ops` (the vendor trait), `virtualization` (per-CPU enabling), `kvm_init`
 //!   (registration), `dev_ioctl` (the /dev/kvm system ioctls), `caps`, `msr_list`.
 
+// pin_init! of Vm (many fields) needs more than the default 128.
+#![recursion_limit = "256"]
+
 use kernel::prelude::*;
 
 #[path = "../../src/kvm-uapi/src/lib.rs"]
@@ -57,6 +60,7 @@ pub mod msr_list;
 mod msrs;
 mod nested_state;
 mod pre_fault;
+mod platform_info;
 mod run;
 mod run_page;
 mod sigmask;
@@ -64,6 +68,7 @@ mod sync_regs;
 mod tdp_mmu;
 mod time;
 pub mod user;
+mod user_msr;
 mod vcpu;
 mod vfio_device;
 mod virtualization;

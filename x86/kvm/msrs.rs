@@ -37,6 +37,10 @@ pub(crate) struct SoftMsrs {
     misc_enable: u64,
     /// DE_CFG: guests set bit 1 (LFENCE is dispatch serializing).
     de_cfg: u64,
+    /// MSR_IA32_POWER_CTL: kept as written (upstream).
+    power_ctl: u64,
+    /// MSR_PLATFORM_INFO and MSR_MISC_FEATURES_ENABLES.
+    pub(crate) platform: crate::platform_info::VcpuPlatform,
 }
 
 impl SoftMsrs {
@@ -52,9 +56,21 @@ impl SoftMsrs {
             hwcr: 0,
             misc_enable: MISC_ENABLE_BTS_UNAVAIL | MISC_ENABLE_PEBS_UNAVAIL,
             de_cfg: 0,
+            power_ctl: 0,
+            platform: crate::platform_info::VcpuPlatform::new(),
         }
     }
 }
+
+/// The error of an access to an MSR kvm.ko does not know (upstream's
+/// KVM_MSR_RET_UNSUPPORTED; a user-space MSR exit reports it as
+/// KVM_MSR_EXIT_REASON_UNKNOWN). Any other error is a known MSR refusing
+/// the access or the value (KVM_MSR_RET_INVALID: EXIT_REASON_INVAL). A
+/// kernel-internal errno: it never reaches user space.
+pub(crate) const UNSUPPORTED: Error = ENOTSUPP;
+
+/// MSR_IA32_POWER_CTL.
+const MSR_IA32_POWER_CTL: u32 = 0x1fc;
 
 /// IA32_MISC_ENABLE bits with a meaning for KVM (upstream's msr-index.h).
 const MISC_ENABLE_EMON: u64 = 1 << 7;
@@ -133,12 +149,15 @@ pub(crate) fn get_msr(inner: &VcpuInner, index: u32, _host: bool) -> Result<u64>
         0xc001_0015 => inner.msrs.hwcr,
         msr::IA32_MISC_ENABLE => inner.msrs.misc_enable,
         0xc001_1029 => inner.msrs.de_cfg,
+        MSR_IA32_POWER_CTL => inner.msrs.power_ctl,
         i if is_read_as_zero(i) => 0,
+        // x2APIC MSRs without an in-kernel APIC: known, refused (upstream).
+        0x800..=0x8ff => return Err(EINVAL),
         _ => {
             if !_host {
                 report_unhandled(false, index, 0);
             }
-            return Err(EINVAL);
+            return Err(UNSUPPORTED);
         }
     })
 }
@@ -259,12 +278,17 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
             }
         }
         0xc001_1029 if v & !2 == 0 => inner.msrs.de_cfg = v,
+        MSR_IA32_POWER_CTL => inner.msrs.power_ctl = v,
         i if is_read_as_zero(i) && (v == 0 || host) => {}
+        // Known MSRs refusing the value or the access (not "unknown" for a
+        // user-space MSR exit).
+        0xc001_1029 | msr::IA32_MCG_CAP | msr::IA32_MTRRCAP | 0x800..=0x8ff => return Err(EINVAL),
+        i if is_read_as_zero(i) => return Err(EINVAL),
         _ => {
             if !host {
                 report_unhandled(true, index, v);
             }
-            return Err(EINVAL);
+            return Err(UNSUPPORTED);
         }
     }
     Ok(())
@@ -276,6 +300,7 @@ pub(crate) fn get_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u
     crate::irq::lapic::get_msr(vcpu, index)
         .or_else(|| crate::time::tsc::get_msr(inner, index))
         .or_else(|| crate::time::kvmclock::get_msr(vcpu, inner, index))
+        .or_else(|| crate::platform_info::get_msr(vcpu, inner, index, host))
         .unwrap_or_else(|| get_msr(inner, index, host))
 }
 
@@ -288,6 +313,9 @@ pub(crate) fn set_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, inde
         return r;
     }
     if let Some(r) = crate::time::kvmclock::set_msr(vcpu, inner, index, value) {
+        return r;
+    }
+    if let Some(r) = crate::platform_info::set_msr(inner, index, value, host) {
         return r;
     }
     set_msr(inner, index, value, host)

@@ -240,6 +240,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         request_interrupt_window: want_window,
         intercept_iret,
         intercept_exceptions: crate::guest_debug::intercepts(inner),
+        intercept_all_msrs: vcpu.vm.user_msr.filtering(),
     };
     let debug = crate::guest_debug::before_entry(inner);
     inner.bp_exit = false;
@@ -323,33 +324,17 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             run.set_simple(uapi::KVM_EXIT_HLT);
             Ok(Next::User)
         }
+        Exit::Cpuid if crate::platform_info::cpuid_faults(inner) => {
+            inject_gp(inner);
+            Ok(Next::Guest)
+        }
         Exit::Cpuid => {
             crate::cpuid::emulate_cpuid(inner, vcpu.shared.id);
             skip_instruction(vcpu, inner, 2);
             Ok(Next::Guest)
         }
-        Exit::Rdmsr => {
-            let index = inner.state.gprs[gpr::RCX] as u32;
-            match crate::msrs::get_msr_vcpu(vcpu, inner, index, false) {
-                Ok(v) => {
-                    inner.state.gprs[gpr::RAX] = v & 0xffff_ffff;
-                    inner.state.gprs[gpr::RDX] = v >> 32;
-                    skip_instruction(vcpu, inner, 2);
-                }
-                Err(_) => inject_gp(inner),
-            }
-            Ok(Next::Guest)
-        }
-        Exit::Wrmsr => {
-            let s = &inner.state;
-            let index = s.gprs[gpr::RCX] as u32;
-            let v = (s.gprs[gpr::RDX] << 32) | (s.gprs[gpr::RAX] & 0xffff_ffff);
-            match crate::msrs::set_msr_vcpu(vcpu, inner, index, v, false) {
-                Ok(()) => skip_instruction(vcpu, inner, 2),
-                Err(_) => inject_gp(inner),
-            }
-            Ok(Next::Guest)
-        }
+        Exit::Rdmsr => crate::user_msr::handle_rdmsr(vcpu, inner),
+        Exit::Wrmsr => crate::user_msr::handle_wrmsr(vcpu, inner),
         Exit::Xsetbv => {
             let s = &inner.state;
             let v = (s.gprs[gpr::RDX] << 32) | (s.gprs[gpr::RAX] & 0xffff_ffff);
@@ -504,6 +489,7 @@ fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Ne
         }
         Pending::MmioRead { len } => emulate::complete_mmio_read(vcpu, inner, len),
         Pending::MmioWrite => emulate::complete_mmio_write(vcpu, inner),
+        Pending::UserMsr { read, next_rip } => Ok(crate::user_msr::complete(vcpu, inner, read, next_rip)),
     }
 }
 

@@ -101,6 +101,9 @@ pub(crate) enum Pending {
     MmioRead { len: u8 },
     /// An MMIO write; nothing comes back.
     MmioWrite,
+    /// A KVM_EXIT_X86_RDMSR/WRMSR: user space's answer completes it
+    /// (user_msr::complete).
+    UserMsr { read: bool, next_rip: u64 },
 }
 
 pub(crate) struct VcpuInner {

@@ -122,6 +122,8 @@ struct Controls {
     entry: u32,
     ept_pointer: u64,
     tsc_offset: u64,
+    /// The MSR bitmap in use (0 without MSR bitmaps: every access exits).
+    msr_bitmap: u64,
 }
 
 /// The host state of the VMCS and the syscall MSRs the host runs with: all but
@@ -245,9 +247,6 @@ impl VmxVcpu {
             if secondary & SECONDARY_EXEC_ENABLE_VPID != 0 {
                 w.w(VIRTUAL_PROCESSOR_ID, self.vpid);
             }
-            if c.cpu_based & CPU_BASED_USE_MSR_BITMAPS != 0 {
-                w.w(MSR_BITMAP, self.vmx.msr_bitmap_pa());
-            }
             // No acknowledge-on-exit: a host interrupt stays pending in the local
             // APIC and is taken when interrupts are enabled again.
             w.w(VM_EXIT_CONTROLS, c.vmexit & !VM_EXIT_ACK_INTR_ON_EXIT);
@@ -277,12 +276,20 @@ impl VmxVcpu {
             // 4-level walk (3 << 3), write-back paging structures (6).
             ept_pointer: p.tdp_root | (3 << 3) | 6,
             tsc_offset: st.tsc_offset,
+            msr_bitmap: if c.cpu_based & CPU_BASED_USE_MSR_BITMAPS != 0 {
+                self.vmx.msr_bitmap_pa(p.intercept_all_msrs)
+            } else {
+                0
+            },
         };
         w.changed(CPU_BASED_VM_EXEC_CONTROL, now.cpu_based, old.map(|o| o.cpu_based));
         w.changed(EXCEPTION_BITMAP, now.exception_bitmap, old.map(|o| o.exception_bitmap));
         w.changed(VM_ENTRY_CONTROLS, now.entry, old.map(|o| o.entry));
         w.changed(EPT_POINTER, now.ept_pointer, old.map(|o| o.ept_pointer));
         w.changed(TSC_OFFSET, now.tsc_offset, old.map(|o| o.tsc_offset));
+        if now.msr_bitmap != 0 {
+            w.changed(MSR_BITMAP, now.msr_bitmap, old.map(|o| o.msr_bitmap));
+        }
         now
     }
 

@@ -20,6 +20,7 @@ mod smp;
 mod prefault;
 mod syncregs;
 mod system;
+mod usermsr;
 
 fn main() {
     let filter = std::env::args().nth(1).unwrap_or_default();
@@ -35,6 +36,7 @@ fn main() {
     tests.extend(syncregs::tests());
     tests.extend(prefault::tests());
     tests.extend(dirtylog::tests());
+    tests.extend(usermsr::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
