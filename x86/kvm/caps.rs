@@ -94,6 +94,9 @@ pub fn check_extension(cap: u64) -> isize {
         // User-space MSR exits, the MSR filter (x86/kvm/user_msr) and
         // MSR_PLATFORM_INFO's guest access (platform_info.rs).
         uapi::KVM_CAP_X86_USER_SPACE_MSR | uapi::KVM_CAP_X86_MSR_FILTER | uapi::KVM_CAP_MSR_PLATFORM_INFO => 1,
+        // KVM_ENABLE_CAP on vCPUs, for KVM_CAP_ENFORCE_PV_FEATURE_CPUID
+        // (pv_cpuid.rs; the hypercalls in hypercall.rs).
+        uapi::KVM_CAP_ENABLE_CAP | uapi::KVM_CAP_ENFORCE_PV_FEATURE_CPUID => 1,
         uapi::KVM_CAP_ADJUST_CLOCK => crate::time::vm_clock::VALID_FLAGS as isize,
         _ => 0,
     }

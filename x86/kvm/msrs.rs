@@ -296,7 +296,8 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
 
 /// An MSR access with the vCPU at hand: the in-kernel APIC's MSRs first
 /// (IA32_APIC_BASE, x2APIC), the TSC's and kvmclock's, then the rest.
-pub(crate) fn get_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u32, host: bool) -> Result<u64> {
+fn get_msr_vcpu_inner(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u32, host: bool) -> Result<u64> {
+    crate::pv_cpuid::check_msr(inner, index)?;
     crate::irq::lapic::get_msr(vcpu, index)
         .or_else(|| crate::time::tsc::get_msr(inner, index))
         .or_else(|| crate::time::kvmclock::get_msr(vcpu, inner, index))
@@ -304,8 +305,9 @@ pub(crate) fn get_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u
         .unwrap_or_else(|| get_msr(inner, index, host))
 }
 
-/// See [`get_msr_vcpu`].
-pub(crate) fn set_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, index: u32, value: u64, host: bool) -> Result {
+/// See [`get_msr_vcpu_inner`].
+fn set_msr_vcpu_inner(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, index: u32, value: u64, host: bool) -> Result {
+    crate::pv_cpuid::check_msr(inner, index)?;
     if let Some(r) = crate::irq::lapic::set_msr(vcpu, inner, index, value, host) {
         return r;
     }
@@ -319,6 +321,26 @@ pub(crate) fn set_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, inde
         return r;
     }
     set_msr(inner, index, value, host)
+}
+
+/// An MSR read for the guest (`host` false) or KVM_GET_MSRS (`host`): as
+/// upstream's kvm_do_msr_access, user space may read an MSR that
+/// KVM_GET_MSR_INDEX_LIST reports even when it does not exist for this vCPU
+/// (a PV MSR whose feature the vCPU may not use): it reads 0.
+pub(crate) fn get_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u32, host: bool) -> Result<u64> {
+    match get_msr_vcpu_inner(vcpu, inner, index, host) {
+        Err(e) if e == UNSUPPORTED && host && crate::msr_list::is_reported(index) => Ok(0),
+        r => r,
+    }
+}
+
+/// An MSR write for the guest or KVM_SET_MSRS: user space may write 0 to a
+/// reported MSR that does not exist for this vCPU (see [`get_msr_vcpu`]).
+pub(crate) fn set_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, index: u32, value: u64, host: bool) -> Result {
+    match set_msr_vcpu_inner(vcpu, inner, index, value, host) {
+        Err(e) if e == UNSUPPORTED && host && value == 0 && crate::msr_list::is_reported(index) => Ok(()),
+        r => r,
+    }
 }
 
 /// Upstream's MAX_IO_MSRS: one KVM_GET/SET_MSRS call handles fewer entries.

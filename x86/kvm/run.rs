@@ -26,8 +26,6 @@ pub(crate) enum Next {
 /// `KVM_INTERNAL_ERROR_EMULATION`, `..._UNEXPECTED_EXIT_REASON` (linux/kvm.h).
 const INTERNAL_ERROR_EMULATION: u32 = 1;
 pub(crate) const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
-/// `-KVM_ENOSYS`: the answer to an unknown hypercall.
-const KVM_ENOSYS: u64 = 1000;
 
 pub(crate) fn kvm_arch_vcpu_ioctl_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
     let r = run_with_synced_regs(vcpu, inner);
@@ -346,11 +344,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             }
             Ok(Next::Guest)
         }
-        Exit::Hypercall => {
-            inner.state.gprs[gpr::RAX] = (KVM_ENOSYS as i64).wrapping_neg() as u64;
-            skip_instruction(vcpu, inner, 3);
-            Ok(Next::Guest)
-        }
+        Exit::Hypercall => Ok(crate::hypercall::kvm_emulate_hypercall(vcpu, inner)),
         Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(gpa, write)? {
             Resolved::Mapped => Ok(Next::Guest),
             Resolved::Mmio => emulate::emulate_mmio(vcpu, inner, gpa),

@@ -159,6 +159,8 @@ pub(crate) struct VcpuInner {
     pub tsc: crate::time::tsc::VcpuTsc,
     /// kvmclock's MSR and bookkeeping.
     pub kvmclock: crate::time::kvmclock::KvmClock,
+    /// KVM_CAP_ENFORCE_PV_FEATURE_CPUID and the PV feature bits.
+    pub pv: crate::pv_cpuid::PvCpuid,
 }
 
 #[pin_data]
@@ -282,6 +284,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 bp_exit: false,
                 tsc: crate::time::tsc::VcpuTsc::new(tsc_khz),
                 kvmclock: Default::default(),
+                pv: Default::default(),
             }),
         }),
         GFP_KERNEL,
@@ -457,6 +460,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             }
             crate::cpuid::set_cpuid(inner, entries)?;
             crate::irq::lapic::cpuid_changed(vcpu, inner);
+            crate::pv_cpuid::cpuid_changed(inner);
             Ok(0)
         }
         ioctl::KVM_GET_CPUID2 => {
@@ -523,6 +527,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_SET_TSC_KHZ => crate::time::tsc::set_tsc_khz(inner, arg),
+        ioctl::KVM_ENABLE_CAP => crate::pv_cpuid::vcpu_enable_cap(inner, arg),
         ioctl::KVM_SET_GUEST_DEBUG => crate::guest_debug::set_guest_debug(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SETUP_MCE => crate::mce::setup_mce(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SET_MCE => crate::mce::set_mce(inner, arg).map(|_| 0),

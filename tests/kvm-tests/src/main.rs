@@ -16,6 +16,7 @@ mod kvm;
 mod kvmclock;
 mod lifecycle;
 mod modes;
+mod pvfeatures;
 mod smp;
 mod prefault;
 mod syncregs;
@@ -37,6 +38,7 @@ fn main() {
     tests.extend(prefault::tests());
     tests.extend(dirtylog::tests());
     tests.extend(usermsr::tests());
+    tests.extend(pvfeatures::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

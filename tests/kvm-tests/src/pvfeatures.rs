@@ -1,0 +1,181 @@
+//! KVM's paravirtual interface beyond kvmclock: KVM_CAP_ENFORCE_PV_FEATURE_CPUID
+//! (per-vCPU: the PV MSRs #GP and the hypercalls answer -KVM_ENOSYS unless
+//! the vCPU's KVM_CPUID_FEATURES offers them), the hypercall ABI (numbers,
+//! results, 32-bit truncation) and the vCPU KVM_ENABLE_CAP ioctl.
+//!
+//! Guests are hand-assembled 64-bit (or 32-bit) code without an IDT: a #GP
+//! is seen as KVM_EXIT_SHUTDOWN.
+
+use crate::guest::*;
+use crate::harness::{TestFn, TestResult};
+use crate::kvm::*;
+use crate::{check, check_eq};
+use kvm_uapi::ioctl::*;
+use kvm_uapi::*;
+
+pub fn tests() -> Vec<(&'static str, TestFn)> {
+    vec![
+        ("pv/enable_cap_on_vcpu", vcpu_enable_cap),
+        ("pv/enforced_features_gate_msrs", enforced_msrs),
+        ("pv/hypercall_results", hypercalls),
+        ("pv/hypercall_32bit_truncates", hypercall_32bit),
+    ]
+}
+
+const CODE: u64 = 0x1000;
+const MSR_KVM_WALL_CLOCK_NEW: u32 = 0x4b56_4d00;
+const MSR_KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
+const MSR_KVM_SYSTEM_TIME: u32 = 0x12;
+const KVM_ENOSYS: u64 = 1000;
+
+/// VMMCALL on AMD, VMCALL on Intel (the host's vendor is the guest's).
+fn hypercall_insn() -> [u8; 3] {
+    let r = std::arch::x86_64::__cpuid(0);
+    if r.ebx == 0x6874_7541 {
+        [0x0f, 0x01, 0xd9] // "Auth"enticAMD: vmmcall
+    } else {
+        [0x0f, 0x01, 0xc1] // vmcall
+    }
+}
+
+fn enable_vcpu_cap(v: &Vcpu, cap: u32, flags: u32, arg: u64) -> Result<i64, Errno> {
+    let mut c = kvm_enable_cap { cap, flags, ..Default::default() };
+    c.args[0] = arg;
+    ioctl_ptr(&v.fd, KVM_ENABLE_CAP, &mut c)
+}
+
+/// Sets the supported CPUID with KVM_CPUID_FEATURES (0x40000001) EAX = `eax`.
+fn set_cpuid_pv(kvm: &std::os::fd::OwnedFd, v: &Vcpu, eax: u32) -> Result<(), String> {
+    let mut c = Cpuid2::with_room(256);
+    ioctl_ptr(kvm, KVM_GET_SUPPORTED_CPUID, c.ptr()).map_err(|e| format!("GET_SUPPORTED_CPUID errno {e}"))?;
+    let n = c.nent() as usize;
+    // SAFETY: `c` holds `n` entries after its 8-byte header.
+    let entries = unsafe { std::slice::from_raw_parts_mut((c.ptr() as *mut u8).add(8) as *mut kvm_cpuid_entry2, n) };
+    let e = entries.iter_mut().find(|e| e.function == 0x4000_0001).ok_or("no leaf 0x40000001")?;
+    e.eax = eax;
+    ioctl_ptr(&v.fd, KVM_SET_CPUID2, c.ptr()).map_err(|e| format!("SET_CPUID2 errno {e}"))?;
+    Ok(())
+}
+
+/// A 64-bit guest running `code`, with KVM_CPUID_FEATURES EAX = `pv_eax`.
+fn guest(code: &[u8], pv_eax: u32) -> Result<(Vm, Vcpu), String> {
+    let (vm, v, mem) = vm_with_ram(0x10000)?;
+    poke(mem, CODE as usize, code);
+    v.long_mode_at(&vm.kvm, mem, CODE)?;
+    set_cpuid_pv(&vm.kvm, &v, pv_eax)?;
+    Ok((vm, v))
+}
+
+fn wrmsr0(msr: u32) -> Vec<u8> {
+    let mut c = vec![0xb9];
+    c.extend_from_slice(&msr.to_le_bytes());
+    c.extend_from_slice(&[0x31, 0xc0, 0x31, 0xd2, 0x0f, 0x30]); // xor eax,eax; xor edx,edx; wrmsr
+    c
+}
+
+fn vcpu_enable_cap() -> TestResult {
+    let (vm, v, _mem) = vm_with_ram(0x10000)?;
+    check_eq!(ioctl_val(&vm.kvm, KVM_CHECK_EXTENSION, KVM_CAP_ENFORCE_PV_FEATURE_CPUID as u64), Ok(1));
+    check_eq!(ioctl_val(&vm.kvm, KVM_CHECK_EXTENSION, KVM_CAP_ENABLE_CAP as u64), Ok(1));
+    check_eq!(enable_vcpu_cap(&v, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 0, 1), Ok(0));
+    check_eq!(enable_vcpu_cap(&v, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 0, 0), Ok(0));
+    check_eq!(enable_vcpu_cap(&v, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 1, 1), Err(libc::EINVAL));
+    // A VM capability is not a vCPU one.
+    check_eq!(enable_vcpu_cap(&v, KVM_CAP_X86_USER_SPACE_MSR, 0, 1), Err(libc::EINVAL));
+    check_eq!(ioctl_val(&v.fd, KVM_ENABLE_CAP, 8), Err(libc::EFAULT));
+    Ok(())
+}
+
+fn enforced_msrs() -> TestResult {
+    // The supported CPUID offers CLOCKSOURCE2: with enforcement, the new
+    // kvmclock MSRs work.
+    let mut code = wrmsr0(MSR_KVM_SYSTEM_TIME_NEW);
+    code.extend_from_slice(&[0xe6, 0x10, 0xf4]); // out 0x10; hlt
+    let kvm = open_kvm()?;
+    let mut c = Cpuid2::with_room(256);
+    ioctl_ptr(&kvm, KVM_GET_SUPPORTED_CPUID, c.ptr()).map_err(|e| format!("errno {e}"))?;
+    let offered = c.entries().iter().find(|e| e.function == 0x4000_0001).map_or(0, |e| e.eax);
+    check!(offered & (1 << 3) != 0, "CLOCKSOURCE2 not offered: {offered:#x}");
+    let (_vm, v) = guest(&code, offered)?;
+    check_eq!(enable_vcpu_cap(&v, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 0, 1), Ok(0));
+    expect_exit(&v, KVM_EXIT_IO)?;
+    check_eq!(v.get_msr(MSR_KVM_SYSTEM_TIME_NEW)?, 0);
+    // Without any PV feature, enforced: the MSRs do not exist for the vCPU.
+    // The guest gets #GP; user space may only read 0 and write 0 (as to any
+    // MSR in KVM_GET_MSR_INDEX_LIST).
+    let (_vm, v) = guest(&code, 0)?;
+    check_eq!(v.set_msr(MSR_KVM_SYSTEM_TIME_NEW, 0x5001), Ok(1));
+    check_eq!(enable_vcpu_cap(&v, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 0, 1), Ok(0));
+    check_eq!(v.get_msr(MSR_KVM_SYSTEM_TIME_NEW)?, 0);
+    check_eq!(v.set_msr(MSR_KVM_SYSTEM_TIME_NEW, 0x6001), Ok(0));
+    check_eq!(v.set_msr(MSR_KVM_WALL_CLOCK_NEW, 0x7000), Ok(0));
+    check_eq!(v.set_msr(MSR_KVM_SYSTEM_TIME, 0), Ok(1));
+    expect_exit(&v, KVM_EXIT_SHUTDOWN)?;
+    // Not enforced (the default): the same CPUID, the MSR works.
+    let (_vm, v) = guest(&code, 0)?;
+    expect_exit(&v, KVM_EXIT_IO)?;
+    check_eq!(v.set_msr(MSR_KVM_SYSTEM_TIME, 0), Ok(1));
+    // Enforcement turned on after KVM_SET_CPUID2 takes the CPUID as it is;
+    // turned off again, everything works.
+    let (_vm, v) = guest(&code, 0)?;
+    check_eq!(enable_vcpu_cap(&v, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 0, 1), Ok(0));
+    check_eq!(v.set_msr(MSR_KVM_SYSTEM_TIME, 0x3001), Ok(0));
+    check_eq!(enable_vcpu_cap(&v, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 0, 0), Ok(0));
+    check_eq!(v.set_msr(MSR_KVM_SYSTEM_TIME, 0x3001), Ok(1));
+    check_eq!(v.set_msr(MSR_KVM_SYSTEM_TIME, 0), Ok(1));
+    expect_exit(&v, KVM_EXIT_IO)
+}
+
+fn hypercalls() -> TestResult {
+    // For each number: mov rax, nr (imm32 sign-extended); hypercall;
+    // mov [0x9000 + 8*i], rax. Then hlt.
+    let nrs: [u64; 5] = [1, 5, 10, 11, 0x7fff_0000];
+    let mut code = Vec::new();
+    for (i, nr) in nrs.iter().enumerate() {
+        code.extend_from_slice(&[0x48, 0xc7, 0xc0]);
+        code.extend_from_slice(&(*nr as u32).to_le_bytes());
+        code.extend_from_slice(&hypercall_insn());
+        code.extend_from_slice(&[0x48, 0x89, 0x04, 0x25]);
+        code.extend_from_slice(&(0x9000u32 + 8 * i as u32).to_le_bytes());
+    }
+    code.push(0xf4);
+    for enforce in [true, false] {
+        let (vm, v) = guest(&code, 0)?;
+        if enforce {
+            check_eq!(enable_vcpu_cap(&v, KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 0, 1), Ok(0));
+        }
+        expect_exit(&v, KVM_EXIT_HLT)?;
+        let mem = vm.mems[0].0;
+        let got: Vec<u64> =
+            (0..nrs.len()).map(|i| u64::from_le_bytes(peek(mem, 0x9000 + 8 * i, 8).try_into().unwrap_or([0; 8]))).collect();
+        // VAPIC_POLL_IRQ 0; KICK_CPU, SEND_IPI, SCHED_YIELD without their
+        // feature bits and an unknown number: -KVM_ENOSYS.
+        if enforce {
+            check_eq!(got, vec![0, KVM_ENOSYS.wrapping_neg(), KVM_ENOSYS.wrapping_neg(), KVM_ENOSYS.wrapping_neg(), KVM_ENOSYS.wrapping_neg()]);
+        } else {
+            check_eq!((got[0], got[4]), (0, KVM_ENOSYS.wrapping_neg()));
+        }
+    }
+    Ok(())
+}
+
+fn hypercall_32bit() -> TestResult {
+    // 32-bit protected mode: mov eax, nr; hypercall; hlt. The result is
+    // the low 32 bits of -KVM_ENOSYS; the number's upper half is ignored.
+    let (_vm, v, mem) = vm_with_ram(0x10000)?;
+    let mut code = vec![0xb8, 0x01, 0x00, 0x00, 0x00]; // mov eax, 1 (VAPIC_POLL_IRQ)
+    code.extend_from_slice(&hypercall_insn());
+    code.extend_from_slice(&[0x89, 0xc3]); // mov ebx, eax
+    code.extend_from_slice(&[0xb8, 0x39, 0x30, 0x00, 0x00]); // mov eax, 12345
+    code.extend_from_slice(&hypercall_insn());
+    code.push(0xf4);
+    poke(mem, CODE as usize, &code);
+    v.protected_mode_at(CODE)?;
+    let mut r = v.regs()?;
+    r.rbx = 0xffff_ffff;
+    v.set_regs(&r)?;
+    expect_exit(&v, KVM_EXIT_HLT)?;
+    let r = v.regs()?;
+    check_eq!((r.rbx, r.rax), (0, KVM_ENOSYS.wrapping_neg() & 0xffff_ffff));
+    Ok(())
+}
