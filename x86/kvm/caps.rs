@@ -97,6 +97,8 @@ pub fn check_extension(cap: u64) -> isize {
         // KVM_ENABLE_CAP on vCPUs, for KVM_CAP_ENFORCE_PV_FEATURE_CPUID
         // (pv_cpuid.rs; the hypercalls in hypercall.rs).
         uapi::KVM_CAP_ENABLE_CAP | uapi::KVM_CAP_ENFORCE_PV_FEATURE_CPUID => 1,
+        // MSR_KVM_STEAL_TIME (time/steal_time.rs), with CONFIG_SCHED_INFO.
+        uapi::KVM_CAP_STEAL_TIME => crate::time::steal_time::sched_info_on() as isize,
         uapi::KVM_CAP_ADJUST_CLOCK => crate::time::vm_clock::VALID_FLAGS as isize,
         _ => 0,
     }

@@ -302,6 +302,7 @@ fn get_msr_vcpu_inner(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u32, h
         .or_else(|| crate::time::tsc::get_msr(inner, index))
         .or_else(|| crate::time::kvmclock::get_msr(vcpu, inner, index))
         .or_else(|| crate::platform_info::get_msr(vcpu, inner, index, host))
+        .or_else(|| crate::time::steal_time::get_msr(inner, index))
         .unwrap_or_else(|| get_msr(inner, index, host))
 }
 
@@ -318,6 +319,9 @@ fn set_msr_vcpu_inner(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, index: u3
         return r;
     }
     if let Some(r) = crate::platform_info::set_msr(inner, index, value, host) {
+        return r;
+    }
+    if let Some(r) = crate::time::steal_time::set_msr(inner, index, value) {
         return r;
     }
     set_msr(inner, index, value, host)

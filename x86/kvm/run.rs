@@ -65,6 +65,7 @@ fn run_with_synced_regs(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
         return r;
     }
     inner.has_run = true;
+    crate::time::steal_time::vcpu_load(inner);
     let saved = crate::sigmask::activate(&inner.sigmask);
     inner.fpu.load();
     let r = vcpu_run(vcpu, inner);
@@ -151,6 +152,7 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
             vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
             return Err(EINTR);
         }
+        crate::time::steal_time::before_resched(vcpu, inner);
         // SAFETY: may sleep; no spinlock or IRQ-off section is held here.
         unsafe { bindings::kvm_rs_cond_resched() };
         // Halted or waiting for SIPI (in-kernel APIC): sleep until runnable.
@@ -195,6 +197,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         return Ok(Next::User);
     }
     crate::time::kvmclock::update_if_requested(vcpu, inner);
+    crate::time::steal_time::record_if_needed(vcpu, inner);
     let irq_waits = inject_pending_event(vcpu, inner);
     // User space wants to inject (request_interrupt_window), or KVM_INTERRUPT's
     // vector could not go in yet, or the in-kernel irqchip has an interrupt the

@@ -161,6 +161,8 @@ pub(crate) struct VcpuInner {
     pub kvmclock: crate::time::kvmclock::KvmClock,
     /// KVM_CAP_ENFORCE_PV_FEATURE_CPUID and the PV feature bits.
     pub pv: crate::pv_cpuid::PvCpuid,
+    /// MSR_KVM_STEAL_TIME and its bookkeeping.
+    pub steal: crate::time::steal_time::StealTime,
 }
 
 #[pin_data]
@@ -285,6 +287,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 tsc: crate::time::tsc::VcpuTsc::new(tsc_khz),
                 kvmclock: Default::default(),
                 pv: Default::default(),
+                steal: Default::default(),
             }),
         }),
         GFP_KERNEL,

@@ -1,7 +1,9 @@
 //! KVM's paravirtual interface beyond kvmclock: KVM_CAP_ENFORCE_PV_FEATURE_CPUID
 //! (per-vCPU: the PV MSRs #GP and the hypercalls answer -KVM_ENOSYS unless
 //! the vCPU's KVM_CPUID_FEATURES offers them), the hypercall ABI (numbers,
-//! results, 32-bit truncation) and the vCPU KVM_ENABLE_CAP ioctl.
+//! results, 32-bit truncation), the vCPU KVM_ENABLE_CAP ioctl, and steal
+//! time (MSR_KVM_STEAL_TIME: the record's version protocol, the steal
+//! counter following the vCPU thread's run_delay, the preempted byte).
 //!
 //! Guests are hand-assembled 64-bit (or 32-bit) code without an IDT: a #GP
 //! is seen as KVM_EXIT_SHUTDOWN.
@@ -19,6 +21,8 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("pv/enforced_features_gate_msrs", enforced_msrs),
         ("pv/hypercall_results", hypercalls),
         ("pv/hypercall_32bit_truncates", hypercall_32bit),
+        ("steal_time/msr_and_record", steal_time_record),
+        ("steal_time/follows_run_delay", steal_time_run_delay),
     ]
 }
 
@@ -177,5 +181,122 @@ fn hypercall_32bit() -> TestResult {
     expect_exit(&v, KVM_EXIT_HLT)?;
     let r = v.regs()?;
     check_eq!((r.rbx, r.rax), (0, KVM_ENOSYS.wrapping_neg() & 0xffff_ffff));
+    Ok(())
+}
+
+const MSR_KVM_STEAL_TIME: u32 = 0x4b56_4d03;
+const ST: u64 = 0x6000;
+
+/// The calling thread's run_delay (ns waiting on a run queue), as the KVM
+/// selftests read it.
+fn run_delay() -> Result<u64, String> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").map_err(|e| format!("schedstat: {e}"))?;
+    s.split_whitespace().nth(1).and_then(|v| v.parse().ok()).ok_or_else(|| format!("schedstat: {s:?}"))
+}
+
+/// (steal, version, flags, preempted) of the record at ST.
+fn st_record(mem: *mut u8) -> (u64, u32, u32, u8) {
+    let b = peek(mem, ST as usize, 17);
+    (
+        u64::from_le_bytes(b[0..8].try_into().unwrap_or([0; 8])),
+        u32::from_le_bytes(b[8..12].try_into().unwrap_or([0; 4])),
+        u32::from_le_bytes(b[12..16].try_into().unwrap_or([0; 4])),
+        b[16],
+    )
+}
+
+/// A vCPU with steal time enabled at ST whose guest exits with OUT 0x10 in
+/// a loop.
+fn steal_guest() -> Result<(Vm, Vcpu, *mut u8), String> {
+    let (vm, v, mem) = vm_with_ram(0x10000)?;
+    poke(mem, CODE as usize, &[0xe6, 0x10, 0xeb, 0xfc]); // out 0x10; jmp back
+    v.long_mode_at(&vm.kvm, mem, CODE)?;
+    check_eq!(v.set_msr(MSR_KVM_STEAL_TIME, ST | 1), Ok(1));
+    Ok((vm, v, mem))
+}
+
+fn steal_time_record() -> TestResult {
+    let kvm = open_kvm()?;
+    check_eq!(ioctl_val(&kvm, KVM_CHECK_EXTENSION, KVM_CAP_STEAL_TIME as u64), Ok(1));
+    let mut c = Cpuid2::with_room(256);
+    ioctl_ptr(&kvm, KVM_GET_SUPPORTED_CPUID, c.ptr()).map_err(|e| format!("errno {e}"))?;
+    let pv = c.entries().iter().find(|e| e.function == 0x4000_0001).map_or(0, |e| e.eax);
+    check!(pv & (1 << 5) != 0, "KVM_FEATURE_STEAL_TIME not offered: {pv:#x}");
+    let mut l = MsrList::with_room(512);
+    ioctl_ptr(&kvm, KVM_GET_MSR_INDEX_LIST, l.ptr()).map_err(|e| format!("errno {e}"))?;
+    check!(l.indices().contains(&MSR_KVM_STEAL_TIME));
+
+    let (_vm, v, mem) = vm_with_ram(0x10000)?;
+    poke(mem, CODE as usize, &[0xe6, 0x10, 0xeb, 0xfc]);
+    v.long_mode_at(&_vm.kvm, mem, CODE)?;
+    // Reserved bits 1-5 are refused; the MSR reads back as written.
+    check_eq!(v.set_msr(MSR_KVM_STEAL_TIME, ST | 2), Ok(0));
+    check_eq!(v.set_msr(MSR_KVM_STEAL_TIME, ST | 0x20 | 1), Ok(0));
+    // Junk in the page: an odd version and the preempted byte set.
+    poke(mem, ST as usize, &[0xaa; 16]);
+    poke(mem, ST as usize + 8, &7u32.to_le_bytes());
+    poke(mem, ST as usize + 16, &[1]);
+    check_eq!(v.set_msr(MSR_KVM_STEAL_TIME, ST | 1), Ok(1));
+    check_eq!(v.get_msr(MSR_KVM_STEAL_TIME)?, ST | 1);
+    expect_exit(&v, KVM_EXIT_IO)?;
+    let (_, version, _, preempted) = st_record(mem);
+    // 7 is junk: taken as 8, then odd (9) while writing, even (10) after.
+    check_eq!((version, preempted), (10, 0));
+    // Each KVM_RUN updates the record again (two version steps).
+    for i in 1..4u32 {
+        expect_exit(&v, KVM_EXIT_IO)?;
+        check_eq!(st_record(mem).1, 10 + 2 * i);
+    }
+    // Disabled: no more updates, the MSR keeps the address.
+    check_eq!(v.set_msr(MSR_KVM_STEAL_TIME, ST), Ok(1));
+    let before = st_record(mem);
+    expect_exit(&v, KVM_EXIT_IO)?;
+    expect_exit(&v, KVM_EXIT_IO)?;
+    check_eq!(st_record(mem), before);
+    check_eq!(v.get_msr(MSR_KVM_STEAL_TIME)?, ST);
+    Ok(())
+}
+
+fn steal_time_run_delay() -> TestResult {
+    // Pin this thread, and a thread that steals its CPU, to one CPU.
+    // SAFETY: plain libc calls on this thread's own affinity.
+    let cpu = unsafe { libc::sched_getcpu() }.max(0) as usize;
+    // SAFETY: a zeroed cpu_set_t is empty.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` outlives the call.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    check_eq!(r, 0);
+    let (_vm, v, mem) = steal_guest()?;
+    expect_exit(&v, KVM_EXIT_IO)?;
+    let first = st_record(mem);
+    // The first update adds the thread's whole run_delay (as upstream), so
+    // the counter never exceeds it.
+    check!(first.0 <= run_delay()?, "steal {} > run_delay", first.0);
+    // Steal at least 50 ms: a spinning thread on the same CPU while this one
+    // keeps yielding.
+    let start = run_delay()?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let t = std::thread::spawn(move || {
+        // SAFETY: as above, for the new thread.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            std::hint::spin_loop();
+        }
+    });
+    let t0 = std::time::Instant::now();
+    while run_delay()? - start < 50_000_000 && t0.elapsed().as_secs() < 20 {
+        std::thread::yield_now();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = t.join();
+    let stolen = run_delay()? - start;
+    check!(stolen >= 50_000_000, "run_delay grew by only {stolen} ns");
+    expect_exit(&v, KVM_EXIT_IO)?;
+    let after = st_record(mem);
+    check!(after.0 - first.0 >= stolen, "steal grew by {} ns, run_delay by {stolen} ns", after.0 - first.0);
+    check_eq!((after.1 & 1, after.2, after.3), (0, 0, 0));
     Ok(())
 }
