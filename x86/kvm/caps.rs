@@ -98,6 +98,8 @@ pub fn check_extension(cap: u64) -> isize {
         // (pv_cpuid.rs; the hypercalls in hypercall.rs).
         uapi::KVM_CAP_ENABLE_CAP | uapi::KVM_CAP_ENFORCE_PV_FEATURE_CPUID => 1,
         // MSR_KVM_STEAL_TIME (time/steal_time.rs), with CONFIG_SCHED_INFO.
+        // KVM_HAS/GET/SET_DEVICE_ATTR on vCPUs: KVM_VCPU_TSC_OFFSET (time/tsc.rs).
+        uapi::KVM_CAP_VCPU_ATTRIBUTES => 1,
         uapi::KVM_CAP_STEAL_TIME => crate::time::steal_time::sched_info_on() as isize,
         uapi::KVM_CAP_ADJUST_CLOCK => crate::time::vm_clock::VALID_FLAGS as isize,
         _ => 0,

@@ -531,6 +531,9 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         }
         ioctl::KVM_SET_TSC_KHZ => crate::time::tsc::set_tsc_khz(inner, arg),
         ioctl::KVM_ENABLE_CAP => crate::pv_cpuid::vcpu_enable_cap(inner, arg),
+        ioctl::KVM_HAS_DEVICE_ATTR | ioctl::KVM_GET_DEVICE_ATTR | ioctl::KVM_SET_DEVICE_ATTR => {
+            crate::time::tsc::vcpu_device_attr(vcpu, inner, cmd, arg)
+        }
         ioctl::KVM_SET_GUEST_DEBUG => crate::guest_debug::set_guest_debug(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SETUP_MCE => crate::mce::setup_mce(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SET_MCE => crate::mce::set_mce(inner, arg).map(|_| 0),

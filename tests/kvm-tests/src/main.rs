@@ -21,6 +21,7 @@ mod smp;
 mod prefault;
 mod syncregs;
 mod system;
+mod tscattr;
 mod usermsr;
 
 fn main() {
@@ -39,6 +40,7 @@ fn main() {
     tests.extend(dirtylog::tests());
     tests.extend(usermsr::tests());
     tests.extend(pvfeatures::tests());
+    tests.extend(tscattr::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
