@@ -100,6 +100,8 @@ pub fn check_extension(cap: u64) -> isize {
         // MSR_KVM_STEAL_TIME (time/steal_time.rs), with CONFIG_SCHED_INFO.
         // KVM_HAS/GET/SET_DEVICE_ATTR on vCPUs: KVM_VCPU_TSC_OFFSET (time/tsc.rs).
         uapi::KVM_CAP_VCPU_ATTRIBUTES => 1,
+        // The exits a VM may turn off (disable_exits.rs).
+        uapi::KVM_CAP_X86_DISABLE_EXITS => crate::disable_exits::OFFERED as isize,
         uapi::KVM_CAP_STEAL_TIME => crate::time::steal_time::sched_info_on() as isize,
         uapi::KVM_CAP_ADJUST_CLOCK => crate::time::vm_clock::VALID_FLAGS as isize,
         _ => 0,

@@ -44,6 +44,7 @@ mod cpuid;
 mod coalesced_mmio;
 mod cr;
 mod dev_ioctl;
+mod disable_exits;
 pub mod feature_msrs;
 mod emulate;
 pub mod exit;

@@ -9,7 +9,7 @@
 use crate::arch::msr;
 use crate::arch::pvclock::{feature, CPUID_FEATURES, SIGNATURE};
 use crate::uapi;
-use crate::vcpu::VcpuInner;
+use crate::vcpu::{Vcpu, VcpuInner};
 use kernel::prelude::*;
 
 /// A vCPU's enforcement switch and the feature bits of its CPUID.
@@ -49,8 +49,15 @@ fn update_features(inner: &mut VcpuInner) {
     }
 }
 
-/// After KVM_SET_CPUID2.
-pub(crate) fn cpuid_changed(inner: &mut VcpuInner) {
+/// After KVM_SET_CPUID2: with HLT exits disabled in the VM, PV_UNHALT is
+/// taken out of the table (upstream's kvm_update_cpuid_runtime), then the
+/// feature bits are taken.
+pub(crate) fn cpuid_changed(vcpu: &Vcpu, inner: &mut VcpuInner) {
+    if crate::disable_exits::hlt_in_guest(&vcpu.vm) {
+        if let Some(e) = features_entry(&mut inner.cpuid) {
+            e.eax &= !(1 << feature::PV_UNHALT);
+        }
+    }
     update_features(inner);
 }
 

@@ -242,6 +242,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         intercept_iret,
         intercept_exceptions: crate::guest_debug::intercepts(inner),
         intercept_all_msrs: vcpu.vm.user_msr.filtering(),
+        intercept_hlt: inner.intercept_hlt,
     };
     let debug = crate::guest_debug::before_entry(inner);
     inner.bp_exit = false;

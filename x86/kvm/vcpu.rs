@@ -163,6 +163,9 @@ pub(crate) struct VcpuInner {
     pub pv: crate::pv_cpuid::PvCpuid,
     /// MSR_KVM_STEAL_TIME and its bookkeeping.
     pub steal: crate::time::steal_time::StealTime,
+    /// HLT exits (off if the VM disabled them before this vCPU was created:
+    /// KVM_CAP_X86_DISABLE_EXITS).
+    pub intercept_hlt: bool,
 }
 
 #[pin_data]
@@ -288,6 +291,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 kvmclock: Default::default(),
                 pv: Default::default(),
                 steal: Default::default(),
+                intercept_hlt: !crate::disable_exits::hlt_in_guest(vm),
             }),
         }),
         GFP_KERNEL,
@@ -463,7 +467,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             }
             crate::cpuid::set_cpuid(inner, entries)?;
             crate::irq::lapic::cpuid_changed(vcpu, inner);
-            crate::pv_cpuid::cpuid_changed(inner);
+            crate::pv_cpuid::cpuid_changed(vcpu, inner);
             Ok(0)
         }
         ioctl::KVM_GET_CPUID2 => {

@@ -149,6 +149,8 @@ pub struct Vm {
     pub(crate) user_msr: crate::user_msr::VmUserMsr,
     /// Guests may read MSR_PLATFORM_INFO (KVM_CAP_MSR_PLATFORM_INFO).
     pub(crate) platform_info_readable: core::sync::atomic::AtomicBool,
+    /// KVM_X86_DISABLE_EXITS_* in force for new vCPUs (disable_exits.rs).
+    pub(crate) disable_exits: core::sync::atomic::AtomicU32,
     owner: OwnerMm,
     /// Bumped whenever mappings are removed or write-protected; a vCPU that
     /// entered with an older value flushes its guest TLB on the next entry.
@@ -202,6 +204,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
             tsc <- new_spinlock!(crate::time::tsc::TscSync::new(), "Vm::tsc"),
             user_msr <- crate::user_msr::VmUserMsr::new(),
             platform_info_readable: core::sync::atomic::AtomicBool::new(true),
+            disable_exits: core::sync::atomic::AtomicU32::new(0),
             owner: OwnerMm::current(),
             tlb_gen: AtomicU64::new(0),
             tdp_root,
@@ -345,6 +348,7 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             match crate::irq::ioctl::enable_cap(vm, &cap)
                 .or_else(|| crate::user_msr::enable_cap(vm, &cap))
                 .or_else(|| crate::platform_info::enable_cap(vm, &cap))
+                .or_else(|| crate::disable_exits::enable_cap(vm, &cap))
             {
                 Some(r) => r.map(|_| 0),
                 None => Err(EINVAL),

@@ -81,6 +81,8 @@ pub struct EntryParams {
     /// Every RDMSR/WRMSR must exit, also of MSRs the vendor otherwise lets
     /// the guest access directly (an MSR filter is installed).
     pub intercept_all_msrs: bool,
+    /// HLT exits (off: the guest halts in guest mode, KVM_CAP_X86_DISABLE_EXITS).
+    pub intercept_hlt: bool,
 }
 
 /// The vendor half of a vCPU.

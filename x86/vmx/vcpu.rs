@@ -264,12 +264,12 @@ impl VmxVcpu {
         let now = Controls {
             // With EPT the CR3 and INVLPG exits are not needed (if the TRUE MSR
             // lets them be 0); the window exits only on request.
-            cpu_based: crate::vmcs_config::entry_cpu_based(
-                c,
-                self.vmx.true_procbased_must1(),
-                p.request_interrupt_window,
-                p.intercept_iret,
-            ),
+            cpu_based: {
+                let must1 = self.vmx.true_procbased_must1();
+                let ctl = crate::vmcs_config::entry_cpu_based(c, must1, p.request_interrupt_window, p.intercept_iret);
+                // HLT exits off (KVM_CAP_X86_DISABLE_EXITS), if the CPU allows.
+                if p.intercept_hlt { ctl } else { (ctl & !CPU_BASED_HLT_EXITING) | (must1 & CPU_BASED_HLT_EXITING) }
+            },
             // #MC goes to the host; #DB/#BP while user space debugs the guest.
             exception_bitmap: (1 << 18) | p.intercept_exceptions,
             entry,
@@ -410,6 +410,9 @@ impl VmxVcpu {
         // VMLAUNCH/VMRESUME does not).
         let mut info = 0u32;
         if let Some(ev) = st.pending_event {
+            // A guest halted without an HLT exit wakes for the event (upstream's
+            // vmx_clear_hlt; RIP is past the HLT already).
+            w.w(GUEST_ACTIVITY_STATE, 0);
             let ty = if ev.external {
                 TYPE_EXT_INT
             } else if ev.vector == 2 {
