@@ -24,6 +24,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("user_msr/exit_reasons_follow_the_mask", reasons_follow_mask),
         ("user_msr/filter_denies_then_swapped", filter_denies_then_swapped),
         ("user_msr/default_deny_filter", default_deny_filter),
+        ("user_msr/filter_covers_segment_base_msrs", filter_covers_segment_bases),
         ("platform_info/guest_read_and_cap", platform_info),
         ("platform_info/misc_features_enables", misc_features_enables),
     ]
@@ -304,6 +305,31 @@ fn default_deny_filter() -> TestResult {
     answer(&v, 0, 7);
     expect_exit(&v, KVM_EXIT_HLT)?;
     check_eq!(v.regs()?.rax, 7);
+    Ok(())
+}
+
+fn filter_covers_segment_bases() -> TestResult {
+    // FS_BASE and KERNEL_GS_BASE, which VMX otherwise lets the guest access
+    // without exits: a filter denying them must see every access.
+    const FS_BASE: u32 = 0xc000_0100;
+    const KERNEL_GS_BASE: u32 = 0xc000_0102;
+    let code = Asm::default().wrmsr(FS_BASE, 0x1234).rdmsr(FS_BASE).out(0x10).wrmsr(KERNEL_GS_BASE, 0x5678).hlt();
+    let (vm, v) = guest(code)?;
+    check_eq!(enable_cap(&vm, KVM_CAP_X86_USER_SPACE_MSR, KVM_MSR_EXIT_REASON_FILTER as u64), Ok(0));
+    let (mut deny_r, mut deny_w) = ([0u8; 8], [0u8; 8]);
+    let mut f = filter(0, &mut [(KVM_MSR_FILTER_READ, FS_BASE, 1, &mut deny_r), (KVM_MSR_FILTER_WRITE, KERNEL_GS_BASE, 1, &mut deny_w)]);
+    check_eq!(set_filter(&vm, &mut f), Ok(0));
+    expect_msr_exit(&v, KVM_EXIT_X86_RDMSR, FS_BASE, KVM_MSR_EXIT_REASON_FILTER)?;
+    // The write was allowed and done in the kernel.
+    check_eq!(v.get_msr(FS_BASE)?, 0x1234);
+    answer(&v, 0, 0x99);
+    expect_out(&v, 0x10)?;
+    check_eq!(v.regs()?.rax, 0x99);
+    let m = expect_msr_exit(&v, KVM_EXIT_X86_WRMSR, KERNEL_GS_BASE, KVM_MSR_EXIT_REASON_FILTER)?;
+    check_eq!(m.data, 0x5678);
+    answer(&v, 0, 0);
+    expect_exit(&v, KVM_EXIT_HLT)?;
+    check_eq!(v.get_msr(KERNEL_GS_BASE)?, 0);
     Ok(())
 }
 
