@@ -62,7 +62,12 @@ pub(crate) fn supported_entries(max: usize) -> Result<KVec<uapi::kvm_cpuid_entry
                 function: e.function,
                 index: e.index,
                 flags: e.flags,
-                eax: e.eax,
+                // Steal time is offered only if the kernel keeps run_delay.
+                eax: if e.function == crate::arch::pvclock::CPUID_FEATURES {
+                    e.eax | crate::time::steal_time::supported_pv_features()
+                } else {
+                    e.eax
+                },
                 ebx: e.ebx,
                 ecx: e.ecx,
                 edx: e.edx,

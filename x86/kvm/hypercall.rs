@@ -1,48 +1,67 @@
 // SPDX-License-Identifier: GPL-2.0
 //! KVM hypercalls (VMMCALL on AMD, VMCALL on Intel; upstream's
 //! kvm_emulate_hypercall) and the fix-up of the other vendor's instruction
-//! (upstream's em_hypercall / emulator_fix_hypercall, KVM_X86_QUIRK_FIX_HYPERCALL_INSN).
+//! (upstream's em_hypercall / emulator_fix_hypercall,
+//! KVM_X86_QUIRK_FIX_HYPERCALL_INSN).
+//!
+//! The number is in RAX, arguments in RBX, RCX, RDX, RSI, the result in RAX
+//! (32-bit values outside 64-bit mode). Only CPL 0 may call (-KVM_EPERM
+//! otherwise). What is answered: KVM_HC_VAPIC_POLL_IRQ (0: nothing to do, an
+//! interrupt is injected at the next entry anyway); KVM_HC_SCHED_YIELD 0 when
+//! the vCPU may use PV_SCHED_YIELD (always, unless it enforces its PV CPUID:
+//! pv_cpuid.rs) — upstream answers 0 whether or not the directed yield
+//! happened, and it is not done here (a hint only); KVM_HC_CLOCK_PAIRING
+//! -KVM_EOPNOTSUPP (upstream's answer when the host clock cannot be paired
+//! with the TSC; the pairing is not implemented); everything else
+//! -KVM_ENOSYS. That includes KVM_HC_KICK_CPU and KVM_HC_SEND_IPI, whose
+//! features (PV_UNHALT, PV_SEND_IPI) are not offered in
+//! KVM_GET_SUPPORTED_CPUID and not implemented, and KVM_HC_MAP_GPA_RANGE,
+//! which needs KVM_CAP_EXIT_HYPERCALL (not offered).
 
+use crate::arch::pvclock::feature;
 use crate::arch_state::gpr;
 use crate::emulate;
-use crate::run::Next;
+use crate::run::{skip_instruction, Next};
 use crate::uapi;
 use crate::vcpu::{Vcpu, VcpuInner};
 use kernel::prelude::*;
 
-/// Hypercall numbers (include/uapi/linux/kvm_para.h) and errors.
-const KVM_HC_VAPIC_POLL_IRQ: u64 = 1;
-const KVM_HC_SCHED_YIELD: u64 = 11;
+/// Hypercall numbers (include/uapi/linux/kvm_para.h).
+pub(crate) const KVM_HC_VAPIC_POLL_IRQ: u64 = 1;
+pub(crate) const KVM_HC_CLOCK_PAIRING: u64 = 9;
+pub(crate) const KVM_HC_SCHED_YIELD: u64 = 11;
+
+/// Results (negated in RAX).
 const KVM_ENOSYS: u64 = 1000;
 const KVM_EPERM: u64 = 1;
+const KVM_EOPNOTSUPP: u64 = 95;
 
 /// VMCALL and VMMCALL: both three bytes.
 const VMCALL: [u8; 3] = [0x0f, 0x01, 0xc1];
 const VMMCALL: [u8; 3] = [0x0f, 0x01, 0xd9];
 
-/// A hypercall exit: the result goes to RAX and the instruction is done.
+fn neg(e: u64) -> u64 {
+    e.wrapping_neg()
+}
+
+/// The guest executed VMMCALL/VMCALL: the result goes to RAX and the
+/// instruction is done.
 pub(crate) fn kvm_emulate_hypercall(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
     let s = &inner.state;
     let op_64_bit = s.long_mode() && s.cs.l != 0;
-    let mut nr = s.gprs[gpr::RAX];
-    if !op_64_bit {
-        nr &= 0xffff_ffff;
-    }
+    let nr = if op_64_bit { s.gprs[gpr::RAX] } else { s.gprs[gpr::RAX] & 0xffff_ffff };
     let ret = if s.cpl() != 0 {
-        KVM_EPERM.wrapping_neg()
+        neg(KVM_EPERM)
     } else {
         match nr {
             KVM_HC_VAPIC_POLL_IRQ => 0,
-            // A hint that the vCPU in RBX is worth running first; upstream
-            // answers 0 whether or not it can yield to it (it cannot when
-            // the target is not preempted, or nothing else runs here). The
-            // directed yield is not implemented: the answer is the same.
-            KVM_HC_SCHED_YIELD => 0,
-            _ => KVM_ENOSYS.wrapping_neg(),
+            KVM_HC_SCHED_YIELD if crate::pv_cpuid::has(inner, feature::PV_SCHED_YIELD) => 0,
+            KVM_HC_CLOCK_PAIRING => neg(KVM_EOPNOTSUPP),
+            _ => neg(KVM_ENOSYS),
         }
     };
     inner.state.gprs[gpr::RAX] = if op_64_bit { ret } else { ret & 0xffff_ffff };
-    crate::run::skip_instruction(vcpu, inner, 3);
+    skip_instruction(vcpu, inner, 3);
     Ok(Next::Guest)
 }
 

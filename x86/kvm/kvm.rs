@@ -13,6 +13,9 @@
 //! - `x86_ops` (the vendor trait), `virtualization` (per-CPU enabling), `kvm_init`
 //!   (registration), `dev_ioctl` (the /dev/kvm system ioctls), `caps`, `msr_list`.
 
+// pin_init! of Vm (many fields) needs more than the default 128.
+#![recursion_limit = "256"]
+
 use kernel::prelude::*;
 
 #[path = "../../src/kvm-uapi/src/lib.rs"]
@@ -41,6 +44,7 @@ mod cpuid;
 mod coalesced_mmio;
 mod cr;
 mod dev_ioctl;
+mod disable_exits;
 pub mod feature_msrs;
 mod emulate;
 mod emulation_failure;
@@ -62,6 +66,8 @@ mod nested_state;
 pub mod params;
 mod quirks;
 mod pre_fault;
+mod platform_info;
+mod pv_cpuid;
 mod run;
 mod run_page;
 mod sigmask;
@@ -69,6 +75,7 @@ mod sync_regs;
 mod tdp_mmu;
 mod time;
 pub mod user;
+mod user_msr;
 mod vcpu;
 mod vfio_device;
 mod virtualization;

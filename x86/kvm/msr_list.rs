@@ -28,14 +28,20 @@ const CANDIDATES: &[u32] = &[
 
 /// MSRs kvm.ko emulates whatever the host has (upstream's emulated_msrs):
 /// IA32_TSC_DEADLINE (the in-kernel APIC's; without one it reads 0 and
-/// ignores writes, as upstream), IA32_TSC_ADJUST, kvmclock's four.
+/// ignores writes, as upstream), IA32_TSC_ADJUST, kvmclock's four,
+/// MSR_PLATFORM_INFO, MSR_MISC_FEATURES_ENABLES, MSR_IA32_POWER_CTL,
+/// MSR_KVM_STEAL_TIME.
 const EMULATED: &[u32] = &[
+    crate::platform_info::MSR_PLATFORM_INFO,
+    crate::platform_info::MSR_MISC_FEATURES_ENABLES,
+    0x1fc, // MSR_IA32_POWER_CTL
     msr::IA32_TSC_DEADLINE,
     msr::IA32_TSC_ADJUST,
     msr::KVM_WALL_CLOCK,
     msr::KVM_SYSTEM_TIME,
     msr::KVM_WALL_CLOCK_NEW,
     msr::KVM_SYSTEM_TIME_NEW,
+    msr::KVM_STEAL_TIME,
 ];
 
 const MAX: usize = 64;

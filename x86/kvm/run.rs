@@ -65,6 +65,7 @@ fn run_with_synced_regs(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
         return r;
     }
     inner.has_run = true;
+    crate::time::steal_time::vcpu_load(inner);
     let saved = crate::sigmask::activate(&inner.sigmask);
     inner.fpu.load();
     let r = vcpu_run(vcpu, inner);
@@ -151,6 +152,7 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
             vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
             return Err(EINTR);
         }
+        crate::time::steal_time::before_resched(vcpu, inner);
         // SAFETY: may sleep; no spinlock or IRQ-off section is held here.
         unsafe { bindings::kvm_rs_cond_resched() };
         // Halted or waiting for SIPI (in-kernel APIC): sleep until runnable.
@@ -195,6 +197,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         return Ok(Next::User);
     }
     crate::time::kvmclock::update_if_requested(vcpu, inner);
+    crate::time::steal_time::record_if_needed(vcpu, inner);
     let irq_waits = inject_pending_event(vcpu, inner);
     // User space wants to inject (request_interrupt_window), or KVM_INTERRUPT's
     // vector could not go in yet, or the in-kernel irqchip has an interrupt the
@@ -239,6 +242,8 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         intercept_iret,
         // #UD always (upstream too): handle_ud and the forced emulation prefix.
         intercept_exceptions: crate::guest_debug::intercepts(inner) | (1 << 6),
+        intercept_all_msrs: vcpu.vm.user_msr.filtering(),
+        intercept_hlt: inner.intercept_hlt,
     };
     let debug = crate::guest_debug::before_entry(inner);
     inner.bp_exit = false;
@@ -322,33 +327,17 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             run.set_simple(uapi::KVM_EXIT_HLT);
             Ok(Next::User)
         }
+        Exit::Cpuid if crate::platform_info::cpuid_faults(inner) => {
+            inject_gp(inner);
+            Ok(Next::Guest)
+        }
         Exit::Cpuid => {
             crate::cpuid::emulate_cpuid(inner, vcpu.shared.id);
             skip_instruction(vcpu, inner, 2);
             Ok(Next::Guest)
         }
-        Exit::Rdmsr => {
-            let index = inner.state.gprs[gpr::RCX] as u32;
-            match crate::msrs::get_msr_vcpu(vcpu, inner, index, false) {
-                Ok(v) => {
-                    inner.state.gprs[gpr::RAX] = v & 0xffff_ffff;
-                    inner.state.gprs[gpr::RDX] = v >> 32;
-                    skip_instruction(vcpu, inner, 2);
-                }
-                Err(_) => inject_gp(inner),
-            }
-            Ok(Next::Guest)
-        }
-        Exit::Wrmsr => {
-            let s = &inner.state;
-            let index = s.gprs[gpr::RCX] as u32;
-            let v = (s.gprs[gpr::RDX] << 32) | (s.gprs[gpr::RAX] & 0xffff_ffff);
-            match crate::msrs::set_msr_vcpu(vcpu, inner, index, v, false) {
-                Ok(()) => skip_instruction(vcpu, inner, 2),
-                Err(_) => inject_gp(inner),
-            }
-            Ok(Next::Guest)
-        }
+        Exit::Rdmsr => crate::user_msr::handle_rdmsr(vcpu, inner),
+        Exit::Wrmsr => crate::user_msr::handle_wrmsr(vcpu, inner),
         Exit::Xsetbv => {
             let s = &inner.state;
             let v = (s.gprs[gpr::RDX] << 32) | (s.gprs[gpr::RAX] & 0xffff_ffff);
@@ -500,6 +489,7 @@ fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Ne
         }
         Pending::MmioRead { len } => emulate::complete_mmio_read(vcpu, inner, len),
         Pending::MmioWrite => emulate::complete_mmio_write(vcpu, inner),
+        Pending::UserMsr { read, next_rip } => Ok(crate::user_msr::complete(vcpu, inner, read, next_rip)),
     }
 }
 

@@ -170,6 +170,21 @@ impl RunPages {
         self.put::<u8>(0, vector);
     }
 
+    /// KVM_EXIT_X86_RDMSR/WRMSR: `{ u8 error; u8 pad[7]; u32 reason; u32 index;
+    /// u64 data; }`, error cleared for user space to set.
+    pub(crate) fn set_msr_exit(&self, exit_reason: u32, reason: u32, index: u32, data: u64) {
+        self.set_exit_reason(exit_reason);
+        self.put::<[u8; 8]>(0, [0; 8]);
+        self.put::<u32>(8, reason);
+        self.put::<u32>(12, index);
+        self.put::<u64>(16, data);
+    }
+
+    /// What user space answered to a KVM_EXIT_X86_RDMSR/WRMSR: (error, data).
+    pub(crate) fn msr_exit_result(&self) -> (u8, u64) {
+        (self.get::<u8>(0), self.get::<u64>(16))
+    }
+
     /// KVM_EXIT_HYPERCALL data is not used; KVM_EXIT_SHUTDOWN/HLT/INTR/IRQ window
     /// carry no data.
     pub(crate) fn set_simple(&self, reason: u32) {

@@ -101,6 +101,9 @@ pub(crate) enum Pending {
     MmioRead { len: u8 },
     /// An MMIO write; nothing comes back.
     MmioWrite,
+    /// A KVM_EXIT_X86_RDMSR/WRMSR: user space's answer completes it
+    /// (user_msr::complete).
+    UserMsr { read: bool, next_rip: u64 },
 }
 
 pub(crate) struct VcpuInner {
@@ -156,6 +159,13 @@ pub(crate) struct VcpuInner {
     pub tsc: crate::time::tsc::VcpuTsc,
     /// kvmclock's MSR and bookkeeping.
     pub kvmclock: crate::time::kvmclock::KvmClock,
+    /// KVM_CAP_ENFORCE_PV_FEATURE_CPUID and the PV feature bits.
+    pub pv: crate::pv_cpuid::PvCpuid,
+    /// MSR_KVM_STEAL_TIME and its bookkeeping.
+    pub steal: crate::time::steal_time::StealTime,
+    /// HLT exits (off if the VM disabled them before this vCPU was created:
+    /// KVM_CAP_X86_DISABLE_EXITS).
+    pub intercept_hlt: bool,
 }
 
 #[pin_data]
@@ -279,6 +289,9 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 bp_exit: false,
                 tsc: crate::time::tsc::VcpuTsc::new(tsc_khz),
                 kvmclock: Default::default(),
+                pv: Default::default(),
+                steal: Default::default(),
+                intercept_hlt: !crate::disable_exits::hlt_in_guest(vm),
             }),
         }),
         GFP_KERNEL,
@@ -454,6 +467,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             }
             crate::cpuid::set_cpuid(inner, entries)?;
             crate::irq::lapic::cpuid_changed(vcpu, inner);
+            crate::pv_cpuid::cpuid_changed(vcpu, inner);
             Ok(0)
         }
         ioctl::KVM_GET_CPUID2 => {
@@ -520,6 +534,10 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_SET_TSC_KHZ => crate::time::tsc::set_tsc_khz(inner, arg),
+        ioctl::KVM_ENABLE_CAP => crate::pv_cpuid::vcpu_enable_cap(inner, arg),
+        ioctl::KVM_HAS_DEVICE_ATTR | ioctl::KVM_GET_DEVICE_ATTR | ioctl::KVM_SET_DEVICE_ATTR => {
+            crate::time::tsc::vcpu_device_attr(vcpu, inner, cmd, arg)
+        }
         ioctl::KVM_SET_GUEST_DEBUG => crate::guest_debug::set_guest_debug(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SETUP_MCE => crate::mce::setup_mce(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SET_MCE => crate::mce::set_mce(inner, arg).map(|_| 0),

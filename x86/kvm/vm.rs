@@ -146,6 +146,13 @@ pub struct Vm {
     /// spinlock taken under a vCPU's mutex; nothing is taken under it.
     #[pin]
     pub(crate) tsc: SpinLock<crate::time::tsc::TscSync>,
+    /// KVM_CAP_X86_USER_SPACE_MSR and the MSR filter (user_msr).
+    #[pin]
+    pub(crate) user_msr: crate::user_msr::VmUserMsr,
+    /// Guests may read MSR_PLATFORM_INFO (KVM_CAP_MSR_PLATFORM_INFO).
+    pub(crate) platform_info_readable: core::sync::atomic::AtomicBool,
+    /// KVM_X86_DISABLE_EXITS_* in force for new vCPUs (disable_exits.rs).
+    pub(crate) disable_exits: core::sync::atomic::AtomicU32,
     owner: OwnerMm,
     /// Bumped whenever mappings are removed or write-protected; a vCPU that
     /// entered with an older value flushes its guest TLB on the next entry.
@@ -198,6 +205,9 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
             coalesced <- crate::coalesced_mmio::CoalescedMmio::new(ring),
             clock <- crate::time::vm_clock::VmClock::new(),
             tsc <- new_spinlock!(crate::time::tsc::TscSync::new(), "Vm::tsc"),
+            user_msr <- crate::user_msr::VmUserMsr::new(),
+            platform_info_readable: core::sync::atomic::AtomicBool::new(true),
+            disable_exits: core::sync::atomic::AtomicU32::new(0),
             owner: OwnerMm::current(),
             tlb_gen: AtomicU64::new(0),
             tdp_root,
@@ -344,11 +354,16 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
                 vm.inner.lock().manual_dirty_log_protect = cap.args[0];
                 return Ok(0);
             }
-            match crate::irq::ioctl::enable_cap(vm, &cap) {
+            match crate::irq::ioctl::enable_cap(vm, &cap)
+                .or_else(|| crate::user_msr::enable_cap(vm, &cap))
+                .or_else(|| crate::platform_info::enable_cap(vm, &cap))
+                .or_else(|| crate::disable_exits::enable_cap(vm, &cap))
+            {
                 Some(r) => r.map(|_| 0),
                 None => Err(EINVAL),
             }
         }
+        ioctl::KVM_X86_SET_MSR_FILTER => crate::user_msr::set_msr_filter(vm, arg),
         ioctl::KVM_SET_NR_MMU_PAGES => {
             // Upstream's KVM_MIN_ALLOC_MMU_PAGES is the floor.
             if (arg as u64) < 64 {

@@ -78,6 +78,11 @@ pub struct EntryParams {
     /// Exceptions to intercept besides #MC (bit n: vector n): #DB and #BP while
     /// user space debugs the guest (KVM_SET_GUEST_DEBUG).
     pub intercept_exceptions: u32,
+    /// Every RDMSR/WRMSR must exit, also of MSRs the vendor otherwise lets
+    /// the guest access directly (an MSR filter is installed).
+    pub intercept_all_msrs: bool,
+    /// HLT exits (off: the guest halts in guest mode, KVM_CAP_X86_DISABLE_EXITS).
+    pub intercept_hlt: bool,
 }
 
 /// The vendor half of a vCPU.

@@ -312,6 +312,11 @@ impl VendorVcpu for SvmVcpu {
             c.nested_cr3 = p.tdp_root;
             c.clean = 0;
             c.intercept_exceptions = (1 << 18) | p.intercept_exceptions;
+            if p.intercept_hlt {
+                c.intercept_misc1 |= intercept::HLT;
+            } else {
+                c.intercept_misc1 &= !intercept::HLT;
+            }
             if p.intercept_iret {
                 c.intercept_misc1 |= intercept::IRET;
             } else {

@@ -17,10 +17,13 @@ mod kvm;
 mod kvmclock;
 mod lifecycle;
 mod modes;
+mod pvfeatures;
 mod smp;
 mod prefault;
 mod syncregs;
 mod system;
+mod tscattr;
+mod usermsr;
 
 fn main() {
     let filter = std::env::args().nth(1).unwrap_or_default();
@@ -37,6 +40,9 @@ fn main() {
     tests.extend(syncregs::tests());
     tests.extend(prefault::tests());
     tests.extend(dirtylog::tests());
+    tests.extend(usermsr::tests());
+    tests.extend(pvfeatures::tests());
+    tests.extend(tscattr::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
