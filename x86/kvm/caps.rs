@@ -88,6 +88,11 @@ pub fn check_extension(cap: u64) -> isize {
         uapi::KVM_CAP_SET_GUEST_DEBUG | uapi::KVM_CAP_X86_ROBUST_SINGLESTEP => 1,
         uapi::KVM_CAP_SET_GUEST_DEBUG2 => crate::guest_debug::SUPPORTED as isize,
         uapi::KVM_CAP_ADJUST_CLOCK => crate::time::vm_clock::VALID_FLAGS as isize,
+        // System Management Mode (x86/kvm/smm.rs): KVM_SMI, the smi events,
+        // MSR_IA32_SMBASE, RSM; on vendors that virtualize SMBASE, as upstream.
+        uapi::KVM_CAP_X86_SMM => crate::smm::vendor_supports() as isize,
+        // Memory slots in address space 1, what a vCPU in SMM sees.
+        uapi::KVM_CAP_MULTI_ADDRESS_SPACE => crate::memslots::ADDRESS_SPACES as isize,
         _ => 0,
     }
 }

@@ -59,6 +59,7 @@ mod nested_state;
 mod run;
 mod run_page;
 mod sigmask;
+mod smm;
 mod sync_regs;
 mod tdp_mmu;
 mod time;

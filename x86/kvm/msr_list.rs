@@ -28,8 +28,11 @@ const CANDIDATES: &[u32] = &[
 
 /// MSRs kvm.ko emulates whatever the host has (upstream's emulated_msrs):
 /// IA32_TSC_DEADLINE (the in-kernel APIC's; without one it reads 0 and
-/// ignores writes, as upstream), IA32_TSC_ADJUST, kvmclock's four.
+/// ignores writes, as upstream), IA32_TSC_ADJUST, kvmclock's four,
+/// IA32_SMBASE (on vendors that offer SMM). Each one only if the vendor
+/// virtualizes it (has_emulated_msr).
 const EMULATED: &[u32] = &[
+    msr::IA32_SMBASE,
     msr::IA32_TSC_DEADLINE,
     msr::IA32_TSC_ADJUST,
     msr::KVM_WALL_CLOCK,
@@ -52,7 +55,7 @@ pub(crate) fn init(vendor: &dyn VendorOps) {
         }
     }
     for &index in EMULATED {
-        if n < MAX {
+        if n < MAX && vendor.has_emulated_msr(index) {
             LIST[n].store(index, Ordering::Relaxed);
             n += 1;
         }

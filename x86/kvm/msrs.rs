@@ -276,6 +276,7 @@ pub(crate) fn get_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u
     crate::irq::lapic::get_msr(vcpu, index)
         .or_else(|| crate::time::tsc::get_msr(inner, index))
         .or_else(|| crate::time::kvmclock::get_msr(vcpu, inner, index))
+        .or_else(|| crate::smm::get_msr(inner, index, host))
         .unwrap_or_else(|| get_msr(inner, index, host))
 }
 
@@ -288,6 +289,9 @@ pub(crate) fn set_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, inde
         return r;
     }
     if let Some(r) = crate::time::kvmclock::set_msr(vcpu, inner, index, value) {
+        return r;
+    }
+    if let Some(r) = crate::smm::set_msr(inner, index, value, host) {
         return r;
     }
     set_msr(inner, index, value, host)

@@ -106,9 +106,13 @@ fn user_wants_window(vcpu: &Vcpu, inner: &VcpuInner) -> bool {
 
 /// The first steps of choosing the event for this entry (upstream's
 /// kvm_check_and_inject_events): a pending exception or re-injected event
-/// stays; else an NMI if NMIs are open. Returns whether the slot is taken.
-pub(crate) fn inject_exception_or_nmi(inner: &mut VcpuInner) -> bool {
+/// stays; else a pending SMI enters SMM (smm.rs); else an NMI if NMIs are
+/// open. Returns whether the slot is taken.
+pub(crate) fn inject_exception_or_nmi(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     if inner.state.pending_event.is_some() {
+        return true;
+    }
+    if crate::smm::inject_smi(vcpu, inner) {
         return true;
     }
     if inner.nmi_pending && !inner.state.nmi_masked && !inner.state.interrupt_shadow {
@@ -137,7 +141,7 @@ fn inject_pending_event(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     if vcpu.shared.irq.in_kernel {
         return crate::irq::lapic::inject_pending(vcpu, inner);
     }
-    if inject_exception_or_nmi(inner) {
+    if inject_exception_or_nmi(vcpu, inner) {
         return false;
     }
     if let Some(v) = inner.pending_external.take() {
@@ -184,7 +188,8 @@ fn xsetbv(xcr0: u64) {
 }
 
 fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
-    let params_root = vcpu.vm.tdp_root;
+    // The page tables of the vCPU's address space (SMM has its own).
+    let params_root = vcpu.vm.tdp_roots[crate::smm::as_id(vcpu)];
     if crate::guest_debug::take_pending_step(vcpu, inner) {
         return Ok(Next::User);
     }
@@ -198,6 +203,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     }
     crate::time::kvmclock::update_if_requested(vcpu, inner);
     let irq_waits = inject_pending_event(vcpu, inner);
+    crate::smm::check_entry(inner)?;
     // User space wants to inject (request_interrupt_window), or KVM_INTERRUPT's
     // vector could not go in yet, or the in-kernel irqchip has an interrupt the
     // guest cannot take yet: exit as soon as the guest can take one, which is
@@ -366,7 +372,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             skip_instruction(vcpu, inner, 3);
             Ok(Next::Guest)
         }
-        Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(gpa, write)? {
+        Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(crate::smm::as_id(vcpu), gpa, write)? {
             Resolved::Mapped => Ok(Next::Guest),
             Resolved::Mmio => emulate::emulate_mmio(vcpu, inner, gpa),
         },
@@ -380,6 +386,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
         Exit::InterruptWindow => Ok(Next::Guest),
         Exit::DrAccess { dr, write } => emulate::mov_dr(vcpu, inner, dr, write),
         Exit::CrAccess { cr, op } => crate::cr::handle_cr_access(vcpu, inner, cr, op),
+        Exit::Rsm => crate::smm::rsm(vcpu, inner),
         Exit::Iret => {
             inner.iret_seen = true;
             Ok(Next::Guest)
@@ -515,5 +522,5 @@ fn post_run_save(vcpu: &Vcpu, inner: &VcpuInner) {
         run.set_apic_base(inner.apic_base);
     }
     run.set_ready_for_interrupt_injection(ready_for_interrupt(vcpu, inner) as u8);
-    run.set_flags(0);
+    run.set_flags(crate::smm::run_flags(inner));
 }
