@@ -113,16 +113,18 @@ pub(crate) fn vcpu_reset(inner: &mut VcpuInner, init: bool) {
     }
 }
 
-/// KVM_SMI (upstream's kvm_vcpu_ioctl_smi + process_smi).
-pub(crate) fn ioctl_smi(inner: &mut VcpuInner) -> Result<isize> {
+/// KVM_SMI (upstream's kvm_vcpu_ioctl_smi: a request, which becomes
+/// smi_pending at the next entry or KVM_GET_VCPU_EVENTS).
+pub(crate) fn ioctl_smi(vcpu: &Vcpu) -> Result<isize> {
     if !vendor_supports() {
         return Err(ENOTTY);
     }
-    inner.smm.smi_pending = true;
+    vcpu.shared.irq.smi_queued.store(true, Ordering::SeqCst);
     Ok(0)
 }
 
-/// Folds an SMI posted by a local APIC into the vCPU (KVM_REQ_SMI).
+/// Folds an SMI posted by KVM_SMI or a local APIC into the vCPU (upstream's
+/// KVM_REQ_SMI -> process_smi).
 pub(crate) fn take_posted(vcpu: &Vcpu, inner: &mut VcpuInner) {
     if vcpu.shared.irq.smi_queued.swap(false, Ordering::SeqCst) {
         inner.smm.smi_pending = true;
@@ -153,6 +155,7 @@ pub(crate) fn mp_state_refused(inner: &VcpuInner, state: u32) -> bool {
 /// if an SMI is pending and allowed. Returns whether it did (the slot is
 /// then taken: no NMI or interrupt goes in at this entry).
 pub(crate) fn inject_smi(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
+    take_posted(vcpu, inner);
     if !smi_wakes(inner) {
         return false;
     }
@@ -239,14 +242,28 @@ fn save_state(inner: &VcpuInner) -> smram::State {
     }
 }
 
+/// The state-save area's bytes, on the heap: SMM is entered and left from
+/// deep inside KVM_RUN, whose stack is already large.
+fn area_buffer() -> Result<KBox<[u8; smram::SIZE]>> {
+    Ok(KBox::new([0u8; smram::SIZE], GFP_KERNEL)?)
+}
+
 /// Upstream's enter_smm. On failure to write SMRAM nothing has changed.
+#[inline(never)]
 fn enter_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result {
     let lm = inner.features.lm;
-    let saved = save_state(inner);
-    let area = if lm { smram::encode_64(&saved) } else { smram::encode_32(&saved) };
+    let mut area = area_buffer()?;
+    {
+        let saved = save_state(inner);
+        if lm {
+            smram::encode_64(&saved, &mut area);
+        } else {
+            smram::encode_32(&saved, &mut area);
+        }
+    }
     let smbase = inner.smm.smbase;
     // SMRAM is written in the SMM address space.
-    if !matches!(crate::emulate::write_gpa_in(vcpu, 1, smbase.wrapping_add(smram::SAVE_AREA), &area), Ok(true)) {
+    if !matches!(crate::emulate::write_gpa_in(vcpu, 1, smbase.wrapping_add(smram::SAVE_AREA), &area[..]), Ok(true)) {
         return Err(EFAULT);
     }
     smm_changed(vcpu, inner, true);
@@ -303,10 +320,11 @@ pub(crate) fn rsm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
 struct Bad;
 
 /// Upstream's emulator_leave_smm.
+#[inline(never)]
 fn leave_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<(), Bad> {
-    let mut area = [0u8; smram::SIZE];
+    let mut area = area_buffer().map_err(|_| Bad)?;
     let at = inner.smm.smbase.wrapping_add(smram::SAVE_AREA);
-    if !matches!(crate::emulate::read_gpa_in(vcpu, 1, at, &mut area), Ok(true)) {
+    if !matches!(crate::emulate::read_gpa_in(vcpu, 1, at, &mut area[..]), Ok(true)) {
         return Err(Bad);
     }
     if !inner.smm.inside_nmi {
@@ -475,8 +493,6 @@ pub(crate) fn set_events(vcpu: &Vcpu, inner: &mut VcpuInner, e: &uapi::kvm_vcpu_
     if smm {
         inner.smm.inside_nmi = e.smi.smm_inside_nmi != 0;
     }
-    // A pending SMI posted earlier is replaced by what user space says.
-    vcpu.shared.irq.smi_queued.store(false, Ordering::SeqCst);
     if vcpu.shared.irq.in_kernel {
         vcpu.shared.irq.set_latched_init(e.smi.latched_init != 0);
     }

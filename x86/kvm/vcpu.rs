@@ -505,7 +505,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             }
             Ok(0)
         }
-        ioctl::KVM_SMI => crate::smm::ioctl_smi(inner),
+        ioctl::KVM_SMI => crate::smm::ioctl_smi(vcpu),
         ioctl::KVM_GET_LAPIC => crate::irq::lapic::get_lapic(vcpu, arg).map(|_| 0),
         ioctl::KVM_GET_TSC_KHZ => Ok(inner.tsc.khz as isize),
         ioctl::KVM_GET_NESTED_STATE => crate::nested_state::get(arg),

@@ -434,7 +434,10 @@ impl Vm {
 
     /// Resolves a guest-physical access that faulted in the nested page tables:
     /// maps RAM (pinning the user page), or reports MMIO.
-    /// `as_id` is the faulting vCPU's address space.
+    /// `as_id` is the faulting vCPU's address space. Not inlined: its frame
+    /// (a pin-table chunk is built on the stack) must not add to the run
+    /// loop's.
+    #[inline(never)]
     pub(crate) fn handle_tdp_fault(&self, as_id: usize, gpa: u64, write: bool) -> Result<Resolved> {
         let gfn = gpa >> memslots::PAGE_SHIFT;
         let mut inner = self.inner.lock();

@@ -222,35 +222,36 @@ fn get_seg32(b: &[u8; SIZE], o: usize, sel_off: Option<usize>) -> Seg {
     }
 }
 
-/// Upstream's enter_smm_save_state_64 layout (the revision is always 0x20064).
-pub fn encode_64(s: &State) -> [u8; SIZE] {
+/// Upstream's enter_smm_save_state_64 layout (the revision is always
+/// 0x20064). Fills all of `b` (an out-parameter: kvm.ko keeps it off its
+/// deep run-loop stack).
+pub fn encode_64(s: &State, b: &mut [u8; SIZE]) {
     use off64::*;
-    let mut b = [0u8; SIZE];
+    b.fill(0);
     for i in 0..16 {
-        put64(&mut b, GPRS + 8 * (15 - i), s.gprs[i]);
+        put64(b, GPRS + 8 * (15 - i), s.gprs[i]);
     }
-    put64(&mut b, RIP, s.rip);
-    put64(&mut b, RFLAGS, s.rflags);
-    put64(&mut b, DR6, s.dr6);
-    put64(&mut b, DR7, s.dr7);
-    put64(&mut b, CR0, s.cr0);
-    put64(&mut b, CR3, s.cr3);
-    put64(&mut b, CR4, s.cr4);
-    put32(&mut b, SMBASE, s.smbase);
-    put32(&mut b, REVISION, REVISION_64);
-    put64(&mut b, EFER, s.efer);
-    put64(&mut b, SVM_GUEST_FLAG, s.svm_guest_flag);
-    put64(&mut b, SVM_GUEST_VMCB_GPA, s.svm_guest_vmcb_gpa);
+    put64(b, RIP, s.rip);
+    put64(b, RFLAGS, s.rflags);
+    put64(b, DR6, s.dr6);
+    put64(b, DR7, s.dr7);
+    put64(b, CR0, s.cr0);
+    put64(b, CR3, s.cr3);
+    put64(b, CR4, s.cr4);
+    put32(b, SMBASE, s.smbase);
+    put32(b, REVISION, REVISION_64);
+    put64(b, EFER, s.efer);
+    put64(b, SVM_GUEST_FLAG, s.svm_guest_flag);
+    put64(b, SVM_GUEST_VMCB_GPA, s.svm_guest_vmcb_gpa);
     for (o, seg) in [(ES, &s.es), (CS, &s.cs), (SS, &s.ss), (DS, &s.ds), (FS, &s.fs), (GS, &s.gs), (LDTR, &s.ldtr), (TR, &s.tr)] {
-        put_seg64(&mut b, o, seg);
+        put_seg64(b, o, seg);
     }
     // GDTR/IDTR: limit and base only.
     for (o, seg) in [(GDTR, &s.gdtr), (IDTR, &s.idtr)] {
-        put32(&mut b, o + 4, seg.limit);
-        put64(&mut b, o + 8, seg.base);
+        put32(b, o + 4, seg.limit);
+        put64(b, o + 8, seg.base);
     }
     b[INT_SHADOW] = s.int_shadow;
-    b
 }
 
 /// Reads the 64-bit layout (what rsm_load_state_64 takes from it).
@@ -287,34 +288,33 @@ pub fn decode_64(b: &[u8; SIZE]) -> State {
 }
 
 /// Upstream's enter_smm_save_state_32 layout (the revision is always
-/// 0x20000; registers are truncated to 32 bits).
-pub fn encode_32(s: &State) -> [u8; SIZE] {
+/// 0x20000; registers are truncated to 32 bits). Fills all of `b`.
+pub fn encode_32(s: &State, b: &mut [u8; SIZE]) {
     use off32::*;
-    let mut b = [0u8; SIZE];
-    put32(&mut b, CR0, s.cr0 as u32);
-    put32(&mut b, CR3, s.cr3 as u32);
-    put32(&mut b, EFLAGS, s.rflags as u32);
-    put32(&mut b, EIP, s.rip as u32);
+    b.fill(0);
+    put32(b, CR0, s.cr0 as u32);
+    put32(b, CR3, s.cr3 as u32);
+    put32(b, EFLAGS, s.rflags as u32);
+    put32(b, EIP, s.rip as u32);
     for i in 0..8 {
-        put32(&mut b, GPRS + 4 * i, s.gprs[i] as u32);
+        put32(b, GPRS + 4 * i, s.gprs[i] as u32);
     }
-    put32(&mut b, DR6, s.dr6 as u32);
-    put32(&mut b, DR7, s.dr7 as u32);
-    put_seg32(&mut b, TR, Some(TR_SEL), &s.tr);
-    put_seg32(&mut b, LDTR, Some(LDTR_SEL), &s.ldtr);
-    put_seg32(&mut b, GDTR, None, &Seg { flags: 0, ..s.gdtr });
-    put_seg32(&mut b, IDTR, None, &Seg { flags: 0, ..s.idtr });
-    put_seg32(&mut b, ES, Some(ES_SEL), &s.es);
-    put_seg32(&mut b, CS, Some(CS_SEL), &s.cs);
-    put_seg32(&mut b, SS, Some(SS_SEL), &s.ss);
-    put_seg32(&mut b, DS, Some(DS_SEL), &s.ds);
-    put_seg32(&mut b, FS, Some(FS_SEL), &s.fs);
-    put_seg32(&mut b, GS, Some(GS_SEL), &s.gs);
-    put32(&mut b, CR4, s.cr4 as u32);
-    put32(&mut b, REVISION, REVISION_32);
-    put32(&mut b, SMBASE, s.smbase);
+    put32(b, DR6, s.dr6 as u32);
+    put32(b, DR7, s.dr7 as u32);
+    put_seg32(b, TR, Some(TR_SEL), &s.tr);
+    put_seg32(b, LDTR, Some(LDTR_SEL), &s.ldtr);
+    put_seg32(b, GDTR, None, &Seg { flags: 0, ..s.gdtr });
+    put_seg32(b, IDTR, None, &Seg { flags: 0, ..s.idtr });
+    put_seg32(b, ES, Some(ES_SEL), &s.es);
+    put_seg32(b, CS, Some(CS_SEL), &s.cs);
+    put_seg32(b, SS, Some(SS_SEL), &s.ss);
+    put_seg32(b, DS, Some(DS_SEL), &s.ds);
+    put_seg32(b, FS, Some(FS_SEL), &s.fs);
+    put_seg32(b, GS, Some(GS_SEL), &s.gs);
+    put32(b, CR4, s.cr4 as u32);
+    put32(b, REVISION, REVISION_32);
+    put32(b, SMBASE, s.smbase);
     b[INT_SHADOW] = s.int_shadow;
-    b
 }
 
 /// Reads the 32-bit layout (what rsm_load_state_32 takes from it).
@@ -397,7 +397,8 @@ mod tests {
     #[test]
     fn layout_64_offsets() {
         let s = sample();
-        let b = encode_64(&s);
+        let mut b = [0u8; SIZE];
+        encode_64(&s, &mut b);
         let at = |o: usize| get64(&b, o - 0xfe00);
         assert_eq!(get16(&b, 0xfe10 - 0xfe00), 0x10, "cs selector");
         assert_eq!(at(0xfe28), 0x1000, "ss base");
@@ -425,7 +426,9 @@ mod tests {
     #[test]
     fn layout_64_round_trip() {
         let s = sample();
-        let mut d = decode_64(&encode_64(&s));
+        let mut b = [0xaau8; SIZE];
+        encode_64(&s, &mut b);
+        let mut d = decode_64(&b);
         assert_eq!(d.revision, REVISION_64);
         d.revision = 0;
         assert_eq!(d, s);
@@ -435,7 +438,8 @@ mod tests {
     #[test]
     fn layout_32_offsets() {
         let s = sample();
-        let b = encode_32(&s);
+        let mut b = [0u8; SIZE];
+        encode_32(&s, &mut b);
         let at = |o: usize| get32(&b, o - 0xfe00);
         assert_eq!(at(0xfef8), 0x100_0000, "smbase");
         assert_eq!(at(0xfefc), REVISION_32);
@@ -463,7 +467,9 @@ mod tests {
     #[test]
     fn layout_32_round_trip_keeps_low_halves() {
         let s = sample();
-        let d = decode_32(&encode_32(&s));
+        let mut b = [0xaau8; SIZE];
+        encode_32(&s, &mut b);
+        let d = decode_32(&b);
         assert_eq!(d.revision, REVISION_32);
         for i in 0..8 {
             assert_eq!(d.gprs[i], s.gprs[i] & 0xffff_ffff);

@@ -15,6 +15,7 @@ mod kvm;
 mod kvmclock;
 mod lifecycle;
 mod modes;
+mod smm;
 mod smp;
 mod syncregs;
 mod system;
@@ -31,6 +32,7 @@ fn main() {
     tests.extend(irqchip::tests());
     tests.extend(kvmclock::tests());
     tests.extend(syncregs::tests());
+    tests.extend(smm::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
