@@ -21,6 +21,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("smm/smi_ioctl_enter_and_rsm", smi_ioctl_enter_and_rsm),
         ("smm/self_ipi_smi", self_ipi_smi),
         ("smm/save_restore_inside_smm", save_restore_inside_smm),
+        ("smm/smram_32bit_layout_without_lm", smram_32bit_layout),
         ("smm/events_smi_fields", events_smi_fields),
         ("smm/init_latched_until_rsm", init_latched_until_rsm),
         ("smm/rsm_outside_smm_is_ud", rsm_outside_smm_is_ud),
@@ -274,6 +275,46 @@ fn save_restore_inside_smm() -> TestResult {
     check_back(&v2)?;
     expect_exit(&v2, KVM_EXIT_HLT)?;
     drop(s.vm);
+    Ok(())
+}
+
+/// A vCPU whose CPUID lacks long mode (none set) gets the 32-bit layout.
+fn smram_32bit_layout() -> TestResult {
+    let mut vm = Vm::new()?;
+    let mem = vm.add_mem(0, 0, RAM, 0)?;
+    let smram = vm.add_mem(SMRAM_SLOT, SMRAM_GPA, SMRAM_SIZE, 0)?;
+    poke(smram, 0x8000, &HANDLER);
+    #[rustfmt::skip]
+    poke(mem, CODE as usize, &[
+        0xbb, 0x44, 0x33, 0x22, 0x11, // mov ebx, 0x11223344
+        0xbf, 0x88, 0x77, 0x66, 0x55, // mov edi, 0x55667788
+        0xe6, 0x10, 0xe6, 0x11, 0xf4, // out 0x10; out 0x11; hlt
+    ]);
+    let v = vm.vcpu(0)?;
+    v.protected_mode_at(CODE)?;
+    check_eq!(v.set_msr(MSR_IA32_SMBASE, SMRAM_GPA), Ok(1));
+    expect_io(&v, 0x10)?;
+    check_eq!(ioctl_val(&v.fd, KVM_SMI, 0), Ok(0));
+    expect_io(&v, 0x12)?;
+    check!(run_flags(&v) & KVM_RUN_X86_SMM as u16 != 0, "not in SMM");
+    // Upstream's kvm_smram_state_32 offsets (minus 0xFE00).
+    let area = peek(smram, 0xfe00, 512);
+    check_eq!(u32_at(&area, 0xfc), 0x0002_0000);
+    check_eq!(u32_at(&area, 0xf8) as u64, SMRAM_GPA);
+    check_eq!(u32_at(&area, 0x1d0 + 4 * 3), 0x1122_3344);
+    check_eq!(u32_at(&area, 0x1d0 + 4 * 7), 0x5566_7788);
+    check_eq!(u32_at(&area, 0x1f0) as u64, CODE + 12);
+    check_eq!(u32_at(&area, 0x1f4) & 0x200, 0);
+    check_eq!(u32_at(&area, 0x1fc) & 1, 1);
+    check_eq!(u32_at(&area, 0x1ac), 8); // CS selector
+    check_eq!(u32_at(&area, 0x1b0), 0x10); // SS selector
+    check_eq!(u32_at(&area, 0x190 + 4), 0xffff_ffff); // CS limit
+    expect_io(&v, 0x11)?;
+    let (r, sr) = (v.regs()?, v.sregs()?);
+    check_eq!((r.rbx, r.rdi), (0x1122_3344, 0x5566_7788));
+    check_eq!((sr.cs.selector, sr.cs.db, sr.cr0 & 1, sr.ss.selector), (8, 1, 1, 0x10));
+    check_eq!(run_flags(&v) & KVM_RUN_X86_SMM as u16, 0);
+    expect_exit(&v, KVM_EXIT_HLT)?;
     Ok(())
 }
 
