@@ -281,6 +281,11 @@ fn fetch(vcpu: &Vcpu, st: &ArchState) -> core::result::Result<([u8; 15], usize),
     Ok((bytes, got))
 }
 
+/// The bytes at CS:RIP (up to 15), if the first can be fetched.
+pub(crate) fn fetch_insn(vcpu: &Vcpu, st: &ArchState) -> Option<([u8; 15], usize)> {
+    fetch(vcpu, st).ok()
+}
+
 /// The length of the instruction at RIP, if it can be fetched and decoded.
 pub(crate) fn instruction_length(vcpu: &Vcpu, st: &ArchState) -> Option<u64> {
     let (bytes, n) = fetch(vcpu, st).ok()?;

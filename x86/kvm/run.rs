@@ -245,7 +245,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         flush_guest_tlb: core::mem::take(&mut inner.flush_guest_tlb),
         request_interrupt_window: want_window,
         intercept_iret,
-        intercept_exceptions: crate::guest_debug::intercepts(inner),
+        intercept_exceptions: crate::guest_debug::intercepts(inner) | crate::smm::intercepts(inner),
     };
     let debug = crate::guest_debug::before_entry(inner);
     inner.bp_exit = false;
@@ -403,6 +403,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             run.set_fail_entry(hardware_reason, cpu);
             Ok(Next::User)
         }
+        Exit::Exception { vector: 6, .. } if inner.smm.in_smm => crate::smm::ud_in_smm(vcpu, inner),
         Exit::Exception { vector, .. } if crate::guest_debug::exception(vcpu, inner, vector, inner.state.dr6) => {
             Ok(Next::User)
         }

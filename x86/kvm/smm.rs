@@ -19,9 +19,12 @@
 //! latched while in SMM and taken after RSM.
 //!
 //! Which vendors offer SMM: those that virtualize MSR_IA32_SMBASE
-//! (`has_emulated_msr`, as upstream decides KVM_CAP_X86_SMM): kvm-amd.
-//! kvm-intel does not (RSM would need emulation from its #UD path), so on it
-//! KVM_CAP_X86_SMM is 0, KVM_SMI is ENOTTY and SMM states are refused.
+//! (`has_emulated_msr`, as upstream decides KVM_CAP_X86_SMM); a vendor that
+//! does not gets KVM_CAP_X86_SMM 0, KVM_SMI ENOTTY and SMM states refused.
+//! kvm-amd intercepts RSM. kvm-intel cannot: a guest's RSM is a #UD there,
+//! so #UD is intercepted while in SMM and an RSM found at RIP is carried out
+//! (upstream emulates it from its #UD handler); SMM's real-mode-like state
+//! runs under unrestricted guest, which kvm-intel requires.
 //! Nested virtualization is not offered, so the SVM "SMI in guest mode"
 //! parts (svm_enter_smm/svm_leave_smm's nested state) never apply: a
 //! state-save area claiming guest mode fails RSM, as upstream's does for a
@@ -313,6 +316,32 @@ pub(crate) fn rsm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
     }
     inner.flush_guest_tlb = true;
     crate::guest_debug::instruction_completed(inner);
+    Ok(Next::Guest)
+}
+
+/// Exceptions intercepted while in SMM: #UD, for the vendors that do not
+/// intercept RSM itself (VMX: RSM outside real SMM is #UD, which upstream
+/// emulates from its #UD handler).
+pub(crate) fn intercepts(inner: &VcpuInner) -> u32 {
+    if inner.smm.in_smm {
+        1 << 6
+    } else {
+        0
+    }
+}
+
+/// An intercepted #UD in SMM: RSM (with any legacy prefixes) leaves SMM;
+/// anything else gets its #UD.
+pub(crate) fn ud_in_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
+    let is_rsm = crate::emulate::fetch_insn(vcpu, &inner.state).map_or(false, |(b, n)| {
+        let b = &b[..n];
+        let p = b.iter().take_while(|x| matches!(x, 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3)).count();
+        b.get(p..p + 2) == Some(&[0x0f, 0xaa][..])
+    });
+    if is_rsm {
+        return rsm(vcpu, inner);
+    }
+    inner.state.queue_exception(6, None);
     Ok(Next::Guest)
 }
 

@@ -206,13 +206,6 @@ impl KvmX86Ops for Vmx {
         &crate::ept::EPT
     }
 
-    /// SMM is not offered on VMX (upstream emulates RSM from its #UD path and
-    /// runs SMM code as big real mode; neither is here): without IA32_SMBASE,
-    /// KVM_CAP_X86_SMM answers 0 (x86/kvm/smm.rs).
-    fn has_emulated_msr(&self, index: u32) -> bool {
-        index != msr::IA32_SMBASE
-    }
-
     fn disable_virtualization_cpu(&self) {
         if cpu::read_cr4() & cr4::VMXE != 0 {
             // The VMCS still current here goes back to memory complete, so its
