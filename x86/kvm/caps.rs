@@ -56,6 +56,10 @@ pub fn check_extension(cap: u64) -> isize {
         uapi::KVM_CAP_NR_VCPUS => (crate::cpu::num_online_cpus() as isize).min(vm::MAX_VCPUS as isize),
         uapi::KVM_CAP_MAX_VCPUS => vm::MAX_VCPUS as isize,
         uapi::KVM_CAP_MAX_VCPU_ID => vm::MAX_VCPU_ID as isize,
+        // KVM_CLEAR_DIRTY_LOG and manual dirty-log protection.
+        uapi::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 => vm::DIRTY_LOG_MANUAL_CAPS as isize,
+        // KVM_PRE_FAULT_MEMORY (x86/kvm/pre_fault.rs).
+        uapi::KVM_CAP_PRE_FAULT_MEMORY => 1,
         // KVM_SET_NR_MMU_PAGES.
         uapi::KVM_CAP_MMU_SHADOW_CACHE_CONTROL => 1,
         uapi::KVM_CAP_MP_STATE

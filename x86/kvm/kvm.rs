@@ -56,6 +56,7 @@ pub mod mm;
 pub mod msr_list;
 mod msrs;
 mod nested_state;
+mod pre_fault;
 mod run;
 mod run_page;
 mod sigmask;

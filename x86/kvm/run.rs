@@ -454,19 +454,20 @@ fn handle_io(
         skip_instruction(vcpu, inner, 1);
         return Ok(Next::Guest);
     }
+    let next_rip = match inner.vendor.next_rip() {
+        Some(n) => n,
+        None => inner.state.rip.wrapping_add(emulate::instruction_length(vcpu, &inner.state).unwrap_or(1)),
+    };
+    let at = linear_rip(&inner.state);
     if input {
-        let next_rip = match inner.vendor.next_rip() {
-            Some(n) => n,
-            None => inner.state.rip.wrapping_add(emulate::instruction_length(vcpu, &inner.state).unwrap_or(1)),
-        };
         run.set_io(true, size, port, 1);
-        inner.pending = Pending::PioIn { size, next_rip };
+        inner.pending = Pending::PioIn { size, at, next_rip };
     } else {
         let data = inner.state.gprs[gpr::RAX].to_le_bytes();
         // SAFETY: at most 4 bytes into the PIO page we own.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), run.pio_ptr(), size as usize) };
         run.set_io(false, size, port, 1);
-        skip_instruction(vcpu, inner, 1);
+        inner.pending = Pending::PioOut { at, next_rip };
     }
     Ok(Next::User)
 }
@@ -489,14 +490,19 @@ fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Ne
     let pending = core::mem::replace(&mut inner.pending, Pending::None);
     match pending {
         Pending::None => Ok(Next::Guest),
-        Pending::PioIn { size, next_rip } => {
+        // User space moved RIP away (e.g. restored a snapshot): the I/O
+        // instruction is not completed, as upstream.
+        Pending::PioIn { at, .. } | Pending::PioOut { at, .. } if linear_rip(&inner.state) != at => Ok(Next::Guest),
+        Pending::PioIn { size, next_rip, .. } => {
             let mut data = [0u8; 8];
             // SAFETY: at most 4 bytes from the PIO page we own.
             unsafe { core::ptr::copy_nonoverlapping(vcpu.run.pio_ptr(), data.as_mut_ptr(), size as usize) };
             write_reg_sized(&mut inner.state, gpr::RAX, size, u64::from_le_bytes(data));
-            set_rip(&mut inner.state, next_rip);
-            inner.state.interrupt_shadow = false;
-            crate::guest_debug::instruction_completed(inner);
+            finish_io_instruction(inner, next_rip);
+            Ok(Next::Guest)
+        }
+        Pending::PioOut { next_rip, .. } => {
+            finish_io_instruction(inner, next_rip);
             Ok(Next::Guest)
         }
         Pending::PioInString { size, count } => emulate::complete_string_in(vcpu, inner, size, count),
@@ -506,6 +512,22 @@ fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Ne
         }
         Pending::MmioRead { len } => emulate::complete_mmio_read(vcpu, inner, len),
         Pending::MmioWrite => emulate::complete_mmio_write(vcpu, inner),
+    }
+}
+
+fn finish_io_instruction(inner: &mut VcpuInner, next_rip: u64) {
+    set_rip(&mut inner.state, next_rip);
+    inner.state.interrupt_shadow = false;
+    crate::guest_debug::instruction_completed(inner);
+}
+
+/// The linear address of RIP (upstream's kvm_get_linear_rip): CS.base + RIP
+/// outside 64-bit mode, truncated to 32 bits.
+fn linear_rip(s: &ArchState) -> u64 {
+    if s.long_mode() && s.cs.l != 0 {
+        s.rip
+    } else {
+        s.cs.base.wrapping_add(s.rip) & 0xffff_ffff
     }
 }
 

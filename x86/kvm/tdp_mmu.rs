@@ -85,12 +85,12 @@ impl TdpMmu {
     fn walk(&self, table: *mut u8, level: u32, base_gfn: u64, start: u64, end: u64, f: &dyn Fn(u64) -> u64) -> bool {
         let span = 1u64 << (9 * (level - 1));
         let mut changed = false;
-        for i in 0..ENTRIES {
+        // Only the entries overlapping [start, end): a single page costs one
+        // entry per level, not a scan of every table on the way.
+        let first = (start.saturating_sub(base_gfn) / span).min(ENTRIES as u64) as usize;
+        let last = end.saturating_sub(base_gfn).div_ceil(span).min(ENTRIES as u64) as usize;
+        for i in first..last {
             let lo = base_gfn + i as u64 * span;
-            let hi = lo + span;
-            if hi <= start || lo >= end {
-                continue;
-            }
             let e = entry(table, i);
             // SAFETY: inside a table page we own (volatile: hardware reads it).
             let cur = unsafe { e.read_volatile() };

@@ -38,6 +38,7 @@ plain_uapi!(
     uapi::kvm_userspace_memory_region,
     uapi::kvm_userspace_memory_region2,
     uapi::kvm_dirty_log,
+    uapi::kvm_clear_dirty_log,
     uapi::kvm_interrupt,
     uapi::kvm_signal_mask,
     uapi::kvm_irq_level,
@@ -58,6 +59,7 @@ plain_uapi!(
     uapi::kvm_clock_data,
     uapi::kvm_guest_debug,
     uapi::kvm_translation,
+    uapi::kvm_pre_fault_memory,
     uapi::kvm_coalesced_mmio_zone,
     uapi::kvm_create_device,
     uapi::kvm_device_attr,
@@ -79,6 +81,16 @@ pub fn write_slice<T: AsBytes>(ptr: usize, values: &[T]) -> Result {
     let mut w = UserSlice::new(ptr, len).writer();
     for v in values {
         w.write(v)?;
+    }
+    Ok(())
+}
+
+/// Fills `values` from consecutive elements starting at the user address `ptr`.
+pub fn read_slice<T: FromBytes>(ptr: usize, values: &mut [T]) -> Result {
+    let len = values.len().checked_mul(size_of::<T>()).ok_or(EFAULT)?;
+    let mut r = UserSlice::new(ptr, len).reader();
+    for v in values.iter_mut() {
+        *v = r.read::<T>()?;
     }
     Ok(())
 }

@@ -90,8 +90,13 @@ impl VcpuShared {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Pending {
     None,
-    /// IN: the data comes from the PIO page into RAX.
-    PioIn { size: u8, next_rip: u64 },
+    /// IN: the data comes from the PIO page into RAX. Like OUT, RIP stays at
+    /// the instruction during the exit and moves to `next_rip` on completion,
+    /// unless user space moved it (`at`: the linear RIP of the instruction;
+    /// upstream's cui_linear_rip check drops the completion then).
+    PioIn { size: u8, at: u64, next_rip: u64 },
+    /// OUT: the data went out with the exit; RIP moves on at completion.
+    PioOut { at: u64, next_rip: u64 },
     /// INS (possibly REP): `count` elements from the PIO page go to guest memory.
     PioInString { size: u8, count: u32 },
     /// OUTS: the elements were copied out; advance RSI/RCX.
@@ -510,6 +515,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_GET_TSC_KHZ => Ok(inner.tsc.khz as isize),
         ioctl::KVM_GET_NESTED_STATE => crate::nested_state::get(arg),
         ioctl::KVM_SET_NESTED_STATE => crate::nested_state::set(arg),
+        ioctl::KVM_PRE_FAULT_MEMORY => crate::pre_fault::kvm_vcpu_pre_fault_memory(vcpu, arg),
         ioctl::KVM_TRANSLATE => {
             let mut tr: uapi::kvm_translation = user::read(arg)?;
             // u64::MAX is upstream's INVALID_GPA: never a valid translation.

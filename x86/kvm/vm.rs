@@ -40,7 +40,7 @@ pub(crate) struct Memslot {
 }
 
 impl Memslot {
-    fn new(desc: SlotDesc) -> Result<Self> {
+    fn new(desc: SlotDesc, initially_set: bool) -> Result<Self> {
         let n = usize::try_from(desc.npages).map_err(|_| ENOMEM)?;
         let chunks = n.div_ceil(PIN_CHUNK);
         let mut pages = KVVec::with_capacity(chunks, GFP_KERNEL_ACCOUNT)?;
@@ -48,14 +48,25 @@ impl Memslot {
             pages.push(None, GFP_KERNEL_ACCOUNT)?;
         }
         let mut slot = Memslot { desc, pages, dirty: None };
-        slot.set_logging(desc.flags & memslots::MEM_LOG_DIRTY_PAGES != 0)?;
+        slot.set_logging(desc.flags & memslots::MEM_LOG_DIRTY_PAGES != 0, initially_set)?;
         Ok(slot)
     }
 
-    fn set_logging(&mut self, on: bool) -> Result {
+    /// Starts or stops dirty logging. `initially_set`: every page starts
+    /// dirty (KVM_DIRTY_LOG_INITIALLY_SET), so nothing is write-protected
+    /// until user space clears pages with KVM_CLEAR_DIRTY_LOG.
+    fn set_logging(&mut self, on: bool, initially_set: bool) -> Result {
         if on && self.dirty.is_none() {
-            let words = (self.desc.npages as usize).div_ceil(64);
-            self.dirty = Some(KVVec::from_elem(0u64, words, GFP_KERNEL_ACCOUNT)?);
+            let npages = self.desc.npages as usize;
+            let words = npages.div_ceil(64);
+            let mut bitmap = KVVec::from_elem(0u64, words, GFP_KERNEL_ACCOUNT)?;
+            if initially_set {
+                for (i, w) in bitmap.iter_mut().enumerate() {
+                    let left = npages - i * 64;
+                    *w = if left >= 64 { u64::MAX } else { (1u64 << left) - 1 };
+                }
+            }
+            self.dirty = Some(bitmap);
         } else if !on {
             self.dirty = None;
         }
@@ -94,8 +105,24 @@ pub(crate) struct VmInner {
     /// page cache; the two-dimensional tables here, like upstream's TDP MMU,
     /// are not bounded by it).
     pub n_requested_mmu_pages: u64,
+    /// KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2's flags (upstream's
+    /// manual_dirty_log_protect): with ENABLE, KVM_GET_DIRTY_LOG neither clears
+    /// nor write-protects (KVM_CLEAR_DIRTY_LOG does); with INITIALLY_SET,
+    /// logging starts with every page dirty and nothing write-protected.
+    pub manual_dirty_log_protect: u64,
     pub tss_addr: Option<u64>,
     pub identity_map_addr: Option<u64>,
+}
+
+/// KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2's answer and accepted flags.
+pub(crate) const DIRTY_LOG_MANUAL_CAPS: u64 =
+    (uapi::KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | uapi::KVM_DIRTY_LOG_INITIALLY_SET) as u64;
+
+impl VmInner {
+    fn dirty_log_initially_set(&self) -> bool {
+        let both = DIRTY_LOG_MANUAL_CAPS;
+        self.manual_dirty_log_protect & both == both
+    }
 }
 
 /// What a guest-physical access resolves to.
@@ -192,6 +219,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
                 created_vcpus: 0,
                 max_vcpu_ids: 0,
                 n_requested_mmu_pages: 0,
+                manual_dirty_log_protect: 0,
             }),
         }),
         GFP_KERNEL,
@@ -275,6 +303,11 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             vm.get_dirty_log(log.slot, bitmap)?;
             Ok(0)
         }
+        ioctl::KVM_CLEAR_DIRTY_LOG => {
+            let log: uapi::kvm_clear_dirty_log = user::read(arg)?;
+            vm.clear_dirty_log(&log)?;
+            Ok(0)
+        }
         ioctl::KVM_GET_TSC_KHZ => Ok(vm.tsc.lock().default_khz as isize),
         ioctl::KVM_SET_TSC_KHZ => crate::time::tsc::set_default_khz(vm, arg),
         ioctl::KVM_GET_CLOCK => vm.clock.get(arg).map(|_| 0),
@@ -303,6 +336,16 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             }
             if cap.cap == uapi::KVM_CAP_MAX_VCPU_ID {
                 return set_max_vcpu_id(vm, cap.args[0]).map(|_| 0);
+            }
+            if cap.cap == uapi::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 {
+                // INITIALLY_SET only together with ENABLE.
+                let enable = uapi::KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE as u64;
+                let allowed = if cap.args[0] & enable != 0 { DIRTY_LOG_MANUAL_CAPS } else { enable };
+                if cap.args[0] & !allowed != 0 {
+                    return Err(EINVAL);
+                }
+                vm.inner.lock().manual_dirty_log_protect = cap.args[0];
+                return Ok(0);
             }
             match crate::irq::ioctl::enable_cap(vm, &cap) {
                 Some(r) => r.map(|_| 0),
@@ -359,7 +402,7 @@ impl Vm {
         match change {
             Change::Unchanged => Ok(()),
             Change::Create(desc) => {
-                let slot = Memslot::new(desc)?;
+                let slot = Memslot::new(desc, inner.dirty_log_initially_set())?;
                 inner.spaces[as_id].slots.push(slot, GFP_KERNEL)?;
                 Ok(())
             }
@@ -382,11 +425,12 @@ impl Vm {
             }
             Change::FlagsOnly { old, new } => {
                 let logging = new.flags & memslots::MEM_LOG_DIRTY_PAGES != 0;
+                let initially_set = inner.dirty_log_initially_set();
                 if let Some(s) = inner.spaces[as_id].slots.iter_mut().find(|s| s.desc.id == old.id) {
-                    s.set_logging(logging)?;
+                    s.set_logging(logging, initially_set)?;
                     s.desc = new;
                 }
-                if logging {
+                if logging && !initially_set {
                     // Writes must fault from now on to be logged.
                     inner.spaces[as_id].mmu.write_protect(old.base_gfn, old.end_gfn());
                     self.flush_remote_tlbs(inner);
@@ -406,6 +450,11 @@ impl Vm {
         let s = inner.spaces[as_id].slots.iter_mut().find(|s| s.desc.id as u32 == slot & 0xffff).ok_or(ENOENT)?;
         let (base, npages) = (s.desc.base_gfn, s.desc.npages);
         let dirty = s.dirty.as_mut().ok_or(ENOENT)?;
+        if inner.manual_dirty_log_protect & uapi::KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE as u64 != 0 {
+            // Manual protection: the bitmap as it is; KVM_CLEAR_DIRTY_LOG
+            // clears and write-protects.
+            return user::write_slice(bitmap_uaddr, dirty);
+        }
         // Snapshot and clear, then write-protect what was dirty and flush: a write
         // after this returns faults and is logged again.
         let mut snapshot = KVVec::with_capacity(dirty.len(), GFP_KERNEL)?;
@@ -413,15 +462,19 @@ impl Vm {
             snapshot.push(*w, GFP_KERNEL)?;
             *w = 0;
         }
+        // Write-protect each run of consecutive dirty pages with one walk.
         let mut protected = false;
+        let end = base + npages;
         for (wi, w) in snapshot.iter().enumerate() {
             let mut bits = *w;
             while bits != 0 {
-                let b = bits.trailing_zeros() as u64;
-                bits &= bits - 1;
-                let gfn = base + wi as u64 * 64 + b;
-                if gfn < base + npages {
-                    protected |= inner.spaces[as_id].mmu.write_protect(gfn, gfn + 1);
+                let b = bits.trailing_zeros();
+                let run = (bits >> b).trailing_ones();
+                bits = if b + run >= 64 { 0 } else { bits & !(((1u64 << run) - 1) << b) };
+                let first = base + wi as u64 * 64 + b as u64;
+                let last = (first + run as u64).min(end);
+                if first < last {
+                    protected |= inner.spaces[as_id].mmu.write_protect(first, last);
                 }
             }
         }
@@ -430,6 +483,57 @@ impl Vm {
         }
         // Upstream copies ALIGN(npages, BITS_PER_LONG) / 8 bytes.
         user::write_slice(bitmap_uaddr, &snapshot)
+    }
+
+    /// KVM_CLEAR_DIRTY_LOG (upstream's kvm_clear_dirty_log_protect): the pages
+    /// set in user space's bitmap, from `first_page` (a multiple of 64) for
+    /// `num_pages` (a multiple of 64 unless it reaches the slot's end), are
+    /// cleared in the log and write-protected, so their next write is logged.
+    fn clear_dirty_log(&self, log: &uapi::kvm_clear_dirty_log) -> Result {
+        let slot = log.slot;
+        let as_id = (slot >> 16) as usize;
+        if as_id >= memslots::ADDRESS_SPACES as usize || slot & 0xffff >= memslots::MAX_SLOTS as u32 || log.first_page & 63 != 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: the pointer member of the union; any value is a plain
+        // address, checked by the user copy.
+        let uaddr = unsafe { log.__bindgen_anon_1.dirty_bitmap } as usize;
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let space = &mut inner.spaces[as_id];
+        let s = space.slots.iter_mut().find(|s| s.desc.id as u32 == slot & 0xffff).ok_or(ENOENT)?;
+        let (base, npages) = (s.desc.base_gfn, s.desc.npages);
+        let dirty = s.dirty.as_mut().ok_or(ENOENT)?;
+        let (first, num) = (log.first_page, log.num_pages as u64);
+        if first > npages || num > npages - first || (num < npages - first && num & 63 != 0) {
+            return Err(EINVAL);
+        }
+        let words = num.div_ceil(64) as usize;
+        let mut mask = KVVec::from_elem(0u64, words, GFP_KERNEL)?;
+        user::read_slice(uaddr, &mut mask)?;
+        let first_word = (first / 64) as usize;
+        let mut protected = false;
+        for (i, m) in mask.iter().enumerate() {
+            let Some(w) = dirty.get_mut(first_word + i) else { break };
+            // Only bits that were set are cleared (never beyond the slot).
+            let cleared = *m & *w;
+            if cleared == 0 {
+                continue;
+            }
+            *w &= !cleared;
+            let mut bits = cleared;
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                let run = (bits >> b).trailing_ones();
+                bits = if b + run >= 64 { 0 } else { bits & !(((1u64 << run) - 1) << b) };
+                let gfn = base + ((first_word + i) as u64) * 64 + b as u64;
+                protected |= space.mmu.write_protect(gfn, gfn + run as u64);
+            }
+        }
+        if protected {
+            self.flush_remote_tlbs(inner);
+        }
+        Ok(())
     }
 
     /// Resolves a guest-physical access that faulted in the nested page tables:

@@ -1127,7 +1127,8 @@ impl Lapic {
     /// TMCCT at `now_ns` (upstream apic_get_tmcct): 0 in TSC-deadline mode,
     /// with no count, or once a one-shot expired; otherwise the remaining
     /// time, modulo the period (so a late periodic timer reads as wrapped),
-    /// in bus cycles / divisor.
+    /// in bus cycles / divisor. A periodic timer is never stuck at 0 while its
+    /// vCPU is out of KVM_RUN.
     fn tmcct(&self, now_ns: u64) -> u32 {
         if self.timer_mode == APIC_LVT_TIMER_TSCDEADLINE {
             return 0;
@@ -1136,6 +1137,12 @@ impl Lapic {
             return 0;
         }
         let remaining = match self.target_ns {
+            // A periodic timer past its expiry that the vCPU has not re-armed
+            // yet (it re-arms when it runs; upstream's hrtimer re-arms in its
+            // callback at once) counts in the next period already.
+            Some(t) if now_ns > t && self.timer_mode == APIC_LVT_TIMER_PERIODIC => {
+                self.period_ns - (now_ns - t) % self.period_ns
+            }
             Some(t) => t.saturating_sub(now_ns),
             None => 0,
         };

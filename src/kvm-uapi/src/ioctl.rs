@@ -53,6 +53,7 @@ pub const KVM_GET_MSR_FEATURE_INDEX_LIST: u32 = iowr::<kvm_msr_list>(0x0a);
 // VM ioctls.
 pub const KVM_CREATE_VCPU: u32 = io(0x41);
 pub const KVM_GET_DIRTY_LOG: u32 = iow::<kvm_dirty_log>(0x42);
+pub const KVM_CLEAR_DIRTY_LOG: u32 = iowr::<kvm_clear_dirty_log>(0xc0);
 pub const KVM_SET_NR_MMU_PAGES: u32 = io(0x44);
 pub const KVM_GET_NR_MMU_PAGES: u32 = io(0x45);
 pub const KVM_SET_USER_MEMORY_REGION: u32 = iow::<kvm_userspace_memory_region>(0x46);
@@ -90,6 +91,7 @@ pub const KVM_SET_REGS: u32 = iow::<kvm_regs>(0x82);
 pub const KVM_GET_SREGS: u32 = ior::<kvm_sregs>(0x83);
 pub const KVM_SET_SREGS: u32 = iow::<kvm_sregs>(0x84);
 pub const KVM_TRANSLATE: u32 = iowr::<kvm_translation>(0x85);
+pub const KVM_PRE_FAULT_MEMORY: u32 = iowr::<kvm_pre_fault_memory>(0xd5);
 pub const KVM_INTERRUPT: u32 = iow::<kvm_interrupt>(0x86);
 pub const KVM_GET_MSRS: u32 = iowr::<kvm_msrs>(0x88);
 pub const KVM_SET_MSRS: u32 = iow::<kvm_msrs>(0x89);
@@ -167,6 +169,8 @@ mod tests {
         assert_eq!(KVM_GET_NESTED_STATE, 0xc080aebe);
         assert_eq!(KVM_SET_NESTED_STATE, 0x4080aebf);
         assert_eq!(KVM_TRANSLATE, 0xc018ae85);
+        assert_eq!(KVM_PRE_FAULT_MEMORY, 0xc040aed5);
+        assert_eq!(KVM_CLEAR_DIRTY_LOG, 0xc018aec0);
         assert_eq!(KVM_GET_EMULATED_CPUID, 0xc008ae09);
     }
 

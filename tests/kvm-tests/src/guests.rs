@@ -365,7 +365,7 @@ fn readonly_slot() -> TestResult {
     Ok(())
 }
 
-fn get_dirty_log(vm: &Vm, slot: u32, pages: usize) -> Result<Vec<u64>, Errno> {
+pub fn get_dirty_log(vm: &Vm, slot: u32, pages: usize) -> Result<Vec<u64>, Errno> {
     let mut bitmap = vec![0u64; pages.div_ceil(64)];
     let mut log = kvm_dirty_log::default();
     log.slot = slot;

@@ -7,6 +7,7 @@
 //! if any failed. `kvm-api-tests [FILTER]` runs the tests whose name contains FILTER.
 
 mod clientapi;
+mod dirtylog;
 mod guest;
 mod guests;
 mod harness;
@@ -17,6 +18,7 @@ mod lifecycle;
 mod modes;
 mod smm;
 mod smp;
+mod prefault;
 mod syncregs;
 mod system;
 
@@ -32,6 +34,8 @@ fn main() {
     tests.extend(irqchip::tests());
     tests.extend(kvmclock::tests());
     tests.extend(syncregs::tests());
+    tests.extend(prefault::tests());
+    tests.extend(dirtylog::tests());
     tests.extend(smm::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
