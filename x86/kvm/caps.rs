@@ -109,6 +109,11 @@ pub fn check_extension(cap: u64) -> isize {
         uapi::KVM_CAP_EXIT_ON_EMULATION_FAILURE => 1,
         // The quirks that can be disabled (x86/kvm/quirks.rs).
         uapi::KVM_CAP_DISABLE_QUIRKS2 => crate::quirks::SUPPORTED as isize,
+        // System Management Mode (x86/kvm/smm.rs): KVM_SMI, the smi events,
+        // MSR_IA32_SMBASE, RSM; on vendors that virtualize SMBASE, as upstream.
+        uapi::KVM_CAP_X86_SMM => crate::smm::vendor_supports() as isize,
+        // Memory slots in address space 1, what a vCPU in SMM sees.
+        uapi::KVM_CAP_MULTI_ADDRESS_SPACE => crate::memslots::ADDRESS_SPACES as isize,
         _ => 0,
     }
 }

@@ -48,14 +48,26 @@ fn paging_of(s: &ArchState) -> PagingMode {
     }
 }
 
-/// Reads guest-physical memory backed by a memory slot (through the VMM's
-/// mapping, so a bad address is EFAULT, never a kernel fault).
+/// Reads guest-physical memory backed by a memory slot of the vCPU's current
+/// address space (upstream's kvm_vcpu_read_guest; through the VMM's mapping,
+/// so a bad address is EFAULT, never a kernel fault).
 pub(crate) fn read_gpa(vcpu: &Vcpu, gpa: u64, buf: &mut [u8]) -> Result<bool> {
+    read_gpa_in(vcpu, crate::smm::as_id(vcpu), gpa, buf)
+}
+
+/// Reads guest memory of address space 0 whatever the vCPU's mode (upstream's
+/// kvm_read_guest on the VM, as kvmclock and the vAPIC page use it).
+pub(crate) fn read_gpa_as0(vcpu: &Vcpu, gpa: u64, buf: &mut [u8]) -> Result<bool> {
+    read_gpa_in(vcpu, 0, gpa, buf)
+}
+
+/// Reads guest memory of address space `as_id`.
+pub(crate) fn read_gpa_in(vcpu: &Vcpu, as_id: usize, gpa: u64, buf: &mut [u8]) -> Result<bool> {
     let mut done = 0;
     while done < buf.len() {
-        let a = gpa + done as u64;
+        let a = gpa.wrapping_add(done as u64);
         let n = (buf.len() - done).min(4096 - (a & 0xfff) as usize);
-        let Some((hva, _)) = vcpu.vm.gfn_to_hva(a >> 12) else { return Ok(false) };
+        let Some((hva, _)) = vcpu.vm.gfn_to_hva(as_id, a >> 12) else { return Ok(false) };
         UserSlice::new((hva + (a & 0xfff)) as usize, n).reader().read_slice(&mut buf[done..done + n])?;
         done += n;
     }
@@ -82,16 +94,27 @@ pub(crate) fn gva_to_gpa_system(vcpu: &Vcpu, st: &ArchState, lin: u64) -> Option
     paging::translate(lin, Access::Read, &pm, &mut rd).ok()
 }
 
-/// Writes guest-physical memory backed by a writable slot; logs the pages dirty.
+/// Writes guest-physical memory backed by a writable slot of the vCPU's
+/// current address space; logs the pages dirty.
 pub(crate) fn write_gpa(vcpu: &Vcpu, gpa: u64, data: &[u8]) -> Result<bool> {
+    write_gpa_in(vcpu, crate::smm::as_id(vcpu), gpa, data)
+}
+
+/// Writes guest memory of address space 0 (see [`read_gpa_as0`]).
+pub(crate) fn write_gpa_as0(vcpu: &Vcpu, gpa: u64, data: &[u8]) -> Result<bool> {
+    write_gpa_in(vcpu, 0, gpa, data)
+}
+
+/// Writes guest memory of address space `as_id`.
+pub(crate) fn write_gpa_in(vcpu: &Vcpu, as_id: usize, gpa: u64, data: &[u8]) -> Result<bool> {
     let mut done = 0;
     while done < data.len() {
-        let a = gpa + done as u64;
+        let a = gpa.wrapping_add(done as u64);
         let n = (data.len() - done).min(4096 - (a & 0xfff) as usize);
-        match vcpu.vm.gfn_to_hva(a >> 12) {
+        match vcpu.vm.gfn_to_hva(as_id, a >> 12) {
             Some((hva, true)) => {
                 UserSlice::new((hva + (a & 0xfff)) as usize, n).writer().write_slice(&data[done..done + n])?;
-                vcpu.vm.mark_page_dirty(a >> 12);
+                vcpu.vm.mark_page_dirty(as_id, a >> 12);
             }
             _ => return Ok(false),
         }
@@ -130,7 +153,7 @@ impl VcpuEnv<'_> {
     }
 
     fn is_ram(&self, gpa: u64) -> bool {
-        self.vcpu.vm.gfn_to_hva(gpa >> 12).is_some()
+        self.vcpu.vm.gfn_to_hva(crate::smm::as_id(self.vcpu), gpa >> 12).is_some()
     }
 }
 

@@ -28,6 +28,8 @@ pub enum Exit {
     InterruptWindow,
     /// IRET while NMIs are masked (the NMI handler returns).
     Iret,
+    /// RSM (SVM intercepts it; x86/kvm/smm.rs leaves SMM or injects #UD).
+    Rsm,
     /// MOV to or from debug register `dr`.
     DrAccess { dr: u8, write: bool },
     /// An intercepted access to control register `cr` (VMX: the CR0/CR4 bits the

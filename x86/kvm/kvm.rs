@@ -71,6 +71,7 @@ mod pv_cpuid;
 mod run;
 mod run_page;
 mod sigmask;
+mod smm;
 mod sync_regs;
 mod tdp_mmu;
 mod time;

@@ -30,11 +30,13 @@ const CANDIDATES: &[u32] = &[
 /// IA32_TSC_DEADLINE (the in-kernel APIC's; without one it reads 0 and
 /// ignores writes, as upstream), IA32_TSC_ADJUST, kvmclock's four,
 /// MSR_PLATFORM_INFO, MSR_MISC_FEATURES_ENABLES, MSR_IA32_POWER_CTL,
-/// MSR_KVM_STEAL_TIME.
+/// MSR_KVM_STEAL_TIME, IA32_SMBASE (on vendors that offer SMM). Each one only
+/// if the vendor virtualizes it (has_emulated_msr).
 const EMULATED: &[u32] = &[
     crate::platform_info::MSR_PLATFORM_INFO,
     crate::platform_info::MSR_MISC_FEATURES_ENABLES,
     0x1fc, // MSR_IA32_POWER_CTL
+    msr::IA32_SMBASE,
     msr::IA32_TSC_DEADLINE,
     msr::IA32_TSC_ADJUST,
     msr::KVM_WALL_CLOCK,
@@ -58,7 +60,7 @@ pub(crate) fn init(vendor: &dyn VendorOps) {
         }
     }
     for &index in EMULATED {
-        if n < MAX {
+        if n < MAX && vendor.has_emulated_msr(index) {
             LIST[n].store(index, Ordering::Relaxed);
             n += 1;
         }

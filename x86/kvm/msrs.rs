@@ -305,6 +305,7 @@ fn get_msr_vcpu_inner(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u32, h
         .or_else(|| crate::time::kvmclock::get_msr(vcpu, inner, index))
         .or_else(|| crate::platform_info::get_msr(vcpu, inner, index, host))
         .or_else(|| crate::time::steal_time::get_msr(inner, index))
+        .or_else(|| crate::smm::get_msr(inner, index, host))
         .unwrap_or_else(|| get_msr(inner, index, host))
 }
 
@@ -324,6 +325,9 @@ fn set_msr_vcpu_inner(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, index: u3
         return r;
     }
     if let Some(r) = crate::time::steal_time::set_msr(inner, index, value) {
+        return r;
+    }
+    if let Some(r) = crate::smm::set_msr(inner, index, value, host) {
         return r;
     }
     set_msr(inner, index, value, host)

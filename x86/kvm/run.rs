@@ -105,9 +105,13 @@ fn user_wants_window(vcpu: &Vcpu, inner: &VcpuInner) -> bool {
 
 /// The first steps of choosing the event for this entry (upstream's
 /// kvm_check_and_inject_events): a pending exception or re-injected event
-/// stays; else an NMI if NMIs are open. Returns whether the slot is taken.
-pub(crate) fn inject_exception_or_nmi(inner: &mut VcpuInner) -> bool {
+/// stays; else a pending SMI enters SMM (smm.rs); else an NMI if NMIs are
+/// open. Returns whether the slot is taken.
+pub(crate) fn inject_exception_or_nmi(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     if inner.state.pending_event.is_some() {
+        return true;
+    }
+    if crate::smm::inject_smi(vcpu, inner) {
         return true;
     }
     if inner.nmi_pending && !inner.state.nmi_masked && !inner.state.interrupt_shadow {
@@ -136,7 +140,7 @@ fn inject_pending_event(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     if vcpu.shared.irq.in_kernel {
         return crate::irq::lapic::inject_pending(vcpu, inner);
     }
-    if inject_exception_or_nmi(inner) {
+    if inject_exception_or_nmi(vcpu, inner) {
         return false;
     }
     if let Some(v) = inner.pending_external.take() {
@@ -184,7 +188,8 @@ fn xsetbv(xcr0: u64) {
 }
 
 fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
-    let params_root = vcpu.vm.tdp_root;
+    // The page tables of the vCPU's address space (SMM has its own).
+    let params_root = vcpu.vm.tdp_roots[crate::smm::as_id(vcpu)];
     if crate::guest_debug::take_pending_step(vcpu, inner) {
         return Ok(Next::User);
     }
@@ -199,6 +204,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
     crate::time::kvmclock::update_if_requested(vcpu, inner);
     crate::time::steal_time::record_if_needed(vcpu, inner);
     let irq_waits = inject_pending_event(vcpu, inner);
+    crate::smm::check_entry(inner)?;
     // User space wants to inject (request_interrupt_window), or KVM_INTERRUPT's
     // vector could not go in yet, or the in-kernel irqchip has an interrupt the
     // guest cannot take yet: exit as soon as the guest can take one, which is
@@ -240,7 +246,8 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         flush_guest_tlb: core::mem::take(&mut inner.flush_guest_tlb),
         request_interrupt_window: want_window,
         intercept_iret,
-        // #UD always (upstream too): handle_ud and the forced emulation prefix.
+        // #UD always (upstream too): handle_ud, the forced emulation prefix,
+        // and RSM in SMM on VMX.
         intercept_exceptions: crate::guest_debug::intercepts(inner) | (1 << 6),
         intercept_all_msrs: vcpu.vm.user_msr.filtering(),
         intercept_hlt: inner.intercept_hlt,
@@ -350,7 +357,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             Ok(Next::Guest)
         }
         Exit::Hypercall => crate::hypercall::kvm_emulate_hypercall(vcpu, inner),
-        Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(gpa, write)? {
+        Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(crate::smm::as_id(vcpu), gpa, write)? {
             Resolved::Mapped => Ok(Next::Guest),
             Resolved::Mmio => emulate::emulate_mmio(vcpu, inner, gpa),
         },
@@ -364,6 +371,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
         Exit::InterruptWindow => Ok(Next::Guest),
         Exit::DrAccess { dr, write } => emulate::mov_dr(vcpu, inner, dr, write),
         Exit::CrAccess { cr, op } => crate::cr::handle_cr_access(vcpu, inner, cr, op),
+        Exit::Rsm => crate::smm::rsm(vcpu, inner),
         Exit::Iret => {
             inner.iret_seen = true;
             Ok(Next::Guest)
@@ -380,6 +388,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             run.set_fail_entry(hardware_reason, cpu);
             Ok(Next::User)
         }
+        Exit::Exception { vector: 6, .. } if inner.smm.in_smm => crate::smm::ud_in_smm(vcpu, inner),
         Exit::Exception { vector: 6, .. } => crate::forced_emulation::handle_ud(vcpu, inner),
         Exit::Exception { vector, .. } if crate::guest_debug::exception(vcpu, inner, vector, inner.state.dr6) => {
             Ok(Next::User)
@@ -523,5 +532,5 @@ fn post_run_save(vcpu: &Vcpu, inner: &VcpuInner) {
         run.set_apic_base(inner.apic_base);
     }
     run.set_ready_for_interrupt_injection(ready_for_interrupt(vcpu, inner) as u8);
-    run.set_flags(0);
+    run.set_flags(crate::smm::run_flags(inner));
 }

@@ -39,7 +39,7 @@ pub(crate) fn load(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result {
         run.set_kvm_dirty_regs(run.kvm_dirty_regs() & !(uapi::KVM_SYNC_X86_SREGS as u64));
     }
     if dirty & uapi::KVM_SYNC_X86_EVENTS as u64 != 0 {
-        vcpu::set_vcpu_events(inner, &regs.events)?;
+        vcpu::set_vcpu_events(vcpu, inner, &regs.events)?;
         run.set_kvm_dirty_regs(run.kvm_dirty_regs() & !(uapi::KVM_SYNC_X86_EVENTS as u64));
     }
     Ok(())
@@ -57,6 +57,6 @@ pub(crate) fn store(vcpu: &Vcpu, inner: &VcpuInner) {
         run.set_sync_regs_sregs(&vcpu::get_sregs(vcpu, inner));
     }
     if valid & uapi::KVM_SYNC_X86_EVENTS as u64 != 0 {
-        run.set_sync_regs_events(&vcpu::get_vcpu_events(inner));
+        run.set_sync_regs_events(&vcpu::get_vcpu_events(vcpu, inner));
     }
 }

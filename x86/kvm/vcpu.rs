@@ -38,6 +38,10 @@ pub(crate) struct VcpuShared {
     /// The kvmclock record must be rewritten before the next entry
     /// (time::kvmclock::request_update).
     pub(crate) clock_update: AtomicBool,
+    /// The vCPU is in SMM, so its guest-memory accesses use address space 1
+    /// (a mirror of VcpuInner::smm.in_smm, written only by the vCPU's own
+    /// thread under its mutex; see smm::as_id).
+    pub(crate) smm: AtomicBool,
 }
 
 impl VcpuShared {
@@ -166,6 +170,8 @@ pub(crate) struct VcpuInner {
     /// HLT exits (off if the VM disabled them before this vCPU was created:
     /// KVM_CAP_X86_DISABLE_EXITS).
     pub intercept_hlt: bool,
+    /// System Management Mode (smm.rs).
+    pub smm: crate::smm::VcpuSmm,
 }
 
 #[pin_data]
@@ -204,6 +210,7 @@ pub(crate) fn init_reset(_vcpu: &Vcpu, inner: &mut VcpuInner) {
     inner.pending = Pending::None;
     inner.mmio_insn = None;
     inner.flush_guest_tlb = true;
+    crate::smm::vcpu_reset(inner, true);
 }
 
 /// KVM_CREATE_VCPU.
@@ -235,6 +242,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
             cpu: AtomicI32::new(0),
             seen_gen: AtomicU64::new(0),
             clock_update: AtomicBool::new(false),
+            smm: AtomicBool::new(false),
         }),
         GFP_KERNEL,
     )?;
@@ -292,6 +300,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 pv: Default::default(),
                 steal: Default::default(),
                 intercept_hlt: !crate::disable_exits::hlt_in_guest(vm),
+                smm: Default::default(),
             }),
         }),
         GFP_KERNEL,
@@ -515,6 +524,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             }
             Ok(0)
         }
+        ioctl::KVM_SMI => crate::smm::ioctl_smi(vcpu),
         ioctl::KVM_GET_LAPIC => crate::irq::lapic::get_lapic(vcpu, arg).map(|_| 0),
         ioctl::KVM_GET_TSC_KHZ => Ok(inner.tsc.khz as isize),
         ioctl::KVM_GET_NESTED_STATE => crate::nested_state::get(arg),
@@ -576,12 +586,12 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_GET_VCPU_EVENTS => {
-            user::write(arg, &get_vcpu_events(inner))?;
+            user::write(arg, &get_vcpu_events(vcpu, inner))?;
             Ok(0)
         }
         ioctl::KVM_SET_VCPU_EVENTS => {
             let e: uapi::kvm_vcpu_events = user::read(arg)?;
-            set_vcpu_events(inner, &e)?;
+            set_vcpu_events(vcpu, inner, &e)?;
             Ok(0)
         }
         _ => Err(EINVAL),
@@ -589,16 +599,19 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
 }
 
 /// KVM_GET_VCPU_EVENTS (also kvm_run's synced events).
-pub(crate) fn get_vcpu_events(inner: &VcpuInner) -> uapi::kvm_vcpu_events {
+pub(crate) fn get_vcpu_events(vcpu: &Vcpu, inner: &VcpuInner) -> uapi::kvm_vcpu_events {
     let mut e = get_events(&inner.state);
     e.nmi.pending = inner.nmi_pending as u8;
     e.flags |= uapi::KVM_VCPUEVENT_VALID_NMI_PENDING;
+    crate::smm::get_events(vcpu, inner, &mut e);
     e
 }
 
 /// KVM_SET_VCPU_EVENTS (also kvm_run's synced events).
-pub(crate) fn set_vcpu_events(inner: &mut VcpuInner, e: &uapi::kvm_vcpu_events) -> Result {
+pub(crate) fn set_vcpu_events(vcpu: &Vcpu, inner: &mut VcpuInner, e: &uapi::kvm_vcpu_events) -> Result {
+    crate::smm::check_events(inner, e)?;
     set_events(&mut inner.state, e)?;
+    crate::smm::set_events(vcpu, inner, e);
     if e.exception.injected != 0 {
         crate::guest_debug::reinjected_exception(inner, e.exception.nr);
     }
@@ -776,9 +789,6 @@ fn set_events(s: &mut ArchState, e: &uapi::kvm_vcpu_events) -> Result {
     }
     // Exception vectors are 0..31; NMI (2) cannot be an exception.
     if e.exception.injected != 0 && (e.exception.nr > 31 || e.exception.nr == 2) {
-        return Err(EINVAL);
-    }
-    if e.flags & uapi::KVM_VCPUEVENT_VALID_SMM != 0 && e.smi.smm != 0 {
         return Err(EINVAL);
     }
     s.pending_event = if e.exception.injected != 0 {

@@ -83,9 +83,17 @@ impl Memslot {
     }
 }
 
-pub(crate) struct VmInner {
+/// Memory slots and two-dimensional page tables of one address space (0:
+/// normal, 1: System Management Mode; see memslots::ADDRESS_SPACES).
+pub(crate) struct AddressSpace {
     pub slots: KVec<Memslot>,
     pub mmu: TdpMmu,
+}
+
+pub(crate) struct VmInner {
+    /// Indexed by address-space id; a vCPU uses the one of its mode
+    /// (crate::smm::as_id).
+    pub spaces: [AddressSpace; 2],
     pub vcpus: KVec<Arc<VcpuShared>>,
     /// vCPUs ever created (upstream's created_vcpus: closing a vCPU's file
     /// does not lower it). VM-wide setup that must precede vCPUs checks it.
@@ -157,8 +165,9 @@ pub struct Vm {
     /// Bumped whenever mappings are removed or write-protected; a vCPU that
     /// entered with an older value flushes its guest TLB on the next entry.
     pub(crate) tlb_gen: AtomicU64,
-    /// Physical address of the root of the two-dimensional page tables.
-    pub(crate) tdp_root: u64,
+    /// Physical address of the root of the two-dimensional page tables of
+    /// each address space.
+    pub(crate) tdp_roots: [u64; 2],
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
 }
@@ -194,7 +203,8 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
         return Err(EINVAL);
     }
     let mmu = TdpMmu::new(vendor.tdp())?;
-    let tdp_root = mmu.root_pa();
+    let smm_mmu = TdpMmu::new(vendor.tdp())?;
+    let tdp_roots = [mmu.root_pa(), smm_mmu.root_pa()];
     let ring = crate::coalesced_mmio::alloc_ring()?;
     let vm = Arc::pin_init(
         pin_init!(Vm {
@@ -210,10 +220,12 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
             disable_exits: core::sync::atomic::AtomicU32::new(0),
             owner: OwnerMm::current(),
             tlb_gen: AtomicU64::new(0),
-            tdp_root,
+            tdp_roots,
             inner <- new_mutex!(VmInner {
-                slots: KVec::new(),
-                mmu,
+                spaces: [
+                    AddressSpace { slots: KVec::new(), mmu },
+                    AddressSpace { slots: KVec::new(), mmu: smm_mmu },
+                ],
                 vcpus: KVec::new(),
                 tss_addr: None,
                 identity_map_addr: None,
@@ -386,10 +398,16 @@ impl Vm {
     }
 
     fn set_memory_region(&self, req: &Request) -> Result {
-        let mut inner = self.inner.lock();
+        let as_id = (req.slot >> 16) as usize;
+        if as_id >= memslots::ADDRESS_SPACES as usize {
+            return Err(EINVAL);
+        }
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
         let descs = {
-            let mut v = KVec::with_capacity(inner.slots.len(), GFP_KERNEL)?;
-            for s in inner.slots.iter() {
+            let sp = &inner.spaces[as_id];
+            let mut v = KVec::with_capacity(sp.slots.len(), GFP_KERNEL)?;
+            for s in sp.slots.iter() {
                 v.push(s.desc, GFP_KERNEL)?;
             }
             v
@@ -409,22 +427,22 @@ impl Vm {
             Change::Unchanged => Ok(()),
             Change::Create(desc) => {
                 let slot = Memslot::new(desc, inner.dirty_log_initially_set())?;
-                inner.slots.push(slot, GFP_KERNEL)?;
+                inner.spaces[as_id].slots.push(slot, GFP_KERNEL)?;
                 Ok(())
             }
             Change::Delete(desc) => {
-                let i = inner.slots.iter().position(|s| s.desc.id == desc.id).ok_or(EINVAL)?;
-                inner.mmu.zap(desc.base_gfn, desc.end_gfn());
-                self.flush_remote_tlbs(&inner);
+                let i = inner.spaces[as_id].slots.iter().position(|s| s.desc.id == desc.id).ok_or(EINVAL)?;
+                inner.spaces[as_id].mmu.zap(desc.base_gfn, desc.end_gfn());
+                self.flush_remote_tlbs(inner);
                 // No vCPU can use the old translations now: drop the slot (and the
                 // pins of its pages).
-                drop(crate::kvec_ext::swap_remove(&mut inner.slots, i));
+                drop(crate::kvec_ext::swap_remove(&mut inner.spaces[as_id].slots, i));
                 Ok(())
             }
             Change::Move { old, new } => {
-                inner.mmu.zap(old.base_gfn, old.end_gfn());
-                self.flush_remote_tlbs(&inner);
-                if let Some(s) = inner.slots.iter_mut().find(|s| s.desc.id == old.id) {
+                inner.spaces[as_id].mmu.zap(old.base_gfn, old.end_gfn());
+                self.flush_remote_tlbs(inner);
+                if let Some(s) = inner.spaces[as_id].slots.iter_mut().find(|s| s.desc.id == old.id) {
                     s.desc = new;
                 }
                 Ok(())
@@ -432,14 +450,14 @@ impl Vm {
             Change::FlagsOnly { old, new } => {
                 let logging = new.flags & memslots::MEM_LOG_DIRTY_PAGES != 0;
                 let initially_set = inner.dirty_log_initially_set();
-                if let Some(s) = inner.slots.iter_mut().find(|s| s.desc.id == old.id) {
+                if let Some(s) = inner.spaces[as_id].slots.iter_mut().find(|s| s.desc.id == old.id) {
                     s.set_logging(logging, initially_set)?;
                     s.desc = new;
                 }
                 if logging && !initially_set {
                     // Writes must fault from now on to be logged.
-                    inner.mmu.write_protect(old.base_gfn, old.end_gfn());
-                    self.flush_remote_tlbs(&inner);
+                    inner.spaces[as_id].mmu.write_protect(old.base_gfn, old.end_gfn());
+                    self.flush_remote_tlbs(inner);
                 }
                 Ok(())
             }
@@ -447,12 +465,13 @@ impl Vm {
     }
 
     fn get_dirty_log(&self, slot: u32, bitmap_uaddr: usize) -> Result {
-        if slot >> 16 != 0 || slot & 0xffff >= memslots::MAX_SLOTS as u32 {
+        let as_id = (slot >> 16) as usize;
+        if as_id >= memslots::ADDRESS_SPACES as usize || slot & 0xffff >= memslots::MAX_SLOTS as u32 {
             return Err(EINVAL);
         }
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        let s = inner.slots.iter_mut().find(|s| s.desc.id as u32 == slot).ok_or(ENOENT)?;
+        let s = inner.spaces[as_id].slots.iter_mut().find(|s| s.desc.id as u32 == slot & 0xffff).ok_or(ENOENT)?;
         let (base, npages) = (s.desc.base_gfn, s.desc.npages);
         let dirty = s.dirty.as_mut().ok_or(ENOENT)?;
         if inner.manual_dirty_log_protect & uapi::KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE as u64 != 0 {
@@ -479,7 +498,7 @@ impl Vm {
                 let first = base + wi as u64 * 64 + b as u64;
                 let last = (first + run as u64).min(end);
                 if first < last {
-                    protected |= inner.mmu.write_protect(first, last);
+                    protected |= inner.spaces[as_id].mmu.write_protect(first, last);
                 }
             }
         }
@@ -496,7 +515,8 @@ impl Vm {
     /// cleared in the log and write-protected, so their next write is logged.
     fn clear_dirty_log(&self, log: &uapi::kvm_clear_dirty_log) -> Result {
         let slot = log.slot;
-        if slot >> 16 != 0 || slot & 0xffff >= memslots::MAX_SLOTS as u32 || log.first_page & 63 != 0 {
+        let as_id = (slot >> 16) as usize;
+        if as_id >= memslots::ADDRESS_SPACES as usize || slot & 0xffff >= memslots::MAX_SLOTS as u32 || log.first_page & 63 != 0 {
             return Err(EINVAL);
         }
         // SAFETY: the pointer member of the union; any value is a plain
@@ -504,7 +524,8 @@ impl Vm {
         let uaddr = unsafe { log.__bindgen_anon_1.dirty_bitmap } as usize;
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        let s = inner.slots.iter_mut().find(|s| s.desc.id as u32 == slot).ok_or(ENOENT)?;
+        let space = &mut inner.spaces[as_id];
+        let s = space.slots.iter_mut().find(|s| s.desc.id as u32 == slot & 0xffff).ok_or(ENOENT)?;
         let (base, npages) = (s.desc.base_gfn, s.desc.npages);
         let dirty = s.dirty.as_mut().ok_or(ENOENT)?;
         let (first, num) = (log.first_page, log.num_pages as u64);
@@ -530,7 +551,7 @@ impl Vm {
                 let run = (bits >> b).trailing_ones();
                 bits = if b + run >= 64 { 0 } else { bits & !(((1u64 << run) - 1) << b) };
                 let gfn = base + ((first_word + i) as u64) * 64 + b as u64;
-                protected |= inner.mmu.write_protect(gfn, gfn + run as u64);
+                protected |= space.mmu.write_protect(gfn, gfn + run as u64);
             }
         }
         if protected {
@@ -541,11 +562,15 @@ impl Vm {
 
     /// Resolves a guest-physical access that faulted in the nested page tables:
     /// maps RAM (pinning the user page), or reports MMIO.
-    pub(crate) fn handle_tdp_fault(&self, gpa: u64, write: bool) -> Result<Resolved> {
+    /// `as_id` is the faulting vCPU's address space. Not inlined: its frame
+    /// (a pin-table chunk is built on the stack) must not add to the run
+    /// loop's.
+    #[inline(never)]
+    pub(crate) fn handle_tdp_fault(&self, as_id: usize, gpa: u64, write: bool) -> Result<Resolved> {
         let gfn = gpa >> memslots::PAGE_SHIFT;
         let mut inner = self.inner.lock();
-        let inner = &mut *inner;
-        let Some(slot) = inner.slots.iter_mut().find(|s| s.desc.contains(gfn)) else {
+        let space = inner.spaces.get_mut(as_id).ok_or(EINVAL)?;
+        let Some(slot) = space.slots.iter_mut().find(|s| s.desc.contains(gfn)) else {
             return Ok(Resolved::Mmio);
         };
         let readonly = slot.desc.flags & memslots::MEM_READONLY != 0;
@@ -583,14 +608,17 @@ impl Vm {
         if logging && writable {
             slot.mark_dirty(gfn);
         }
-        inner.mmu.map(gfn << memslots::PAGE_SHIFT, pa, writable)?;
+        space.mmu.map(gfn << memslots::PAGE_SHIFT, pa, writable)?;
         Ok(Resolved::Mapped)
     }
 
-    /// The user address of guest frame `gfn` and whether the slot is writable.
-    pub(crate) fn gfn_to_hva(&self, gfn: u64) -> Option<(u64, bool)> {
+    /// The user address of guest frame `gfn` in address space `as_id` and
+    /// whether the slot is writable.
+    pub(crate) fn gfn_to_hva(&self, as_id: usize, gfn: u64) -> Option<(u64, bool)> {
         let inner = self.inner.lock();
         inner
+            .spaces
+            .get(as_id)?
             .slots
             .iter()
             .find(|s| s.desc.contains(gfn))
@@ -598,9 +626,10 @@ impl Vm {
     }
 
     /// Logs a write the kernel made to guest memory on the guest's behalf.
-    pub(crate) fn mark_page_dirty(&self, gfn: u64) {
+    pub(crate) fn mark_page_dirty(&self, as_id: usize, gfn: u64) {
         let mut inner = self.inner.lock();
-        if let Some(s) = inner.slots.iter_mut().find(|s| s.desc.contains(gfn)) {
+        let Some(space) = inner.spaces.get_mut(as_id) else { return };
+        if let Some(s) = space.slots.iter_mut().find(|s| s.desc.contains(gfn)) {
             s.mark_dirty(gfn);
         }
     }

@@ -77,6 +77,7 @@ impl SvmVcpu {
             | intercept::INIT
             | intercept::SELECTIVE_CR0
             | intercept::CPUID
+            | intercept::RSM
             | intercept::INVD
             | intercept::HLT
             | intercept::INVLPGA
@@ -259,6 +260,7 @@ impl SvmVcpu {
             0x20..=0x27 => Exit::DrAccess { dr: (code - 0x20) as u8, write: false },
             0x30..=0x37 => Exit::DrAccess { dr: (code - 0x30) as u8, write: true },
             ec::IRET => Exit::Iret,
+            ec::RSM => Exit::Rsm,
             ec::CPUID => Exit::Cpuid,
             ec::HLT => Exit::Hlt,
             ec::MSR => if i1 & 1 != 0 { Exit::Wrmsr } else { Exit::Rdmsr },

@@ -472,7 +472,14 @@ impl VmxVcpu {
         let intr = v.read(GUEST_INTERRUPTIBILITY_INFO);
         st.interrupt_shadow = intr & (BLOCKING_BY_STI | BLOCKING_BY_MOV_SS) != 0;
         if self.vmx.config().pin_based & PIN_BASED_VIRTUAL_NMIS != 0 {
-            st.nmi_masked = intr & BLOCKING_BY_NMI != 0;
+            // Blocking by NMI only starts with the delivery of an NMI, and the
+            // guest gets only the one injected at this entry: if NMIs were open
+            // at entry and none was injected, they are still open, whatever the
+            // field says (upstream's nmi_known_unmasked has the same effect;
+            // Bochs 2.7 keeps reporting the blocking after kvm.ko lifted it in
+            // the field, as RSM does).
+            let nmi_injected = matches!(st.pending_event, Some(e) if e.vector == 2 && !e.external && !e.soft);
+            st.nmi_masked = (st.nmi_masked || nmi_injected) && intr & BLOCKING_BY_NMI != 0;
         }
         // An event whose delivery was interrupted by the exit is injected again.
         st.pending_event = None;

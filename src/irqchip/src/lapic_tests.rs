@@ -461,6 +461,31 @@ fn x2apic_msr_writes() {
     assert!(a.msr_write(0x830, 0xc_0000 | 0x30, 0).unwrap().ipi.is_some());
 }
 
+/// The selftests' self_smi(): an x2APIC ICR write with SMI delivery mode to
+/// self, asserted; the IPI goes to the sender's own vCPU as an SMI (the
+/// vector is ignored by the receiver) and nothing enters IRR.
+#[test]
+fn x2apic_self_smi() {
+    let mut a = x2apic(3);
+    let fx = a.msr_write(0x830, 0x4_0000 | 0x4000 | 0x200, 0).unwrap();
+    let ipi = fx.ipi.unwrap();
+    assert_eq!(ipi.delivery_mode, DeliveryMode::Smi);
+    assert_eq!(ipi.shorthand, Shorthand::SelfOnly);
+    assert_eq!(ipi.trigger, TriggerMode::Edge);
+    assert!(ipi.level);
+    assert_eq!(a.highest_irr(), None);
+    // accept_irq is only for fixed/lowest priority: an SMI is the caller's.
+    assert!(!a.accept_irq(&ipi));
+    assert_eq!(a.highest_irr(), None);
+    // xAPIC ICR with SMI delivery mode to a physical destination.
+    let mut x = xapic(0);
+    w(&mut x, APIC_ICR2, 0x0500_0000);
+    let ipi = w(&mut x, APIC_ICR, 0x4200).ipi.unwrap();
+    assert_eq!(ipi.delivery_mode, DeliveryMode::Smi);
+    assert_eq!(ipi.shorthand, Shorthand::None);
+    assert_eq!(ipi.dest_id, 5);
+}
+
 #[test]
 fn x2apic_timer_and_priority_via_msrs() {
     let mut a = x2apic(0);

@@ -108,6 +108,7 @@ pub const KVM_GET_CPUID2: u32 = iowr::<kvm_cpuid2>(0x91);
 pub const KVM_GET_MP_STATE: u32 = ior::<kvm_mp_state>(0x98);
 pub const KVM_SET_MP_STATE: u32 = iow::<kvm_mp_state>(0x99);
 pub const KVM_NMI: u32 = io(0x9a);
+pub const KVM_SMI: u32 = io(0xb7);
 pub const KVM_SET_GUEST_DEBUG: u32 = iow::<kvm_guest_debug>(0x9b);
 pub const KVM_X86_SETUP_MCE: u32 = iow::<u64>(0x9c);
 pub const KVM_X86_GET_MCE_CAP_SUPPORTED: u32 = ior::<u64>(0x9d);

@@ -20,7 +20,13 @@ pub const MEM_GUEST_MEMFD: u32 = 1 << 2;
 /// The flags this implementation accepts.
 pub const VALID_FLAGS: u32 = MEM_LOG_DIRTY_PAGES | MEM_READONLY;
 
-/// Slots per VM (KVM_CAP_NR_MEMSLOTS).
+/// Address spaces (KVM_CAP_MULTI_ADDRESS_SPACE): 0 is the normal one, 1 what
+/// a vCPU in System Management Mode sees (upstream's KVM_MAX_NR_ADDRESS_SPACES
+/// on x86). Bits 31:16 of a slot number pick the address space; each has its
+/// own slots (ids and ranges are only compared within one).
+pub const ADDRESS_SPACES: u32 = 2;
+
+/// Slots per VM and address space (KVM_CAP_NR_MEMSLOTS).
 pub const MAX_SLOTS: u16 = 509;
 /// Upstream's KVM_MEM_MAX_NR_PAGES on 64-bit hosts: (1 << 31) - 1 pages.
 pub const MAX_NR_PAGES: u64 = (1 << 31) - 1;
@@ -82,7 +88,8 @@ pub enum Refusal {
     Overlap,
 }
 
-/// Checks `req` against the existing slots (upstream's __kvm_set_memory_region).
+/// Checks `req` against the existing slots of its address space (`req.slot >> 16`;
+/// upstream's __kvm_set_memory_region).
 pub fn check_request(req: &Request, slots: &[SlotDesc]) -> Result<Change, Refusal> {
     use Refusal::*;
     if req.flags & !VALID_FLAGS != 0 {
@@ -90,7 +97,7 @@ pub fn check_request(req: &Request, slots: &[SlotDesc]) -> Result<Change, Refusa
     }
     let as_id = req.slot >> 16;
     let id = (req.slot & 0xffff) as u16;
-    if as_id != 0 || id >= MAX_SLOTS {
+    if as_id >= ADDRESS_SPACES || id >= MAX_SLOTS {
         return Err(Invalid);
     }
     if req.memory_size % PAGE_SIZE != 0

@@ -10,5 +10,6 @@ pub mod cpuid;
 pub mod msr;
 pub mod pvclock;
 pub mod regs;
+pub mod smram;
 pub mod validity;
 pub mod vmcb;

@@ -8,6 +8,8 @@ pub const IA32_TSC_ADJUST: u32 = 0x0000_003b;
 pub const IA32_SPEC_CTRL: u32 = 0x0000_0048;
 pub const IA32_PRED_CMD: u32 = 0x0000_0049;
 pub const IA32_BIOS_SIGN_ID: u32 = 0x0000_008b;
+/// The SMRAM base (KVM's emulated MSR, host-initiated access only).
+pub const IA32_SMBASE: u32 = 0x0000_009e;
 pub const IA32_MTRRCAP: u32 = 0x0000_00fe;
 pub const IA32_ARCH_CAPABILITIES: u32 = 0x0000_010a;
 pub const IA32_SYSENTER_CS: u32 = 0x0000_0174;

@@ -150,6 +150,7 @@ pub mod intercept {
     /// Writes to CR0 that change bits other than TS and MP.
     pub const SELECTIVE_CR0: u32 = 1 << 5;
     pub const CPUID: u32 = 1 << 18;
+    pub const RSM: u32 = 1 << 19;
     pub const IRET: u32 = 1 << 20;
     pub const INVD: u32 = 1 << 22;
     pub const HLT: u32 = 1 << 24;
@@ -187,6 +188,7 @@ pub mod exit_code {
     pub const VINTR: u64 = 0x064;
     pub const CR0_SEL_WRITE: u64 = 0x065;
     pub const CPUID: u64 = 0x072;
+    pub const RSM: u64 = 0x073;
     pub const IRET: u64 = 0x074;
     pub const INVD: u64 = 0x076;
     pub const HLT: u64 = 0x078;

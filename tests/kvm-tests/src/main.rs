@@ -18,6 +18,7 @@ mod kvmclock;
 mod lifecycle;
 mod modes;
 mod pvfeatures;
+mod smm;
 mod smp;
 mod prefault;
 mod syncregs;
@@ -43,6 +44,7 @@ fn main() {
     tests.extend(usermsr::tests());
     tests.extend(pvfeatures::tests());
     tests.extend(tscattr::tests());
+    tests.extend(smm::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

@@ -38,8 +38,14 @@ fn post(target: &VcpuShared, req: &IrqRequest) -> bool {
             irq.post_sipi(req.vector);
             true
         }
-        // ExtINT only reaches a CPU through LINT0 (the PIC path); SMIs are not
-        // supported (no SMM): both are dropped as upstream drops them here.
+        // Taken at the target's next entry (x86/kvm/smm.rs); dropped by a
+        // vendor without SMM.
+        DeliveryMode::Smi if crate::smm::vendor_supports() => {
+            irq.smi_queued.store(true, Ordering::SeqCst);
+            true
+        }
+        // ExtINT only reaches a CPU through LINT0 (the PIC path): dropped
+        // here, as upstream drops it.
         DeliveryMode::ExtInt | DeliveryMode::Smi | DeliveryMode::Reserved => return false,
     };
     target.kick();

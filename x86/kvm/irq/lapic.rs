@@ -48,6 +48,8 @@ pub(crate) struct VcpuIrq {
     pub(crate) tsc_offset: AtomicU64,
     /// NMIs sent (IPI with NMI delivery mode, KVM_NMI).
     pub(crate) nmi_queued: AtomicU32,
+    /// An SMI was sent (IPI with SMI delivery mode; upstream KVM_REQ_SMI).
+    pub(crate) smi_queued: AtomicBool,
     /// An INIT was received (upstream KVM_APIC_INIT).
     init_pending: AtomicBool,
     /// A SIPI was received: `SIPI_VALID | vector` (upstream KVM_APIC_SIPI).
@@ -70,6 +72,7 @@ impl VcpuIrq {
             timer_fired: AtomicU32::new(0),
             tsc_offset: AtomicU64::new(0),
             nmi_queued: AtomicU32::new(0),
+            smi_queued: AtomicBool::new(false),
             init_pending: AtomicBool::new(false),
             sipi_vector: AtomicU32::new(0),
             eoi_exit: AtomicU32::new(0),
@@ -82,6 +85,16 @@ impl VcpuIrq {
     pub(crate) fn post_init(&self) {
         self.sipi_vector.store(0, Ordering::SeqCst);
         self.init_pending.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether an INIT waits (latched while the vCPU is in SMM).
+    pub(crate) fn latched_init(&self) -> bool {
+        self.init_pending.load(Ordering::SeqCst)
+    }
+
+    /// KVM_SET_VCPU_EVENTS' smi.latched_init.
+    pub(crate) fn set_latched_init(&self, on: bool) {
+        self.init_pending.store(on, Ordering::SeqCst);
     }
 
     /// Posts a SIPI with `vector`.
@@ -168,6 +181,11 @@ pub(crate) fn apply_effects(vcpu: &Vcpu, fx: WriteEffects) {
 /// INIT and SIPI (upstream kvm_apic_accept_events).
 fn accept_events(vcpu: &Vcpu, inner: &mut VcpuInner) {
     let irq = &vcpu.shared.irq;
+    // In SMM an INIT stays latched until RSM and a SIPI is dropped.
+    if crate::smm::init_blocked(inner) {
+        irq.sipi_vector.store(0, Ordering::SeqCst);
+        return;
+    }
     if irq.init_pending.swap(false, Ordering::SeqCst) {
         let bsp = vcpu.vm.irq.is_bsp(vcpu.shared.id);
         crate::vcpu::init_reset(vcpu, inner);
@@ -224,6 +242,7 @@ fn process_events(vcpu: &Vcpu, inner: &mut VcpuInner) {
     if irq.nmi_queued.swap(0, Ordering::SeqCst) != 0 {
         inner.nmi_pending = true;
     }
+    crate::smm::take_posted(vcpu, inner);
 }
 
 /// Before entry with an in-kernel LAPIC: fold in the posted events and choose
@@ -234,7 +253,7 @@ pub(crate) fn inject_pending(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     let irq = &vcpu.shared.irq;
     inner.state.cr8 = (irq.apic.lock().tpr() >> 4) as u64;
     // Exceptions and re-injected events first, then NMIs (run.rs).
-    crate::run::inject_exception_or_nmi(inner);
+    crate::run::inject_exception_or_nmi(vcpu, inner);
     if inner.state.pending_event.is_some() || !inner.vendor.interrupt_allowed(&inner.state) {
         sync_to_vapic(vcpu, inner);
         return interrupt_pending(vcpu, inner);
@@ -282,7 +301,9 @@ fn can_resume(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     match inner.mp_state {
         uapi::KVM_MP_STATE_RUNNABLE => true,
         uapi::KVM_MP_STATE_HALTED => {
-            inner.nmi_pending || (inner.state.rflags & rflags::IF != 0 && interrupt_pending(vcpu, inner))
+            inner.nmi_pending
+                || crate::smm::smi_wakes(inner)
+                || (inner.state.rflags & rflags::IF != 0 && interrupt_pending(vcpu, inner))
         }
         _ => false,
     }
@@ -339,6 +360,9 @@ pub(crate) fn set_mp_state(vcpu: &Vcpu, inner: &mut VcpuInner, state: u32) -> Re
         | uapi::KVM_MP_STATE_SIPI_RECEIVED
             if in_kernel => {}
         _ => return Err(EINVAL),
+    }
+    if crate::smm::mp_state_refused(inner, state) {
+        return Err(EINVAL);
     }
     if state == uapi::KVM_MP_STATE_SIPI_RECEIVED {
         // The SIPI is redelivered from the vector the APIC last received.
@@ -514,7 +538,7 @@ pub(crate) fn set_vapic_addr(vcpu: &Vcpu, inner: &mut VcpuInner, arg: usize) -> 
         return Ok(());
     }
     let end = a.vapic_addr.checked_add(3).ok_or(EINVAL)?;
-    let in_ram = |gpa: u64| vcpu.vm.gfn_to_hva(gpa >> 12).is_some();
+    let in_ram = |gpa: u64| vcpu.vm.gfn_to_hva(0, gpa >> 12).is_some();
     if !in_ram(a.vapic_addr) || !in_ram(end) {
         return Err(EINVAL);
     }
@@ -532,7 +556,7 @@ fn sync_to_vapic(vcpu: &Vcpu, inner: &VcpuInner) {
         apic.tpr() as u32 | (max_isr & 0xf0) << 8 | max_irr << 24
     };
     // A slot that went away: nothing to mirror into (upstream ignores it too).
-    let _ = crate::emulate::write_gpa(vcpu, addr, &data.to_le_bytes());
+    let _ = crate::emulate::write_gpa_as0(vcpu, addr, &data.to_le_bytes());
 }
 
 /// After an exit: the guest may have written its TPR into the vAPIC word
@@ -540,7 +564,7 @@ fn sync_to_vapic(vcpu: &Vcpu, inner: &VcpuInner) {
 pub(crate) fn sync_from_vapic(vcpu: &Vcpu, inner: &VcpuInner) {
     let Some(addr) = inner.vapic_addr else { return };
     let mut b = [0u8; 4];
-    if let Ok(true) = crate::emulate::read_gpa(vcpu, addr, &mut b) {
+    if let Ok(true) = crate::emulate::read_gpa_as0(vcpu, addr, &mut b) {
         vcpu.shared.irq.apic.lock().set_tpr(b[0]);
     }
 }

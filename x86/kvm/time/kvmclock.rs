@@ -13,7 +13,8 @@
 //! cache activation fails for it.
 
 use crate::arch::msr;
-use crate::emulate::{read_gpa, write_gpa};
+// Address space 0 even while the vCPU is in SMM (upstream's pfn caches).
+use crate::emulate::{read_gpa_as0 as read_gpa, write_gpa_as0 as write_gpa};
 use crate::vcpu::{Vcpu, VcpuInner, VcpuShared};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
