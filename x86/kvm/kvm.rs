@@ -33,6 +33,9 @@ pub mod emulator;
 #[path = "../../src/irqchip/src/lib.rs"]
 pub mod irqchip;
 
+#[path = "../../src/kvm-stats/src/lib.rs"]
+pub mod stats_desc;
+
 pub mod arch_state;
 mod bindings;
 pub mod caps;
@@ -60,9 +63,11 @@ mod pre_fault;
 mod run;
 mod run_page;
 mod sigmask;
+mod stats;
 mod sync_regs;
 mod tdp_mmu;
 mod time;
+mod trace;
 pub mod user;
 mod vcpu;
 mod vfio_device;

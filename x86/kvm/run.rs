@@ -150,6 +150,7 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
     loop {
         // SAFETY: reads the current task's state.
         if unsafe { bindings::kvm_rs_signal_pending() } {
+            crate::stats::signal_exit(vcpu);
             vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
             return Err(EINTR);
         }
@@ -157,7 +158,10 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
         unsafe { bindings::kvm_rs_cond_resched() };
         // Halted or waiting for SIPI (in-kernel APIC): sleep until runnable.
         if inner.mp_state != uapi::KVM_MP_STATE_RUNNABLE {
-            if !crate::irq::lapic::vcpu_block(vcpu, inner) {
+            let start = crate::stats::block_begin(vcpu);
+            let woke = crate::irq::lapic::vcpu_block(vcpu, inner);
+            crate::stats::block_end(vcpu, start, woke);
+            if !woke {
                 vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
                 return Err(EINTR);
             }
@@ -169,6 +173,7 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
         }
         // User space asked to be told when it can inject: tell it now.
         if user_wants_window(vcpu, inner) && ready_for_interrupt(vcpu, inner) {
+            crate::stats::request_irq_exit(vcpu);
             vcpu.run.set_simple(uapi::KVM_EXIT_IRQ_WINDOW_OPEN);
             return Ok(());
         }
@@ -251,7 +256,9 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         // SAFETY: interrupts are off; the host's values are restored below.
         unsafe { crate::cpu::write_db(&inner.state.db) };
     }
+    crate::stats::on_entry(vcpu, inner, &params);
     let exit = inner.vendor.run(&mut inner.state, &params);
+    crate::stats::on_exit(vcpu, inner, &exit);
     crate::guest_debug::after_exit(inner, debug);
     if let Some(h) = host_db {
         // SAFETY: the host's own values, read above.
@@ -330,7 +337,9 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
         }
         Exit::Rdmsr => {
             let index = inner.state.gprs[gpr::RCX] as u32;
-            match crate::msrs::get_msr_vcpu(vcpu, inner, index, false) {
+            let r = crate::msrs::get_msr_vcpu(vcpu, inner, index, false);
+            crate::trace::kvm_msr(false, index, *r.as_ref().unwrap_or(&0), r.is_err());
+            match r {
                 Ok(v) => {
                     inner.state.gprs[gpr::RAX] = v & 0xffff_ffff;
                     inner.state.gprs[gpr::RDX] = v >> 32;
@@ -344,7 +353,9 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             let s = &inner.state;
             let index = s.gprs[gpr::RCX] as u32;
             let v = (s.gprs[gpr::RDX] << 32) | (s.gprs[gpr::RAX] & 0xffff_ffff);
-            match crate::msrs::set_msr_vcpu(vcpu, inner, index, v, false) {
+            let r = crate::msrs::set_msr_vcpu(vcpu, inner, index, v, false);
+            crate::trace::kvm_msr(true, index, v, r.is_err());
+            match r {
                 Ok(()) => skip_instruction(vcpu, inner, 2),
                 Err(_) => inject_gp(inner),
             }
@@ -367,8 +378,14 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             Ok(Next::Guest)
         }
         Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(gpa, write)? {
-            Resolved::Mapped => Ok(Next::Guest),
-            Resolved::Mmio => emulate::emulate_mmio(vcpu, inner, gpa),
+            Resolved::Mapped => {
+                crate::stats::pf_fixed(vcpu);
+                Ok(Next::Guest)
+            }
+            Resolved::Mmio => {
+                crate::stats::pf_emulate(vcpu);
+                emulate::emulate_mmio(vcpu, inner, gpa)
+            }
         },
         Exit::Shutdown => {
             run.set_simple(uapi::KVM_EXIT_SHUTDOWN);
@@ -431,12 +448,16 @@ fn handle_io(
     }
     let run = &vcpu.run;
     let value = inner.state.gprs[gpr::RAX] as u32;
+    if !input {
+        crate::trace::kvm_pio(true, port, size, 1, value & (u32::MAX >> (32 - 8 * size as u32)));
+    }
     if !input && vcpu.vm.irq.ioeventfds.write(true, port as u64, size as u32, value as u64) {
         skip_instruction(vcpu, inner, 1);
         return Ok(Next::Guest);
     }
     if let Some(v) = crate::irq::chips::pio(&vcpu.vm, port, size, input, value) {
         if input {
+            crate::trace::kvm_pio(false, port, size, 1, v);
             write_reg_sized(&mut inner.state, gpr::RAX, size, v as u64);
         }
         skip_instruction(vcpu, inner, 1);
@@ -489,6 +510,7 @@ fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Ne
             let mut data = [0u8; 8];
             // SAFETY: at most 4 bytes from the PIO page we own.
             unsafe { core::ptr::copy_nonoverlapping(vcpu.run.pio_ptr(), data.as_mut_ptr(), size as usize) };
+            crate::trace::kvm_pio(false, vcpu.run.io_port(), size, 1, u64::from_le_bytes(data) as u32);
             write_reg_sized(&mut inner.state, gpr::RAX, size, u64::from_le_bytes(data));
             finish_io_instruction(inner, next_rip);
             Ok(Next::Guest)

@@ -38,6 +38,8 @@ pub(crate) struct VcpuShared {
     /// The kvmclock record must be rewritten before the next entry
     /// (time::kvmclock::request_update).
     pub(crate) clock_update: AtomicBool,
+    /// Statistics (written by the vCPU's thread; see stats/mod.rs).
+    pub(crate) stats: Arc<crate::stats::VcpuStats>,
 }
 
 impl VcpuShared {
@@ -217,6 +219,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     }
     let in_kernel = vm.irq.lapic_in_kernel();
     let bsp = vm.irq.is_bsp(id);
+    let stats = vm.stats.new_vcpu(id)?;
     let shared = Arc::pin_init(
         pin_init!(VcpuShared {
             irq <- crate::irq::VcpuIrq::new(id, bsp, in_kernel),
@@ -225,6 +228,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
             cpu: AtomicI32::new(0),
             seen_gen: AtomicU64::new(0),
             clock_update: AtomicBool::new(false),
+            stats,
         }),
         GFP_KERNEL,
     )?;
@@ -503,6 +507,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         }
         ioctl::KVM_GET_LAPIC => crate::irq::lapic::get_lapic(vcpu, arg).map(|_| 0),
         ioctl::KVM_GET_TSC_KHZ => Ok(inner.tsc.khz as isize),
+        ioctl::KVM_GET_STATS_FD => crate::stats::fd::vcpu_stats_fd(vcpu),
         ioctl::KVM_GET_NESTED_STATE => crate::nested_state::get(arg),
         ioctl::KVM_SET_NESTED_STATE => crate::nested_state::set(arg),
         ioctl::KVM_PRE_FAULT_MEMORY => crate::pre_fault::kvm_vcpu_pre_fault_memory(vcpu, arg),
