@@ -19,6 +19,7 @@ mod modes;
 mod smp;
 mod prefault;
 mod syncregs;
+mod stats;
 mod system;
 
 fn main() {
@@ -35,6 +36,7 @@ fn main() {
     tests.extend(syncregs::tests());
     tests.extend(prefault::tests());
     tests.extend(dirtylog::tests());
+    tests.extend(stats::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
