@@ -51,7 +51,8 @@ check_debugfs() {
 
     # Read python and kvm_stat over 9p once before a guest is timed.
     hostrun $KVM_STAT --help > /dev/null 2>&1
-    hostrun "$GUEST" 0 300 > /tmp/guest.out 2>&1 &
+    # chroot execs the guest, so $! is the guest (a function would be a subshell).
+    chroot /host "$GUEST" 0 300 > /tmp/guest.out 2>&1 &
     gpid=$!
     sleep 3
     # The chroot'ed guest's pid as the VM sees it is the same (one pid namespace).
@@ -116,7 +117,7 @@ check_trace() {
     [ -z "$why" ] && pass stats/trace_buffer || fail stats/trace_buffer "guest: $out;$why; trace: $(grep -m 12 kvm_ /tmp/trace.out)"
     echo > $T/trace
 
-    hostrun "$GUEST" 0 300 > /tmp/guest.out 2>&1 &
+    chroot /host "$GUEST" 0 300 > /tmp/guest.out 2>&1 &
     gpid=$!
     sleep 2
     hostrun $KVM_STAT -1 -t > /tmp/kvm_stat_t.out 2>&1

@@ -68,11 +68,11 @@ impl VcpuShared {
     }
 
     /// Makes the vCPU leave the guest if it runs there with a generation older
-    /// than `gen`, and waits until it no longer can.
-    pub(crate) fn kick_and_wait(&self, gen: u64) {
+    /// than `gen`, and waits until it no longer can. Returns whether it had to.
+    pub(crate) fn kick_and_wait(&self, gen: u64) -> bool {
         let stale = || self.in_guest.load(Ordering::SeqCst) && self.seen_gen.load(Ordering::SeqCst) < gen;
         if !stale() {
-            return;
+            return false;
         }
         let cpu = self.cpu.load(Ordering::Relaxed);
         // SAFETY: an IPI with an empty handler; the exit it causes is the point.
@@ -80,6 +80,7 @@ impl VcpuShared {
         while stale() {
             core::hint::spin_loop();
         }
+        true
     }
 
 }

@@ -594,10 +594,8 @@ impl Vm {
     /// none can still use the old ones (upstream's kvm_flush_remote_tlbs with its
     /// kick and wait): afterwards, pages unmapped before the call can be released.
     pub(crate) fn flush_remote_tlbs(&self, inner: &VmInner) {
-        crate::stats::remote_tlb_flush(self);
         let gen = self.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
-        for v in inner.vcpus.iter() {
-            v.kick_and_wait(gen);
-        }
+        let kicked = inner.vcpus.iter().fold(false, |k, v| v.kick_and_wait(gen) | k);
+        crate::stats::remote_tlb_flush(self, kicked);
     }
 }

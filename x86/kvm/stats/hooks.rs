@@ -116,10 +116,14 @@ pub(crate) fn mmio_read_done(gpa: u64, len: u32, data: [u8; 8]) {
     trace::kvm_mmio(trace::MMIO_READ, len, gpa, u64::from_le_bytes(data));
 }
 
-/// kvm_flush_remote_tlbs: every call is a request, and each one flushes.
-pub(crate) fn remote_tlb_flush(vm: &Vm) {
+/// kvm_flush_remote_tlbs: every call is a request; it counts as a flush when
+/// a vCPU running the guest had to be kicked (upstream: when
+/// kvm_make_all_cpus_request sent an IPI).
+pub(crate) fn remote_tlb_flush(vm: &Vm, kicked: bool) {
     vm.stats.c.add_shared(vmw::REMOTE_TLB_FLUSH_REQUESTS, 1);
-    vm.stats.c.add_shared(vmw::REMOTE_TLB_FLUSH, 1);
+    if kicked {
+        vm.stats.c.add_shared(vmw::REMOTE_TLB_FLUSH, 1);
+    }
 }
 
 /// 4K leaves added to (positive) or removed from the nested page tables
