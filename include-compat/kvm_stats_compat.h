@@ -27,6 +27,10 @@ void kvm_rs_debugfs_stat(const char *name, unsigned short mode, struct dentry *p
 bool kvm_rs_debugfs_exists(const char *name, struct dentry *parent);
 /* debugfs_remove() (recursive; waits for reads in progress; NULL is fine). */
 void kvm_rs_debugfs_remove(struct dentry *d);
+/* A read-only vcpuN/ file: "%llu\n" (or "%lld\n" if `is_signed`) of
+ * kvm_rs_vcpu_file_get() on `data`. */
+void kvm_rs_debugfs_vcpu_file(const char *name, struct dentry *parent, void *data, bool is_signed);
+int kvm_rs_vcpu_file_get(void *data, u64 *val);
 /* Rust: the value of a stat file, and clearing it (val must be 0). */
 int kvm_rs_stat_get(void *data, u64 *val);
 int kvm_rs_stat_set(void *data, u64 val);

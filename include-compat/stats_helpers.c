@@ -49,6 +49,16 @@ void kvm_rs_debugfs_stat(const char *name, unsigned short mode, struct dentry *p
 		debugfs_create_file_unsafe(name, mode, parent, data, &kvm_rs_stat_fops);
 }
 
+DEFINE_DEBUGFS_ATTRIBUTE(kvm_rs_vcpu_u_fops, kvm_rs_vcpu_file_get, NULL, "%llu\n");
+DEFINE_DEBUGFS_ATTRIBUTE_SIGNED(kvm_rs_vcpu_s_fops, kvm_rs_vcpu_file_get, NULL, "%lld\n");
+
+void kvm_rs_debugfs_vcpu_file(const char *name, struct dentry *parent, void *data, bool is_signed)
+{
+	if (parent)
+		debugfs_create_file_unsafe(name, 0444, parent, data,
+					   is_signed ? &kvm_rs_vcpu_s_fops : &kvm_rs_vcpu_u_fops);
+}
+
 void kvm_rs_debugfs_remove(struct dentry *d)
 {
 	debugfs_remove(d);

@@ -2,8 +2,9 @@
 # given (runs inside the test VM; the same checks on ours and upstream's):
 #   debugfs_files      /sys/kernel/debug/kvm has every upstream VM and vCPU stat
 #   debugfs_vm_dir     a running VM has <pid>-<fd>/ with exits, io_exits,
-#                      mmio_exits > 0 and pages_4k > 0; the top files sum them;
-#                      the directory goes with the VM
+#                      mmio_exits > 0 and pages_4k > 0, and vcpu0/ with pid,
+#                      guest_mode, tsc-offset; the top files sum them; the
+#                      directory goes with the VM
 #   kvm_stat_debugfs   tools/kvm/kvm_stat (kernel source, python3) -1 -d shows
 #                      exits, io_exits, mmio_exits moving for a running guest
 #   trace_formats      events/kvm/{kvm_entry,kvm_exit,...} exist with upstream's
@@ -67,7 +68,12 @@ check_debugfs() {
         done
         vm_exits=$(cat $dir/exits); top_exits=$(cat $D/exits)
         [ "$top_exits" -ge "$vm_exits" ] || why="$why top exits $top_exits < the VM's $vm_exits"
-        ls $dir | grep -q '^io_exits$' || why="$why no io_exits file"
+        # vcpu0/: pid (the thread in KVM_RUN: the guest program's only one),
+        # guest_mode 0, tsc-offset.
+        p=$(cat $dir/vcpu0/pid 2>/dev/null)
+        [ "$p" = "$gpid" ] || why="$why vcpu0/pid=${p:-missing} (guest $gpid)"
+        [ "$(cat $dir/vcpu0/guest_mode 2>/dev/null)" = 0 ] || why="$why vcpu0/guest_mode not 0"
+        [ -f $dir/vcpu0/tsc-offset ] || why="$why no vcpu0/tsc-offset"
     fi
     # kvm_stat in debugfs mode, one sample over one second, while the guest runs.
     hostrun $KVM_STAT -1 -d > /tmp/kvm_stat_d.out 2>&1

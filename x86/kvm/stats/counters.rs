@@ -2,7 +2,7 @@
 //! The counters of a VM and of a vCPU.
 
 use crate::stats_desc::{vcpu, vm, Desc};
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 use kernel::new_mutex;
@@ -78,6 +78,10 @@ impl<const N: usize> Counters<N> {
 pub(crate) struct VcpuStats {
     pub(crate) c: Counters<{ vcpu::WORDS }>,
     pub(crate) vcpu_id: u32,
+    /// The thread that last entered the guest (debugfs vcpuN/pid; 0 before).
+    pub(crate) pid: AtomicI32,
+    /// The TSC offset of the last entry (debugfs vcpuN/tsc-offset).
+    pub(crate) tsc_offset: AtomicU64,
 }
 
 /// A VM's statistics, and what the debugfs files need to sum its vCPUs'.
@@ -110,8 +114,13 @@ impl VmStats {
 
     /// The counters of a new vCPU, listed in the VM.
     pub(crate) fn new_vcpu(&self, vcpu_id: u32) -> Result<Arc<VcpuStats>> {
-        let s = Arc::new(VcpuStats { c: Counters::new(), vcpu_id }, GFP_KERNEL)?;
+        let s = Arc::new(
+            VcpuStats { c: Counters::new(), vcpu_id, pid: AtomicI32::new(0), tsc_offset: AtomicU64::new(0) },
+            GFP_KERNEL,
+        )?;
         self.vcpus.lock().push(s.clone(), GFP_KERNEL)?;
+        // Only the directory is lost if this fails, as upstream's.
+        let _ = super::debugfs::vcpu_created(self, &s);
         Ok(s)
     }
 

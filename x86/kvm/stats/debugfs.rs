@@ -7,6 +7,12 @@
 //! - /sys/kernel/debug/kvm/<pid>-<fd>/<stat>: one VM's, vCPU statistics
 //!   summed over its vCPUs.
 //!
+//! - /sys/kernel/debug/kvm/<pid>-<fd>/vcpu<N>/{pid,guest_mode,tsc-offset}:
+//!   the thread that last ran the vCPU, 0 (no nested guests here), the TSC
+//!   offset (upstream's kvm_create_vcpu_debugfs and x86's additions, less
+//!   lapic_timer_advance_ns: no timer advance here; and the TSC scaling
+//!   files, which upstream too has only with TSC scaling).
+//!
 //! Files of counters can be written 0 to clear them; instant values are
 //! read-only (upstream's modes). A VM's directory goes with the VM, the
 //! top directory when the vendor module unregisters (no VM can exist then:
@@ -16,7 +22,8 @@
 //! reads and writes in progress and fails later ones, so the data of a file
 //! is freed only after its file is gone.
 
-use super::counters::VmStats;
+use super::counters::{VcpuStats, VmStats};
+use kernel::sync::Arc;
 use crate::bindings;
 use crate::stats_desc::{vcpu, vm, Desc};
 use core::ptr::null_mut;
@@ -43,6 +50,20 @@ struct Dentry(*mut bindings::dentry);
 pub(crate) struct VmDir {
     dir: Dentry,
     _files: KVec<StatFile>,
+    /// The data of the vcpuN/ files (boxed: their addresses are the files').
+    vcpu_files: KVec<KBox<VcpuFile>>,
+}
+
+/// What a vcpuN/ file shows.
+enum VcpuFileKind {
+    Pid,
+    GuestMode,
+    TscOffset,
+}
+
+pub(crate) struct VcpuFile {
+    stats: Arc<VcpuStats>,
+    kind: VcpuFileKind,
 }
 
 // SAFETY: the pointers are only used under the owner's lock or while debugfs
@@ -157,8 +178,49 @@ pub(crate) fn vm_created(stats: &VmStats, fd: i32) -> Result {
     }
     let mut slot = stats.debugfs.lock();
     let files = all_files(stats)?;
-    let d = slot.insert(VmDir { dir: Dentry(dir), _files: files });
+    let d = slot.insert(VmDir { dir: Dentry(dir), _files: files, vcpu_files: KVec::new() });
     create_files(dir, &d._files)
+}
+
+/// A new vCPU: vcpu<N>/ in its VM's directory (if the VM has one).
+pub(crate) fn vcpu_created(vm: &VmStats, stats: &Arc<VcpuStats>) -> Result {
+    let mut slot = vm.debugfs.lock();
+    let Some(d) = slot.as_mut() else { return Ok(()) };
+    let name = CString::try_from_fmt(fmt!("vcpu{}", stats.vcpu_id))?;
+    // SAFETY: a plain debugfs call under the VM's directory.
+    let dir = unsafe { bindings::kvm_rs_debugfs_dir(name.as_char_ptr(), d.dir.0) };
+    if dir.is_null() {
+        return Ok(());
+    }
+    d.vcpu_files.reserve(3, GFP_KERNEL)?;
+    for (file, kind, signed) in [
+        (kernel::c_str!("pid"), VcpuFileKind::Pid, false),
+        (kernel::c_str!("guest_mode"), VcpuFileKind::GuestMode, true),
+        (kernel::c_str!("tsc-offset"), VcpuFileKind::TscOffset, true),
+    ] {
+        let f = KBox::new(VcpuFile { stats: stats.clone(), kind }, GFP_KERNEL)?;
+        let data = &*f as *const VcpuFile as *mut c_void;
+        d.vcpu_files.push(f, GFP_KERNEL)?;
+        // SAFETY: the box stays in `vcpu_files` until the VM's directory is
+        // removed (vm_destroyed); the name is copied.
+        unsafe { bindings::kvm_rs_debugfs_vcpu_file(file.as_char_ptr(), dir, data, signed) };
+    }
+    Ok(())
+}
+
+/// debugfs read of a vcpuN/ file.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn kvm_rs_vcpu_file_get(data: *mut c_void, val: *mut u64) -> c_int {
+    // SAFETY: a VcpuFile of a live file (removed before it is freed).
+    let f = unsafe { &*(data as *const VcpuFile) };
+    let v = match f.kind {
+        VcpuFileKind::Pid => f.stats.pid.load(Ordering::Relaxed) as u64,
+        VcpuFileKind::GuestMode => f.stats.c.get(vcpu::GUEST_MODE),
+        VcpuFileKind::TscOffset => f.stats.tsc_offset.load(Ordering::Relaxed),
+    };
+    // SAFETY: debugfs passes a valid u64.
+    unsafe { *val = v };
+    0
 }
 
 /// A VM goes: off the list, and its directory removed.

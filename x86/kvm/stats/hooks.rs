@@ -10,12 +10,19 @@ use crate::trace;
 use crate::vcpu::{Vcpu, VcpuInner};
 use crate::vm::Vm;
 use crate::x86_ops::EntryParams;
+use core::sync::atomic::Ordering::Relaxed;
 
 /// Just before the guest runs (interrupts off): TLB flushes and injections
 /// this entry performs (upstream counts them in kvm_vcpu_flush_tlb_* and the
 /// vendors' inject_irq/inject_nmi), and kvm:kvm_entry.
 pub(crate) fn on_entry(vcpu: &Vcpu, inner: &VcpuInner, p: &EntryParams) {
-    let c = &vcpu.shared.stats.c;
+    let s = &vcpu.shared.stats;
+    let c = &s.c;
+    let pid = kernel::current!().pid();
+    if s.pid.load(Relaxed) != pid {
+        s.pid.store(pid, Relaxed);
+    }
+    s.tsc_offset.store(inner.state.tsc_offset, Relaxed);
     if p.flush_tlb || p.flush_guest_tlb {
         c.inc(w::TLB_FLUSH);
     }
