@@ -2,8 +2,14 @@
 /*
  * The kvm:* trace events (kvm_rs_trace.h) instantiated in kvm.ko, and the thin
  * functions Rust calls to emit them (x86/kvm/trace/mod.rs). Each *_enabled()
- * is the event's static key: a disabled event costs the caller one call that
- * returns false, and the caller skips gathering the fields.
+ * reads the event's static key count (static_key_enabled(): one load, no
+ * patched branch): a disabled event costs the caller one call that returns
+ * false, and the caller skips gathering the fields. The helpers run on every
+ * guest entry and exit with interrupts off; keeping jump-label patch sites
+ * out of them (only the emitting functions, reached while an event is on,
+ * have one) was needed in the test VM: with a patched branch there, enabling
+ * events while a vCPU ran once took an "Oops: int3" on a stale breakpoint
+ * under QEMU's TCG.
  */
 #include <linux/module.h>
 #define CREATE_TRACE_POINTS
@@ -11,7 +17,7 @@
 #include "../../../include-compat/kvm_stats_compat.h"
 
 #define KVM_RS_TRACE_ENABLED(name) \
-	bool kvm_rs_trace_##name##_enabled(void) { return trace_##name##_enabled(); } \
+	bool kvm_rs_trace_##name##_enabled(void) { return static_key_enabled(&__tracepoint_##name.key); } \
 	EXPORT_SYMBOL_GPL(kvm_rs_trace_##name##_enabled)
 
 KVM_RS_TRACE_ENABLED(kvm_entry);

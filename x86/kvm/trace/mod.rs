@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The kvm:* trace events (kvm_rs_trace.h, instantiated in kvm_trace.c).
 //!
-//! Each function first asks the event's static key (a call that returns
-//! false while the event is off) and only then gathers the fields, so a
-//! disabled event costs one call and a branch per site. Call sites are the
+//! Each function first asks whether the event is on (a call that reads the
+//! event's static key count and returns false while it is off) and only then
+//! gathers the fields, so a disabled event costs one call and a branch per
+//! site. Call sites are the
 //! places upstream traces: entry and exit in the run loop, the PIO/MMIO/MSR/
 //! CPUID/CR handlers, injection at entry, the nested page fault.
 
