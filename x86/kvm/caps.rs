@@ -25,6 +25,8 @@ pub fn check_extension(cap: u64) -> isize {
         | uapi::KVM_CAP_SET_TSS_ADDR
         | uapi::KVM_CAP_SET_IDENTITY_MAP_ADDR
         | uapi::KVM_CAP_CHECK_EXTENSION_VM => 1,
+        // KVM_GET_STATS_FD on VMs and vCPUs (x86/kvm/stats).
+        uapi::KVM_CAP_BINARY_STATS_FD => 1,
         // The in-kernel irqchip (x86/kvm/irq): PIC, IOAPIC, local APICs, PIT,
         // GSI routing (the answer is the routing table's size), MSIs, irqfds,
         // ioeventfds, split irqchip and the x2APIC API flags.

@@ -341,12 +341,14 @@ fn commit(s: &mut ArchState, r: &Regs) {
 /// An instruction that could not be emulated (upstream's
 /// handle_emulation_failure; see emulation_failure.rs).
 fn emulation_failure(vcpu: &Vcpu, inner: &mut VcpuInner, bytes: &[u8]) -> Result<Next> {
+    crate::stats::insn_emulation_fail(vcpu);
     crate::emulation_failure::handle_emulation_failure(vcpu, inner, bytes)
 }
 
 /// Runs the instruction at RIP through the emulator and turns the outcome into
 /// the next step: back to the guest, or an MMIO exit.
 fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
+    crate::stats::insn_emulation(vcpu);
     let (bytes, n) = match fetch(vcpu, &inner.state) {
         Ok(f) => f,
         Err(Stop::PageFault(f)) => {
@@ -372,6 +374,7 @@ fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
                 if kernel_mmio_write(vcpu, gpa, &data, len) {
                     return Ok(Next::Guest);
                 }
+                crate::stats::mmio_exit(vcpu, gpa, len as u32, true, data);
                 vcpu.run.set_mmio(gpa, data, len as u32, true);
                 inner.pending = Pending::MmioWrite;
                 return Ok(Next::User);
@@ -380,6 +383,7 @@ fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
         }
         Err(Stop::NeedMmioRead) => {
             let Some((gpa, len)) = wanted else { return emulation_failure(vcpu, inner, &bytes[..n]) };
+            crate::stats::mmio_exit(vcpu, gpa, len as u32, false, [0; 8]);
             vcpu.run.set_mmio(gpa, [0; 8], len as u32, false);
             inner.mmio_insn = Some(PendingMmio { gpa, len, data: None });
             inner.pending = Pending::MmioRead { len };
@@ -413,7 +417,10 @@ pub(crate) fn emulate_mmio(vcpu: &Vcpu, inner: &mut VcpuInner, _gpa: u64) -> Res
 pub(crate) fn complete_mmio_read(vcpu: &Vcpu, inner: &mut VcpuInner, len: u8) -> Result<Next> {
     let data = vcpu.run.mmio_data();
     match inner.mmio_insn.as_mut() {
-        Some(p) if p.len == len => p.data = Some(data),
+        Some(p) if p.len == len => {
+            crate::stats::mmio_read_done(p.gpa, len as u32, data);
+            p.data = Some(data);
+        }
         _ => return Ok(Next::Guest),
     }
     run_emulator(vcpu, inner)

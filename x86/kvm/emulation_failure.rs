@@ -64,7 +64,8 @@ fn prepare_exit(vcpu: &Vcpu, inner: &VcpuInner, insn: &[u8]) {
         data[2] = word(hi);
         n = 3;
     }
-    let info = inner.vendor.exit_info();
+    let e = inner.vendor.exit_info();
+    let info = [e.reason as u64, e.info1, e.info2, e.intr_info as u64, e.error_code as u64];
     for (d, i) in data[n..].iter_mut().zip(info) {
         *d = i;
     }

@@ -36,6 +36,9 @@ pub mod emulator;
 #[path = "../../src/irqchip/src/lib.rs"]
 pub mod irqchip;
 
+#[path = "../../src/kvm-stats/src/lib.rs"]
+pub mod stats_desc;
+
 pub mod arch_state;
 mod bindings;
 pub mod caps;
@@ -72,9 +75,11 @@ mod run;
 mod run_page;
 mod sigmask;
 mod smm;
+mod stats;
 mod sync_regs;
 mod tdp_mmu;
 mod time;
+mod trace;
 pub mod user;
 mod user_msr;
 mod vcpu;

@@ -153,6 +153,7 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
     loop {
         // SAFETY: reads the current task's state.
         if unsafe { bindings::kvm_rs_signal_pending() } {
+            crate::stats::signal_exit(vcpu);
             vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
             return Err(EINTR);
         }
@@ -161,7 +162,10 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
         unsafe { bindings::kvm_rs_cond_resched() };
         // Halted or waiting for SIPI (in-kernel APIC): sleep until runnable.
         if inner.mp_state != uapi::KVM_MP_STATE_RUNNABLE {
-            if !crate::irq::lapic::vcpu_block(vcpu, inner) {
+            let start = crate::stats::block_begin(vcpu);
+            let woke = crate::irq::lapic::vcpu_block(vcpu, inner);
+            crate::stats::block_end(vcpu, start, woke);
+            if !woke {
                 vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
                 return Err(EINTR);
             }
@@ -173,6 +177,7 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
         }
         // User space asked to be told when it can inject: tell it now.
         if user_wants_window(vcpu, inner) && ready_for_interrupt(vcpu, inner) {
+            crate::stats::request_irq_exit(vcpu);
             vcpu.run.set_simple(uapi::KVM_EXIT_IRQ_WINDOW_OPEN);
             return Ok(());
         }
@@ -262,7 +267,9 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         // SAFETY: interrupts are off; the host's values are restored below.
         unsafe { crate::cpu::write_db(&inner.state.db) };
     }
+    crate::stats::on_entry(vcpu, inner, &params);
     let exit = inner.vendor.run(&mut inner.state, &params);
+    crate::stats::on_exit(vcpu, inner, &exit);
     crate::guest_debug::after_exit(inner, debug);
     if let Some(h) = host_db {
         // SAFETY: the host's own values, read above.
@@ -358,8 +365,14 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
         }
         Exit::Hypercall => crate::hypercall::kvm_emulate_hypercall(vcpu, inner),
         Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(crate::smm::as_id(vcpu), gpa, write)? {
-            Resolved::Mapped => Ok(Next::Guest),
-            Resolved::Mmio => emulate::emulate_mmio(vcpu, inner, gpa),
+            Resolved::Mapped => {
+                crate::stats::pf_fixed(vcpu);
+                Ok(Next::Guest)
+            }
+            Resolved::Mmio => {
+                crate::stats::pf_emulate(vcpu);
+                emulate::emulate_mmio(vcpu, inner, gpa)
+            }
         },
         Exit::Shutdown => {
             run.set_simple(uapi::KVM_EXIT_SHUTDOWN);
@@ -425,12 +438,16 @@ fn handle_io(
     }
     let run = &vcpu.run;
     let value = inner.state.gprs[gpr::RAX] as u32;
+    if !input {
+        crate::trace::kvm_pio(true, port, size, 1, value & (u32::MAX >> (32 - 8 * size as u32)));
+    }
     if !input && vcpu.vm.irq.ioeventfds.write(true, port as u64, size as u32, value as u64) {
         skip_instruction(vcpu, inner, 1);
         return Ok(Next::Guest);
     }
     if let Some(v) = crate::irq::chips::pio(&vcpu.vm, port, size, input, value) {
         if input {
+            crate::trace::kvm_pio(false, port, size, 1, v);
             write_reg_sized(&mut inner.state, gpr::RAX, size, v as u64);
         }
         skip_instruction(vcpu, inner, 1);
@@ -483,6 +500,7 @@ fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Ne
             let mut data = [0u8; 8];
             // SAFETY: at most 4 bytes from the PIO page we own.
             unsafe { core::ptr::copy_nonoverlapping(vcpu.run.pio_ptr(), data.as_mut_ptr(), size as usize) };
+            crate::trace::kvm_pio(false, vcpu.run.io_port(), size, 1, u64::from_le_bytes(data) as u32);
             write_reg_sized(&mut inner.state, gpr::RAX, size, u64::from_le_bytes(data));
             finish_io_instruction(inner, next_rip);
             Ok(Next::Guest)

@@ -121,6 +121,11 @@ impl RunPages {
         self.put::<u64>(8, PIO_DATA_OFFSET);
     }
 
+    /// The port of the last KVM_EXIT_IO (for the kvm:kvm_pio event).
+    pub(crate) fn io_port(&self) -> u16 {
+        self.get::<u16>(2)
+    }
+
     /// KVM_EXIT_MMIO: `{ u64 phys_addr; u8 data[8]; u32 len; u8 is_write }`.
     pub(crate) fn set_mmio(&self, gpa: u64, data: [u8; 8], len: u32, is_write: bool) {
         self.set_exit_reason(uapi::KVM_EXIT_MMIO);

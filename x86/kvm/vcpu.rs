@@ -42,6 +42,8 @@ pub(crate) struct VcpuShared {
     /// (a mirror of VcpuInner::smm.in_smm, written only by the vCPU's own
     /// thread under its mutex; see smm::as_id).
     pub(crate) smm: AtomicBool,
+    /// Statistics (written by the vCPU's thread; see stats/mod.rs).
+    pub(crate) stats: Arc<crate::stats::VcpuStats>,
 }
 
 impl VcpuShared {
@@ -70,11 +72,11 @@ impl VcpuShared {
     }
 
     /// Makes the vCPU leave the guest if it runs there with a generation older
-    /// than `gen`, and waits until it no longer can.
-    pub(crate) fn kick_and_wait(&self, gen: u64) {
+    /// than `gen`, and waits until it no longer can. Returns whether it had to.
+    pub(crate) fn kick_and_wait(&self, gen: u64) -> bool {
         let stale = || self.in_guest.load(Ordering::SeqCst) && self.seen_gen.load(Ordering::SeqCst) < gen;
         if !stale() {
-            return;
+            return false;
         }
         let cpu = self.cpu.load(Ordering::Relaxed);
         // SAFETY: an IPI with an empty handler; the exit it causes is the point.
@@ -82,6 +84,7 @@ impl VcpuShared {
         while stale() {
             core::hint::spin_loop();
         }
+        true
     }
 
 }
@@ -234,6 +237,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     }
     let in_kernel = vm.irq.lapic_in_kernel();
     let bsp = vm.irq.is_bsp(id);
+    let stats = vm.stats.new_vcpu(id)?;
     let shared = Arc::pin_init(
         pin_init!(VcpuShared {
             irq <- crate::irq::VcpuIrq::new(id, bsp, in_kernel),
@@ -243,6 +247,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
             seen_gen: AtomicU64::new(0),
             clock_update: AtomicBool::new(false),
             smm: AtomicBool::new(false),
+            stats,
         }),
         GFP_KERNEL,
     )?;
@@ -527,6 +532,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_SMI => crate::smm::ioctl_smi(vcpu),
         ioctl::KVM_GET_LAPIC => crate::irq::lapic::get_lapic(vcpu, arg).map(|_| 0),
         ioctl::KVM_GET_TSC_KHZ => Ok(inner.tsc.khz as isize),
+        ioctl::KVM_GET_STATS_FD => crate::stats::fd::vcpu_stats_fd(vcpu),
         ioctl::KVM_GET_NESTED_STATE => crate::nested_state::get(arg),
         ioctl::KVM_SET_NESTED_STATE => crate::nested_state::set(arg),
         ioctl::KVM_PRE_FAULT_MEMORY => crate::pre_fault::kvm_vcpu_pre_fault_memory(vcpu, arg),

@@ -170,6 +170,9 @@ pub struct Vm {
     pub(crate) tdp_roots: [u64; 2],
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
+    /// Statistics (KVM_GET_STATS_FD, debugfs).
+    #[pin]
+    pub(crate) stats: crate::stats::VmStats,
 }
 
 /// KVM_ENABLE_CAP(KVM_CAP_MAX_VCPU_ID): set once (again with the same value
@@ -234,10 +237,15 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
                 n_requested_mmu_pages: 0,
                 manual_dirty_log_protect: 0,
             }),
+            stats <- crate::stats::VmStats::new(),
         }),
         GFP_KERNEL,
     )?;
-    Ok(files::new_fd(c_str!("kvm-vm"), files::vm_fops()?, vm)? as isize)
+    let fd = files::new_fd(c_str!("kvm-vm"), files::vm_fops()?, vm.clone())?;
+    // Upstream names the VM's debugfs directory after its fd; a failure here
+    // only costs the directory, as upstream's.
+    let _ = crate::stats::debugfs::vm_created(&vm.stats, fd);
+    Ok(fd as isize)
 }
 
 pub(crate) unsafe extern "C" fn kvm_vm_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
@@ -290,6 +298,7 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_CREATE_VCPU => vcpu::kvm_vm_ioctl_create_vcpu(vm, arg),
+        ioctl::KVM_GET_STATS_FD => crate::stats::fd::vm_stats_fd(vm),
         ioctl::KVM_SET_TSS_ADDR => {
             // Three pages below 4G (upstream checks only that it fits in 32 bits
             // on SVM; VMX uses the pages for real-mode emulation).
@@ -432,7 +441,7 @@ impl Vm {
             }
             Change::Delete(desc) => {
                 let i = inner.spaces[as_id].slots.iter().position(|s| s.desc.id == desc.id).ok_or(EINVAL)?;
-                inner.spaces[as_id].mmu.zap(desc.base_gfn, desc.end_gfn());
+                crate::stats::pages_4k(self, -(inner.spaces[as_id].mmu.zap(desc.base_gfn, desc.end_gfn()) as i64));
                 self.flush_remote_tlbs(inner);
                 // No vCPU can use the old translations now: drop the slot (and the
                 // pins of its pages).
@@ -440,7 +449,7 @@ impl Vm {
                 Ok(())
             }
             Change::Move { old, new } => {
-                inner.spaces[as_id].mmu.zap(old.base_gfn, old.end_gfn());
+                crate::stats::pages_4k(self, -(inner.spaces[as_id].mmu.zap(old.base_gfn, old.end_gfn()) as i64));
                 self.flush_remote_tlbs(inner);
                 if let Some(s) = inner.spaces[as_id].slots.iter_mut().find(|s| s.desc.id == old.id) {
                     s.desc = new;
@@ -608,7 +617,7 @@ impl Vm {
         if logging && writable {
             slot.mark_dirty(gfn);
         }
-        space.mmu.map(gfn << memslots::PAGE_SHIFT, pa, writable)?;
+        crate::stats::pages_4k(self, space.mmu.map(gfn << memslots::PAGE_SHIFT, pa, writable)? as i64);
         Ok(Resolved::Mapped)
     }
 
@@ -639,8 +648,7 @@ impl Vm {
     /// kick and wait): afterwards, pages unmapped before the call can be released.
     pub(crate) fn flush_remote_tlbs(&self, inner: &VmInner) {
         let gen = self.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
-        for v in inner.vcpus.iter() {
-            v.kick_and_wait(gen);
-        }
+        let kicked = inner.vcpus.iter().fold(false, |k, v| v.kick_and_wait(gen) | k);
+        crate::stats::remote_tlb_flush(self, kicked);
     }
 }

@@ -351,10 +351,17 @@ impl VendorVcpu for SvmVcpu {
         exit
     }
 
-    fn exit_info(&self) -> [u64; 5] {
+    /// Upstream's svm_get_exit_info.
+    fn exit_info(&self) -> kvm::x86_ops::ExitInfo {
         let c = &self.vmcb_ref().control;
-        // As upstream's svm_get_exit_info (the reason as a u32).
-        [c.exit_code as u32 as u64, c.exit_info_1, c.exit_info_2, c.exit_int_info as u64, c.exit_int_info_err as u64]
+        kvm::x86_ops::ExitInfo {
+            isa: kvm::x86_ops::ISA_SVM,
+            reason: c.exit_code as u32,
+            info1: c.exit_info_1,
+            info2: c.exit_info_2,
+            intr_info: c.exit_int_info,
+            error_code: if c.exit_int_info & vmcb::EVTINJ_VALID_ERR != 0 { c.exit_int_info_err } else { 0 },
+        }
     }
 
     fn next_rip(&self) -> Option<u64> {

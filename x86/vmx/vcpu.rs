@@ -106,6 +106,9 @@ pub(crate) struct VmxVcpu {
     /// RIP and instruction length of the last exit (for next_rip).
     exit_rip: u64,
     exit_len: u32,
+    /// The last exit's reason and qualification (kvm:kvm_exit's exit_reason
+    /// and info1; the other words are not read on every exit and stay 0).
+    exit_info: kvm::x86_ops::ExitInfo,
     /// What the VMCS holds (`None`: unknown, write everything), so an entry
     /// writes only the fields that changed since: kvm.ko's state as of the last
     /// exit, the controls and the host state last written.
@@ -226,6 +229,7 @@ impl VmxVcpu {
             last_cpu: None,
             exit_rip: 0,
             exit_len: 0,
+            exit_info: Default::default(),
             guest_in_vmcs: None,
             controls_in_vmcs: None,
             host_in_vmcs: None,
@@ -652,7 +656,14 @@ impl VendorVcpu for VmxVcpu {
         } else {
             // A VM exit (even a failed VM entry, after which the VMCS keeps its
             // launch state) leaves the VMCS launched if the entry got that far.
-            if vmcs.read(VM_EXIT_REASON) & (1 << 31) == 0 {
+            let reason = vmcs.read(VM_EXIT_REASON);
+            self.exit_info = kvm::x86_ops::ExitInfo {
+                isa: kvm::x86_ops::ISA_VMX,
+                reason,
+                info1: vmcs.read(EXIT_QUALIFICATION),
+                ..Default::default()
+            };
+            if reason & (1 << 31) == 0 {
                 self.vmcs.set_launched();
             }
             self.save_state(&vmcs, st);
@@ -669,6 +680,10 @@ impl VendorVcpu for VmxVcpu {
         // exit saved (and save_state read back) otherwise.
         self.guest_in_vmcs = Some(*st);
         exit
+    }
+
+    fn exit_info(&self) -> kvm::x86_ops::ExitInfo {
+        self.exit_info
     }
 
     fn next_rip(&self) -> Option<u64> {

@@ -22,6 +22,7 @@ mod smm;
 mod smp;
 mod prefault;
 mod syncregs;
+mod stats;
 mod system;
 mod tscattr;
 mod usermsr;
@@ -45,6 +46,7 @@ fn main() {
     tests.extend(pvfeatures::tests());
     tests.extend(tscattr::tests());
     tests.extend(smm::tests());
+    tests.extend(stats::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

@@ -53,6 +53,7 @@ pub(crate) fn handle_rdmsr(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
     } else {
         Err(uapi::KVM_MSR_EXIT_REASON_FILTER)
     };
+    crate::trace::kvm_msr(false, index, *r.as_ref().unwrap_or(&0), r.is_err());
     match r {
         Ok(v) => {
             inner.state.gprs[gpr::RAX] = v & 0xffff_ffff;
@@ -79,6 +80,7 @@ pub(crate) fn handle_wrmsr(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
     } else {
         Err(uapi::KVM_MSR_EXIT_REASON_FILTER)
     };
+    crate::trace::kvm_msr(true, index, v, r.is_err());
     match r {
         Ok(()) => crate::run::skip_instruction(vcpu, inner, 2),
         Err(reason) => {
