@@ -6,15 +6,17 @@
 //!       a vCPU fd (VM and /dev/kvm closed) or only the vCPU's kvm_run mapping
 //!       (every fd closed). Prints `READY` and waits for a signal. While it
 //!       lives, rmmod of kvm-amd and kvm must be refused.
-//!   kvm-lifecycle kill [--rounds N] [--limit-ms MS]
+//!   kvm-lifecycle kill [--rounds N] [--first K] [--limit-ms MS]
 //!       N times: forks a VMM with the in-kernel irqchip and one thread per vCPU
 //!       state (spinning in the guest, in the guest on a slot that changes under
 //!       it, HLT blocked in the kernel, an AP waiting for SIPI in KVM_RUN, PIO
 //!       exits in a loop, in user space with a PIO IN or an MMIO read pending)
 //!       plus a thread changing a memory slot in a loop; once all are there
 //!       (the blocked ones seen sleeping in /proc), SIGKILL, and the process
-//!       must be gone within --limit-ms (default 10000). Prints one `ROUND`
-//!       line per round and `OK`, or `FAIL <why>` and exit status 1.
+//!       must be gone within --limit-ms (default 10000). Round numbers start
+//!       at --first (default 0); the number varies the delay before the kill.
+//!       Prints one `ROUND` line per round and `OK`, or `FAIL <why>` and exit
+//!       status 1.
 
 #[allow(dead_code)]
 #[path = "../guest.rs"]
@@ -32,7 +34,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 fn usage() -> ! {
-    eprintln!("usage: kvm-lifecycle hold vm|vcpu|mmap | kill [--rounds N] [--limit-ms MS]");
+    eprintln!("usage: kvm-lifecycle hold vm|vcpu|mmap | kill [--rounds N] [--first K] [--limit-ms MS]");
     std::process::exit(2);
 }
 
@@ -409,18 +411,20 @@ fn main() {
         Some("kill") => {
             let mut rounds = 5u32;
             let mut limit_ms = 10_000u64;
+            let mut first = 0u32;
             let mut i = 2;
             while i < args.len() {
                 let v = args.get(i + 1).and_then(|s| s.parse::<u64>().ok()).unwrap_or_else(|| usage());
                 match args[i].as_str() {
                     "--rounds" => rounds = v as u32,
                     "--limit-ms" => limit_ms = v,
+                    "--first" => first = v as u32,
                     _ => usage(),
                 }
                 i += 2;
             }
             let mut worst = 0u128;
-            for r in 0..rounds {
+            for r in first..first + rounds {
                 match kill_round(r, limit_ms) {
                     Ok(line) => {
                         if let Some(ms) = line.split_whitespace().nth(3).and_then(|s| s.parse::<u128>().ok()) {
