@@ -399,7 +399,20 @@ fn kill_round(round: u32, limit_ms: u64) -> Result<String, String> {
     }
     let ms = killed.elapsed().as_millis();
     if !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL) {
-        return Err(format!("round {round}: VMM status {status:#x}, not killed by SIGKILL"));
+        // The VMM died on its own: its last words are in the pipe.
+        let mut rest = String::new();
+        let mut b = [0u8; 4096];
+        loop {
+            // SAFETY: reading into a local buffer from our pipe; the writer
+            // is gone, so this ends with 0 (EOF).
+            let r = unsafe { libc::read(rd.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+            if r <= 0 {
+                break;
+            }
+            rest.push_str(&String::from_utf8_lossy(&b[..r as usize]));
+        }
+        let why = rest.lines().find(|l| l.starts_with("ERR ")).unwrap_or("no ERR line").to_string();
+        return Err(format!("round {round}: VMM status {status:#x}, not killed by SIGKILL: {why}"));
     }
     Ok(format!("ROUND {round} gone {ms} ms after SIGKILL; states {}", states.join(" ")))
 }
