@@ -29,10 +29,11 @@ const CANDIDATES: &[u32] = &[
 /// MSRs kvm.ko emulates whatever the host has (upstream's emulated_msrs):
 /// IA32_TSC_DEADLINE (the in-kernel APIC's; without one it reads 0 and
 /// ignores writes, as upstream), IA32_TSC_ADJUST, kvmclock's four,
-/// IA32_SMBASE (on vendors that offer SMM). Each one only if the vendor
-/// virtualizes it (has_emulated_msr).
+/// IA32_SMBASE (on vendors that offer SMM), MSR_SMI_COUNT. Each one only if
+/// the vendor virtualizes it (has_emulated_msr).
 const EMULATED: &[u32] = &[
     msr::IA32_SMBASE,
+    msr::SMI_COUNT,
     msr::IA32_TSC_DEADLINE,
     msr::IA32_TSC_ADJUST,
     msr::KVM_WALL_CLOCK,

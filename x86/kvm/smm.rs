@@ -528,22 +528,27 @@ pub(crate) fn set_events(vcpu: &Vcpu, inner: &mut VcpuInner, e: &uapi::kvm_vcpu_
 }
 
 /// MSR_IA32_SMBASE: only user space reads and writes it (upstream); the
-/// guest gets #GP. None for other MSRs, or when SMM is not offered.
+/// guest gets #GP. MSR_SMI_COUNT, the SMIs taken since RESET or INIT:
+/// anyone reads it, only user space writes it. None for other MSRs, or for
+/// SMBASE when SMM is not offered.
 pub(crate) fn get_msr(inner: &VcpuInner, index: u32, host: bool) -> Option<Result<u64>> {
-    if index != msr::IA32_SMBASE || !vendor_supports() {
-        return None;
+    match index {
+        msr::SMI_COUNT => Some(Ok(inner.smm.smi_count)),
+        msr::IA32_SMBASE if vendor_supports() => Some(if host { Ok(inner.smm.smbase) } else { Err(EINVAL) }),
+        _ => None,
     }
-    Some(if host { Ok(inner.smm.smbase) } else { Err(EINVAL) })
 }
 
 /// See [`get_msr`].
 pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, value: u64, host: bool) -> Option<Result> {
-    if index != msr::IA32_SMBASE || !vendor_supports() {
-        return None;
-    }
+    let field = match index {
+        msr::SMI_COUNT => &mut inner.smm.smi_count,
+        msr::IA32_SMBASE if vendor_supports() => &mut inner.smm.smbase,
+        _ => return None,
+    };
     if !host {
         return Some(Err(EINVAL));
     }
-    inner.smm.smbase = value;
+    *field = value;
     Some(Ok(()))
 }

@@ -32,6 +32,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
 type TestResult = crate::harness::TestResult;
 
 const MSR_IA32_SMBASE: u32 = 0x9e;
+const MSR_SMI_COUNT: u32 = 0x34;
 const SMRAM_GPA: u64 = 0x10_0000;
 const SMRAM_SIZE: usize = 0x1_0000;
 const SMRAM_SLOT: u32 = (1 << 16) | 1;
@@ -189,10 +190,15 @@ fn caps_and_smbase_msr() -> TestResult {
     let mut l = MsrList::with_room(256);
     ioctl_ptr(&vm.kvm, KVM_GET_MSR_INDEX_LIST, l.ptr()).map_err(|e| e2s("GET_MSR_INDEX_LIST", e))?;
     check!(l.indices().contains(&MSR_IA32_SMBASE), "SMBASE not in {:x?}", l.indices());
+    check!(l.indices().contains(&MSR_SMI_COUNT), "SMI_COUNT not in {:x?}", l.indices());
     let v = vm.vcpu(0)?;
     check_eq!(v.get_msr(MSR_IA32_SMBASE)?, 0x30000);
     check_eq!(v.set_msr(MSR_IA32_SMBASE, 0xa0000), Ok(1));
     check_eq!(v.get_msr(MSR_IA32_SMBASE)?, 0xa0000);
+    check_eq!(v.get_msr(MSR_SMI_COUNT)?, 0);
+    check_eq!(v.set_msr(MSR_SMI_COUNT, 5), Ok(1));
+    check_eq!(v.get_msr(MSR_SMI_COUNT)?, 5);
+    check_eq!(v.set_msr(MSR_SMI_COUNT, 0), Ok(1));
     // KVM_SMI is accepted at any time; the SMI is pending until an entry.
     check_eq!(ioctl_val(&v.fd, KVM_SMI, 0), Ok(0));
     check_eq!(events(&v)?.smi.pending, 1);
@@ -208,12 +214,14 @@ fn smi_ioctl_enter_and_rsm() -> TestResult {
     check_eq!(ioctl_val(&v.fd, KVM_SMI, 0), Ok(0));
     expect_io(v, 0x12)?;
     check_in_smm(&s, MAIN_OUT11, nmi)?;
+    check_eq!(v.get_msr(MSR_SMI_COUNT)?, 1);
     expect_io(v, 0x11)?;
     check_back(v, nmi)?;
     // A second SMI works the same way (SMBASE read back from SMRAM).
     check_eq!(ioctl_val(&v.fd, KVM_SMI, 0), Ok(0));
     expect_io(v, 0x12)?;
     check_in_smm(&s, MAIN_OUT11 + 2, nmi)?;
+    check_eq!(v.get_msr(MSR_SMI_COUNT)?, 2);
     expect_exit(v, KVM_EXIT_HLT)?;
     let _ = s.mem;
     Ok(())
@@ -405,6 +413,8 @@ fn init_latched_until_rsm() -> TestResult {
     check_eq!(events(v)?.smi.smm, 0);
     // SMBASE survives INIT.
     check_eq!(v.get_msr(MSR_IA32_SMBASE)?, SMRAM_GPA);
+    // The SMI count does not.
+    check_eq!(v.get_msr(MSR_SMI_COUNT)?, 0);
     Ok(())
 }
 
