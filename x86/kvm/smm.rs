@@ -51,9 +51,10 @@ pub(crate) struct VcpuSmm {
     pub smi_pending: bool,
     pub smi_count: u64,
     pub smbase: u64,
-    /// Entering SMM at this entry failed (SMRAM not writable in address
-    /// space 1): KVM_RUN returns EIO (upstream marks the VM dead).
-    entry_failed: bool,
+    /// Entering SMM at this entry failed: KVM_RUN returns this error (EIO
+    /// when SMRAM is not writable in address space 1, where upstream marks
+    /// the VM dead; ENOMEM).
+    entry_failed: Option<Error>,
 }
 
 impl Default for VcpuSmm {
@@ -64,7 +65,7 @@ impl Default for VcpuSmm {
             smi_pending: false,
             smi_count: 0,
             smbase: smram::DEFAULT_SMBASE,
-            entry_failed: false,
+            entry_failed: None,
         }
     }
 }
@@ -164,19 +165,19 @@ pub(crate) fn inject_smi(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     }
     inner.smm.smi_pending = false;
     inner.smm.smi_count += 1;
-    if enter_smm(vcpu, inner).is_err() {
-        inner.smm.entry_failed = true;
+    if let Err(e) = enter_smm(vcpu, inner) {
+        inner.smm.entry_failed = Some(e);
     }
     true
 }
 
-/// After the events were chosen: EIO if entering SMM failed (see
+/// After the events were chosen: the error if entering SMM failed (see
 /// `VcpuSmm::entry_failed`).
 pub(crate) fn check_entry(inner: &mut VcpuInner) -> Result {
-    if core::mem::take(&mut inner.smm.entry_failed) {
-        return Err(EIO);
+    match inner.smm.entry_failed.take() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn attrs_of(s: &kvm_segment) -> SegAttrs {
@@ -267,7 +268,7 @@ fn enter_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result {
     let smbase = inner.smm.smbase;
     // SMRAM is written in the SMM address space.
     if !matches!(crate::emulate::write_gpa_in(vcpu, 1, smbase.wrapping_add(smram::SAVE_AREA), &area[..]), Ok(true)) {
-        return Err(EFAULT);
+        return Err(EIO);
     }
     smm_changed(vcpu, inner, true);
     let s = &mut inner.state;
@@ -309,7 +310,9 @@ pub(crate) fn rsm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
         inner.state.queue_exception(6, None);
         return Ok(Next::Guest);
     }
-    if leave_smm(vcpu, inner).is_err() {
+    // An allocation failure is KVM_RUN's ENOMEM, not the guest's problem.
+    let mut area = area_buffer()?;
+    if leave_smm(vcpu, inner, &mut area).is_err() {
         // Upstream's triple fault (KVM_REQ_TRIPLE_FAULT): a shutdown exit.
         inner.shutdown_requested = true;
         return Ok(Next::Guest);
@@ -350,8 +353,7 @@ struct Bad;
 
 /// Upstream's emulator_leave_smm.
 #[inline(never)]
-fn leave_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<(), Bad> {
-    let mut area = area_buffer().map_err(|_| Bad)?;
+fn leave_smm(vcpu: &Vcpu, inner: &mut VcpuInner, area: &mut [u8; smram::SIZE]) -> Result<(), Bad> {
     let at = inner.smm.smbase.wrapping_add(smram::SAVE_AREA);
     if !matches!(crate::emulate::read_gpa_in(vcpu, 1, at, &mut area[..]), Ok(true)) {
         return Err(Bad);
@@ -378,7 +380,7 @@ fn leave_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<(), Bad> {
         s.efer = 0;
     }
     if lm {
-        let st = smram::decode_64(&area);
+        let st = smram::decode_64(area);
         // svm_leave_smm: an SMI taken in guest mode needs nested
         // virtualization, which is not offered.
         if st.svm_guest_flag != 0 {
@@ -386,7 +388,7 @@ fn leave_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<(), Bad> {
         }
         load_state_64(vcpu, inner, &st)
     } else {
-        load_state_32(vcpu, inner, &smram::decode_32(&area))
+        load_state_32(vcpu, inner, &smram::decode_32(area))
     }
 }
 

@@ -26,6 +26,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("smm/init_latched_until_rsm", init_latched_until_rsm),
         ("smm/rsm_outside_smm_is_ud", rsm_outside_smm_is_ud),
         ("smm/rsm_bad_state_shuts_down", rsm_bad_state_shuts_down),
+        ("smm/smi_without_smram_is_eio", smi_without_smram_is_eio),
     ]
 }
 
@@ -437,5 +438,16 @@ fn rsm_bad_state_shuts_down() -> TestResult {
     // CR0 in the state-save area: PG without PE cannot be loaded.
     poke(s.smram, 0xfe00 + 0x158, &0x8000_0000u64.to_le_bytes());
     expect_exit(v, KVM_EXIT_SHUTDOWN)?;
+    Ok(())
+}
+
+/// No memory at SMBASE in address space 1: the state cannot be saved, and
+/// KVM_RUN fails with EIO (upstream also marks the VM dead).
+fn smi_without_smram_is_eio() -> TestResult {
+    let (_vm, v, mem) = vm_with_ram(0x10000)?;
+    poke(mem, 0x1000, &[0xe6, 0x10, 0xf4]);
+    v.real_mode_at(0x1000)?;
+    check_eq!(ioctl_val(&v.fd, KVM_SMI, 0), Ok(0));
+    check_eq!(v.run(), Err(libc::EIO));
     Ok(())
 }
