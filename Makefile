@@ -42,6 +42,17 @@ DURATION ?= 60
 fuzz: all
 	./scripts/fuzz.sh $(DURATION)
 
+# 1000 load/unload cycles of kvm + kvm-amd on ours and upstream's, plus the rest of
+# tests/vm/lifecycle.sh (the test command runs 160 cycles, in tests/vm/modules.sh).
+LIFECYCLE_CYCLES ?= 1000
+lifecycle-long: all
+	cargo build --release -p kvm-tests
+	./scripts/vm-run.sh --timeout 3600 --env LIFECYCLE_CYCLES=$(LIFECYCLE_CYCLES) tests/vm/lifecycle-long.sh
+
+# The fuzzers on the debug kernel (KASAN, kmemleak, lockdep, UBSAN), ours only.
+fuzz-debug:
+	KVM_RS_KERNEL=debug ./scripts/fuzz.sh $(DURATION) ours
+
 selftests: all
 	./scripts/selftests.sh
 
@@ -49,4 +60,4 @@ clean:
 	-[ -n "$(KERNELDIR)" ] && $(KBUILD) clean
 	rm -rf x86/kvm/generated
 
-.PHONY: all install check check-debug fuzz run bench selftests clean
+.PHONY: all install check check-debug fuzz fuzz-debug lifecycle-long run bench selftests clean

@@ -15,6 +15,7 @@
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/stat.h>
 #include <linux/highmem.h>
 #include <linux/fs.h>
 #include <asm/msr.h>
@@ -105,6 +106,18 @@ bool kvm_rs_signal_pending(void) { return signal_pending(current); }
 EXPORT_SYMBOL_GPL(kvm_rs_signal_pending);
 void kvm_rs_cond_resched(void) { cond_resched(); }
 EXPORT_SYMBOL_GPL(kvm_rs_cond_resched);
+/* Steal time: whether the scheduler keeps run_delay, and the current task's. */
+bool kvm_rs_sched_info_on(void) { return sched_info_on(); }
+EXPORT_SYMBOL_GPL(kvm_rs_sched_info_on);
+u64 kvm_rs_current_run_delay(void)
+{
+#ifdef CONFIG_SCHED_INFO
+	return current->sched_info.run_delay;
+#else
+	return 0;
+#endif
+}
+EXPORT_SYMBOL_GPL(kvm_rs_current_run_delay);
 bool kvm_rs_need_resched(void) { return need_resched(); }
 EXPORT_SYMBOL_GPL(kvm_rs_need_resched);
 

@@ -66,6 +66,8 @@ void kvm_rs_mmgrab(struct mm_struct *mm);
 void kvm_rs_mmdrop(struct mm_struct *mm);
 bool kvm_rs_signal_pending(void);
 void kvm_rs_cond_resched(void);
+bool kvm_rs_sched_info_on(void);
+u64 kvm_rs_current_run_delay(void);
 bool kvm_rs_need_resched(void);
 
 /* KVM_SET_SIGNAL_MASK around KVM_RUN (kvm_sigset_activate/deactivate). */

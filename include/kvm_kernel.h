@@ -20,3 +20,4 @@
 #include <asm/fpu/api.h>
 #include <asm/fpu/types.h>
 #include "../include-compat/kvm_compat.h"
+#include "../include-compat/kvm_stats_compat.h"

@@ -10,7 +10,8 @@
 #   scripts/debug-suite.sh [--timeout S] [SET...]      (default sets: ours upstream)
 # Prints the PASS/FAIL lines, then `N passed, N failed`; exits 1 if anything
 # failed. Logs: ${KVM_RS_LOGDIR:-<repo>/build/test-logs}/debug-suite.{out,log}.
-# Extra kernel arguments: DEBUG_CMDLINE (default below). The test programs
+# Extra kernel arguments: DEBUG_CMDLINE (default below). LIFECYCLE_CYCLES=N adds
+# tests/vm/lifecycle.sh's N load/unload cycles per set (e.g. 1000). The test programs
 # (target/release) come from the repository: built with cargo if missing.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,7 +43,7 @@ kdir=$("$here/build-kernel.sh" --debug | tail -1) || die "building the debug ker
 [ -f "$kdir/.built" ] || die "no debug kernel"
 moddir=$("$here/build-debug-modules.sh" --kerneldir="$kdir" | tail -1) || die "building our modules for the debug kernel failed"
 [ -f "$moddir/kvm.ko" ] || die "no modules in '$moddir'"
-if [ ! -x "$repo/target/release/kvm-api-tests" ]; then
+if [ ! -x "$repo/target/release/kvm-api-tests" ] || [ ! -x "$repo/target/release/kvm-lifecycle" ]; then
     (cd "$repo" && cargo build --release -p kvm-tests) >&2 || die "test programs failed to build"
 fi
 
@@ -68,7 +69,8 @@ out="$logdir/debug-suite.out" log="$logdir/debug-suite.log"
 start=$(date +%s)
 # shellcheck disable=SC2086
 KBUILD=$kdir "$here/vm-run.sh" --timeout "$timeout" --mem 3G --log "$log" \
-    --append "$cmdline" --env "REPO='/host$moddir'" "$wrapper" $sets > "$out" 2>&1
+    --append "$cmdline" --env "REPO='/host$moddir'" --env "LIFECYCLE_CYCLES=${LIFECYCLE_CYCLES:-0}" \
+    "$wrapper" $sets > "$out" 2>&1
 status=$?
 secs=$(( $(date +%s) - start ))
 # The PASS/FAIL lines, and the kernel's reports under a FAIL debug/... line.

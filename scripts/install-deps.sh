@@ -5,7 +5,7 @@ set -euo pipefail
 
 APT_PKGS="linux-source-6.12 rustc-web rust-web-src clang lld llvm libclang-dev \
   qemu-system-x86 busybox-static bc flex bison libelf-dev libssl-dev cpio xz-utils \
-  make gcc git kmod debootstrap gdb"
+  make gcc git kmod debootstrap gdb linux-perf python3"
 BOCHS_PKGS="bochs bochs-term bochsbios vgabios isolinux syslinux-common genisoimage"
 
 missing=""

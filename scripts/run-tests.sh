@@ -78,6 +78,10 @@ step "test VM: gdb debugs a nested guest through QEMU's gdbstub (attach, stepi, 
     --env 'QEMU_GDB_SKIP="hw_breakpoint sw_breakpoint"' "$repo/tests/vm/qemu-gdb.sh" ours upstream > "$logdir/qemu-gdb.out" 2>&1
 count vm/qemu-gdb "$logdir/qemu-gdb.out" $? "$logdir/qemu-gdb.log"
 
+step "test VM: statistics and tracing as tools read them (debugfs, kvm_stat, kvm:* events, perf kvm stat), ours and upstream"
+"$here/vm-run.sh" --timeout 900 --log "$logdir/stats.log" "$repo/tests/vm/stats.sh" ours upstream > "$logdir/stats.out" 2>&1
+count vm/stats "$logdir/stats.out" $? "$logdir/stats.log"
+
 if [ "${KVM_RS_QEMU_NEW:-1}" = 1 ]; then
 step "test VM: Debian unstable's QEMU (no user-space APIC with KVM) boots Linux on /dev/kvm (-smp 2, pc and q35), ours and upstream"
 if SID_ROOT=$("$here/make-sid-root.sh" | tail -1) && [ -n "$SID_ROOT" ]; then

@@ -12,6 +12,9 @@
 #   FUZZ_SECONDS (60) FUZZ_SEEDS ("1 2") FUZZ_FRESH_SEED (random) FUZZ_THREADS (4)
 #   FUZZ_GUEST_THREADS (2) FUZZ_DIFF_SEEDS ("1 2 3") FUZZ_DIFF_COUNT (3000)
 #   FUZZ_MODES ("ioctl guest diff": which parts to run)
+#   FUZZ_DEBUG (set by scripts/fuzz.sh on the debug kernel): each set also ends
+#   with tests/vm/dmesg-check.sh's debug_check (every report the kernel logged
+#   during the set, even if cleared from the ring, and a kmemleak scan).
 sets=${*:-ours upstream}
 : "${FUZZ_SECONDS:=60}"
 : "${FUZZ_SEEDS:=1 2}"
@@ -128,10 +131,13 @@ fuzz_set() {
 # (An oops that ends the VM under oops=panic still reaches the console:
 # oops_begin raises the console log level.)
 echo "fuzz: sets '$sets', ${FUZZ_SECONDS}s per run, seeds $FUZZ_SEEDS and fresh seed $FUZZ_FRESH_SEED"
+[ -z "${FUZZ_DEBUG:-}" ] || . "$REPO/tests/vm/dmesg-check.sh"
 for MODSET in $sets; do
     export MODSET
     . "$REPO/tests/vm/lib.sh"
+    [ -z "${FUZZ_DEBUG:-}" ] || debug_begin
     fuzz_set
+    [ -z "${FUZZ_DEBUG:-}" ] || debug_check "debug/fuzz-$MODSET"
 done
 
 # The differential check: ours against upstream, call by call.

@@ -10,6 +10,9 @@ for MODSET in ${*:-ours upstream}; do
     [ -c /dev/kvm ] && pass vmx/dev_kvm || fail vmx/dev_kvm "no /dev/kvm"
     refuse vmx/amd_refuses_on_intel insmod "$MOD_AMD"
     [ "$(cat /sys/module/kvm_intel/parameters/ept 2>/dev/null)" = Y ] && pass vmx/ept_param_Y || fail vmx/ept_param_Y "ept=$(cat /sys/module/kvm_intel/parameters/ept 2>&1)"
+    # Bochs' Skylake-X has VPID and virtual NMIs but no APICv: both module sets read so.
+    v=""; for p in vpid vnmi enable_apicv; do v="$v $(cat /sys/module/kvm_intel/parameters/$p 2>&1)"; done
+    [ "$v" = " Y Y N" ] && pass vmx/params_effective || fail vmx/params_effective "vpid vnmi enable_apicv:$v"
     # The shared suite (Bochs emulates two CPUs here), less the tests that also
     # hang upstream's kvm-intel under Bochs (a guest spinning while user space
     # waits for a signal: run/signal, run/process, smp/signal, smp/slot,
@@ -22,9 +25,17 @@ for MODSET in ${*:-ours upstream}; do
     for t in ${API_FILTERS:-system/ guest/ irq/ vm/ vcpu/ run/imm life/close life/vcpu_ smp/four \
         irqchip/pic_edge irqchip/hlt_blocks irqchip/ioapic_ irqchip/msi_ irqchip/ipi_ irqchip/init_sipi \
         irqchip/mp_state irqchip/lapic_state debug_bp/ client/guest_debug_inject client/coalesced_mmio kvmclock/guest_record \
-        tsc/guest_writes}; do
+        tsc/guest_writes emulation/ params/}; do
         hostrun "$TESTBIN/kvm-api-tests" "$t"
     done | sed "s#^\(PASS\|FAIL\|SKIP\) #\1 $MODSET/vmx/#"
+    # A failed VM entry (the suite's invalid-CS guest): the hint, or the VMCS
+    # with dump_invalid_vmcs=1.
+    dmesg | grep -q "set kvm_intel.dump_invalid_vmcs=1 to dump internal KVM state" && pass vmx/invalid_entry_hint \
+        || fail vmx/invalid_entry_hint "no hint in dmesg"
+    echo 1 > /sys/module/kvm_intel/parameters/dump_invalid_vmcs
+    hostrun "$TESTBIN/kvm-api-tests" guest/fail_entry_invalid_cs > /dev/null
+    echo 0 > /sys/module/kvm_intel/parameters/dump_invalid_vmcs
+    dmesg | grep -q "Guest State" && pass vmx/invalid_entry_dump || fail vmx/invalid_entry_dump "no VMCS dump in dmesg"
     expect vmx/rmmod_intel rmmod kvm_intel
     ok=1; for i in 1 2 3 4 5; do insmod "$MOD_INTEL" && rmmod kvm_intel || ok=0; done
     [ $ok = 1 ] && pass vmx/reload_cycles || fail vmx/reload_cycles "reload failed"

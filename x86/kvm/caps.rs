@@ -25,6 +25,8 @@ pub fn check_extension(cap: u64) -> isize {
         | uapi::KVM_CAP_SET_TSS_ADDR
         | uapi::KVM_CAP_SET_IDENTITY_MAP_ADDR
         | uapi::KVM_CAP_CHECK_EXTENSION_VM => 1,
+        // KVM_GET_STATS_FD on VMs and vCPUs (x86/kvm/stats).
+        uapi::KVM_CAP_BINARY_STATS_FD => 1,
         // The in-kernel irqchip (x86/kvm/irq): PIC, IOAPIC, local APICs, PIT,
         // GSI routing (the answer is the routing table's size), MSIs, irqfds,
         // ioeventfds, split irqchip and the x2APIC API flags.
@@ -91,7 +93,24 @@ pub fn check_extension(cap: u64) -> isize {
         // completes); DEBUG2 lists the control bits offered.
         uapi::KVM_CAP_SET_GUEST_DEBUG | uapi::KVM_CAP_X86_ROBUST_SINGLESTEP => 1,
         uapi::KVM_CAP_SET_GUEST_DEBUG2 => crate::guest_debug::SUPPORTED as isize,
+        // User-space MSR exits, the MSR filter (x86/kvm/user_msr) and
+        // MSR_PLATFORM_INFO's guest access (platform_info.rs).
+        uapi::KVM_CAP_X86_USER_SPACE_MSR | uapi::KVM_CAP_X86_MSR_FILTER | uapi::KVM_CAP_MSR_PLATFORM_INFO => 1,
+        // KVM_ENABLE_CAP on vCPUs, for KVM_CAP_ENFORCE_PV_FEATURE_CPUID
+        // (pv_cpuid.rs; the hypercalls in hypercall.rs).
+        uapi::KVM_CAP_ENABLE_CAP | uapi::KVM_CAP_ENFORCE_PV_FEATURE_CPUID => 1,
+        // MSR_KVM_STEAL_TIME (time/steal_time.rs), with CONFIG_SCHED_INFO.
+        // KVM_HAS/GET/SET_DEVICE_ATTR on vCPUs: KVM_VCPU_TSC_OFFSET (time/tsc.rs).
+        uapi::KVM_CAP_VCPU_ATTRIBUTES => 1,
+        // The exits a VM may turn off (disable_exits.rs).
+        uapi::KVM_CAP_X86_DISABLE_EXITS => crate::disable_exits::OFFERED as isize,
+        uapi::KVM_CAP_STEAL_TIME => crate::time::steal_time::sched_info_on() as isize,
         uapi::KVM_CAP_ADJUST_CLOCK => crate::time::vm_clock::VALID_FLAGS as isize,
+        // Emulation failures exit with the instruction bytes, never #UD
+        // (x86/kvm/emulation_failure.rs).
+        uapi::KVM_CAP_EXIT_ON_EMULATION_FAILURE => 1,
+        // The quirks that can be disabled (x86/kvm/quirks.rs).
+        uapi::KVM_CAP_DISABLE_QUIRKS2 => crate::quirks::SUPPORTED as isize,
         // System Management Mode (x86/kvm/smm.rs): KVM_SMI, the smi events,
         // MSR_IA32_SMBASE, RSM; on vendors that virtualize SMBASE, as upstream.
         uapi::KVM_CAP_X86_SMM => crate::smm::vendor_supports() as isize,

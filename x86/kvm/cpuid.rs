@@ -62,7 +62,12 @@ pub(crate) fn supported_entries(max: usize) -> Result<KVec<uapi::kvm_cpuid_entry
                 function: e.function,
                 index: e.index,
                 flags: e.flags,
-                eax: e.eax,
+                // Steal time is offered only if the kernel keeps run_delay.
+                eax: if e.function == crate::arch::pvclock::CPUID_FEATURES {
+                    e.eax | crate::time::steal_time::supported_pv_features()
+                } else {
+                    e.eax
+                },
                 ebx: e.ebx,
                 ecx: e.ecx,
                 edx: e.edx,
@@ -132,7 +137,9 @@ pub(crate) fn emulate_cpuid(inner: &mut VcpuInner, vcpu_id: u32) {
     let s = &mut inner.state;
     let function = s.gprs[gpr::RAX] as u32;
     let index = s.gprs[gpr::RCX] as u32;
-    let (a, mut b, mut c, d) = match find(&inner.cpuid, function, index) {
+    let entry = find(&inner.cpuid, function, index);
+    let found = entry.is_some();
+    let (a, mut b, mut c, d) = match entry {
         Some(e) => (e.eax, e.ebx, e.ecx, e.edx),
         None => (0, 0, 0, 0),
     };
@@ -147,4 +154,5 @@ pub(crate) fn emulate_cpuid(inner: &mut VcpuInner, vcpu_id: u32) {
     s.gprs[gpr::RBX] = b as u64;
     s.gprs[gpr::RCX] = c as u64;
     s.gprs[gpr::RDX] = d as u64;
+    crate::trace::kvm_cpuid(function, index, [a as u64, b as u64, c as u64, d as u64], found);
 }

@@ -161,6 +161,16 @@ pub(crate) fn handle_cr_access(vcpu: &Vcpu, inner: &mut VcpuInner, cr: u8, op: C
         },
         known => known,
     };
+    crate::trace::kvm_cr(matches!(op, CrOp::Write { .. }), cr, || match op {
+        CrOp::Write { gpr: Some(r) } => read_gpr(&inner.state, r),
+        _ => match cr {
+            0 => inner.state.cr0,
+            2 => inner.state.cr2,
+            3 => inner.state.cr3,
+            4 => inner.state.cr4,
+            _ => inner.state.cr8,
+        },
+    });
     let result = match (cr, op) {
         (0, CrOp::Write { gpr: Some(r) }) => {
             let v = read_gpr(&inner.state, r);

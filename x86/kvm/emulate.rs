@@ -14,9 +14,6 @@ use crate::vcpu::{Pending, Vcpu, VcpuInner};
 use kernel::prelude::*;
 use kernel::uaccess::UserSlice;
 
-/// `KVM_INTERNAL_ERROR_EMULATION`.
-const INTERNAL_ERROR_EMULATION: u32 = 1;
-
 /// An MMIO read waiting for (or holding) the data user space provides; the
 /// instruction is executed again with it.
 #[derive(Clone, Copy, Debug)]
@@ -281,9 +278,43 @@ fn fetch(vcpu: &Vcpu, st: &ArchState) -> core::result::Result<([u8; 15], usize),
     Ok((bytes, got))
 }
 
-/// The bytes at CS:RIP (up to 15), if the first can be fetched.
-pub(crate) fn fetch_insn(vcpu: &Vcpu, st: &ArchState) -> Option<([u8; 15], usize)> {
+/// Up to 15 instruction bytes at CS:RIP (fewer at the end of what is
+/// mapped), or None if not even the first byte can be fetched.
+pub(crate) fn fetch_at_rip(vcpu: &Vcpu, st: &ArchState) -> Option<([u8; 15], usize)> {
     fetch(vcpu, st).ok()
+}
+
+/// Whether the instruction at RIP can be fetched and decoded.
+pub(crate) fn decodes_at_rip(vcpu: &Vcpu, st: &ArchState) -> bool {
+    instruction_length(vcpu, st).is_some()
+}
+
+/// Emulates the instruction at RIP (forced emulation): as for MMIO, an access
+/// to MMIO exits to user space and the instruction completes on the next
+/// KVM_RUN.
+pub(crate) fn emulate_instruction(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
+    inner.mmio_insn = None;
+    run_emulator(vcpu, inner)
+}
+
+/// Writes `data` over the instruction at CS:RIP (the hypercall fix-up): RAM
+/// through the guest's page tables, a #PF if they do not allow the write, an
+/// emulation failure if it is not RAM.
+pub(crate) fn write_at_rip(vcpu: &Vcpu, inner: &mut VcpuInner, data: &[u8]) -> Result<Next> {
+    let mut env = VcpuEnv { vcpu, st: &inner.state, mmio: None, wanted_read: None, write: None };
+    let lin = env.seg_base(Seg::Cs).wrapping_add(inner.state.rip);
+    let lin = if env.long_mode() { lin } else { lin & 0xffff_ffff };
+    let r = env.write(lin, data);
+    let mmio = env.write.is_some();
+    match r {
+        Ok(()) if !mmio => Ok(Next::Guest),
+        Err(Stop::PageFault(f)) => {
+            inner.state.cr2 = f.address;
+            inner.state.queue_exception(14, Some(f.error_code));
+            Ok(Next::Guest)
+        }
+        _ => emulation_failure_at_rip(vcpu, inner),
+    }
 }
 
 /// The length of the instruction at RIP, if it can be fetched and decoded.
@@ -297,25 +328,27 @@ fn regs_of(s: &ArchState) -> Regs {
 }
 
 fn commit(s: &mut ArchState, r: &Regs) {
+    // RF: clear once an instruction completes; set while a REP string
+    // instruction stays at its RIP for more elements, so that resuming it does
+    // not hit its instruction breakpoint again (upstream's x86_emulate_insn).
+    let rf = if r.rip == s.rip { rflags::RF } else { 0 };
     s.gprs = r.gprs;
     set_rip(s, r.rip);
-    s.rflags = r.rflags | rflags::FIXED;
+    s.rflags = (r.rflags & !rflags::RF) | rf | rflags::FIXED;
     s.interrupt_shadow = false;
 }
 
-fn emulation_failure(vcpu: &Vcpu, bytes: &[u8], extra: u64) -> Result<Next> {
-    let mut w = [0u64; 3];
-    for (i, b) in bytes.iter().take(16).enumerate() {
-        w[i / 8] |= (*b as u64) << (8 * (i % 8));
-    }
-    w[2] = extra;
-    vcpu.run.set_internal_error(INTERNAL_ERROR_EMULATION, &w);
-    Ok(Next::User)
+/// An instruction that could not be emulated (upstream's
+/// handle_emulation_failure; see emulation_failure.rs).
+fn emulation_failure(vcpu: &Vcpu, inner: &mut VcpuInner, bytes: &[u8]) -> Result<Next> {
+    crate::stats::insn_emulation_fail(vcpu);
+    crate::emulation_failure::handle_emulation_failure(vcpu, inner, bytes)
 }
 
 /// Runs the instruction at RIP through the emulator and turns the outcome into
 /// the next step: back to the guest, or an MMIO exit.
 fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
+    crate::stats::insn_emulation(vcpu);
     let (bytes, n) = match fetch(vcpu, &inner.state) {
         Ok(f) => f,
         Err(Stop::PageFault(f)) => {
@@ -323,11 +356,11 @@ fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
             inner.state.queue_exception(14, Some(f.error_code));
             return Ok(Next::Guest);
         }
-        Err(_) => return emulation_failure(vcpu, &[], inner.state.rip),
+        Err(_) => return emulation_failure(vcpu, inner, &[]),
     };
     let insn = match emulator::decode(&bytes[..n], mode_of(&inner.state)) {
         Ok(i) => i,
-        Err(_) => return emulation_failure(vcpu, &bytes[..n], inner.state.rip),
+        Err(_) => return emulation_failure(vcpu, inner, &bytes[..n]),
     };
     let mut regs = regs_of(&inner.state);
     let mut env = VcpuEnv { vcpu, st: &inner.state, mmio: inner.mmio_insn, wanted_read: None, write: None };
@@ -341,6 +374,7 @@ fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
                 if kernel_mmio_write(vcpu, gpa, &data, len) {
                     return Ok(Next::Guest);
                 }
+                crate::stats::mmio_exit(vcpu, gpa, len as u32, true, data);
                 vcpu.run.set_mmio(gpa, data, len as u32, true);
                 inner.pending = Pending::MmioWrite;
                 return Ok(Next::User);
@@ -348,7 +382,8 @@ fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
             Ok(Next::Guest)
         }
         Err(Stop::NeedMmioRead) => {
-            let Some((gpa, len)) = wanted else { return emulation_failure(vcpu, &bytes[..n], 0) };
+            let Some((gpa, len)) = wanted else { return emulation_failure(vcpu, inner, &bytes[..n]) };
+            crate::stats::mmio_exit(vcpu, gpa, len as u32, false, [0; 8]);
             vcpu.run.set_mmio(gpa, [0; 8], len as u32, false);
             inner.mmio_insn = Some(PendingMmio { gpa, len, data: None });
             inner.pending = Pending::MmioRead { len };
@@ -367,7 +402,7 @@ fn run_emulator(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
         }
         Err(Stop::Unsupported) | Err(Stop::Internal) => {
             inner.mmio_insn = None;
-            emulation_failure(vcpu, &bytes[..insn.len as usize], inner.state.rip)
+            emulation_failure(vcpu, inner, &bytes[..n])
         }
     }
 }
@@ -382,7 +417,10 @@ pub(crate) fn emulate_mmio(vcpu: &Vcpu, inner: &mut VcpuInner, _gpa: u64) -> Res
 pub(crate) fn complete_mmio_read(vcpu: &Vcpu, inner: &mut VcpuInner, len: u8) -> Result<Next> {
     let data = vcpu.run.mmio_data();
     match inner.mmio_insn.as_mut() {
-        Some(p) if p.len == len => p.data = Some(data),
+        Some(p) if p.len == len => {
+            crate::stats::mmio_read_done(p.gpa, len as u32, data);
+            p.data = Some(data);
+        }
         _ => return Ok(Next::Guest),
     }
     run_emulator(vcpu, inner)
@@ -434,7 +472,7 @@ pub(crate) fn string_io(vcpu: &Vcpu, inner: &mut VcpuInner, port: u16, size: u8,
         return Ok(Next::Guest);
     }
     let Some(chunk) = string_chunk(vcpu, st, size, input, rep) else {
-        return emulation_failure(vcpu, &[], st.rip);
+        return emulation_failure(vcpu, inner, &[]);
     };
     let bytes = chunk.count as usize * size as usize;
     if !input {
@@ -465,7 +503,7 @@ pub(crate) fn string_io(vcpu: &Vcpu, inner: &mut VcpuInner, port: u16, size: u8,
             done += n;
         }
         if !ok {
-            return emulation_failure(vcpu, &[], inner.state.rip);
+            return emulation_failure(vcpu, inner, &[]);
         }
         // SAFETY: at most a page into the PIO page we own.
         unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), vcpu.run.pio_ptr(), bytes) };
@@ -557,14 +595,14 @@ pub(crate) fn complete_string_in(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, c
                 inner.state.queue_exception(14, Some(f.error_code));
                 return Ok(Next::Guest);
             }
-            Err(_) => return emulation_failure(vcpu, &[], inner.state.rip),
+            Err(_) => return emulation_failure(vcpu, inner, &[]),
         }
         npieces += 1;
         done += n;
     }
     for &(gpa, from, to) in &pieces[..npieces] {
         if !matches!(write_gpa(vcpu, gpa, &buf[from..to]), Ok(true)) {
-            return emulation_failure(vcpu, &[], inner.state.rip);
+            return emulation_failure(vcpu, inner, &[]);
         }
     }
     advance_string(vcpu, inner, size, count, true);
@@ -639,10 +677,10 @@ pub(crate) fn decode_cr_access(vcpu: &Vcpu, st: &ArchState) -> Option<(u8, CrOp)
 }
 
 /// Reports an instruction kvm.ko could not make sense of (the bytes at RIP).
-pub(crate) fn emulation_failure_at_rip(vcpu: &Vcpu, inner: &VcpuInner) -> Result<Next> {
+pub(crate) fn emulation_failure_at_rip(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
     match fetch(vcpu, &inner.state) {
-        Ok((bytes, n)) => emulation_failure(vcpu, &bytes[..n], inner.state.rip),
-        Err(_) => emulation_failure(vcpu, &[], inner.state.rip),
+        Ok((bytes, n)) => emulation_failure(vcpu, inner, &bytes[..n]),
+        Err(_) => emulation_failure(vcpu, inner, &[]),
     }
 }
 
@@ -652,7 +690,7 @@ pub(crate) fn mov_dr(vcpu: &Vcpu, inner: &mut VcpuInner, dr: u8, write: bool) ->
     let m = match decode_mov_ctl(vcpu, &inner.state) {
         Ok(m) if m.opcode == 0x21 || m.opcode == 0x23 => m,
         Ok(_) => return emulation_failure_at_rip(vcpu, inner),
-        Err((bytes, n)) => return emulation_failure(vcpu, &bytes[..n], inner.state.rip),
+        Err((bytes, n)) => return emulation_failure(vcpu, inner, &bytes[..n]),
     };
     let long64 = mode_of(&inner.state) == Mode::Bits64;
     let gpr = m.gpr as usize;

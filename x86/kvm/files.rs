@@ -22,6 +22,8 @@ pub(crate) struct FileTables {
     vm: Opaque<bindings::file_operations>,
     vcpu: Opaque<bindings::file_operations>,
     device: Opaque<bindings::file_operations>,
+    /// KVM_GET_STATS_FD's files (stats::fd).
+    stats: Opaque<bindings::file_operations>,
 }
 
 // SAFETY: the tables are written once before publication and only read after.
@@ -56,10 +58,11 @@ fn fill(ops: *mut bindings::file_operations, h: &Handlers, owner: &'static ThisM
 /// created with them (the registration drops it after /dev/kvm is gone and no VM
 /// file can exist, since each pins the vendor module).
 pub(crate) fn install(vm: Handlers, vcpu: Handlers, device: Handlers, owner: &'static ThisModule) -> Result<KBox<FileTables>> {
-    let t = KBox::new(FileTables { vm: Opaque::uninit(), vcpu: Opaque::uninit(), device: Opaque::uninit() }, GFP_KERNEL)?;
+    let t = KBox::new(FileTables { vm: Opaque::uninit(), vcpu: Opaque::uninit(), device: Opaque::uninit(), stats: Opaque::uninit() }, GFP_KERNEL)?;
     fill(t.vm.get(), &vm, owner);
     fill(t.vcpu.get(), &vcpu, owner);
     fill(t.device.get(), &device, owner);
+    crate::stats::fd::fill_fops(t.stats.get(), owner);
     TABLES.store(&*t as *const FileTables as *mut FileTables, Ordering::Release);
     Ok(t)
 }
@@ -86,6 +89,11 @@ pub(crate) fn vcpu_fops() -> Result<*const bindings::file_operations> {
 /// The file operations of KVM_CREATE_DEVICE's device files.
 pub(crate) fn device_fops() -> Result<*const bindings::file_operations> {
     Ok(tables()?.device.get())
+}
+
+/// The file operations of KVM_GET_STATS_FD's files.
+pub(crate) fn stats_fops() -> Result<*const bindings::file_operations> {
+    Ok(tables()?.stats.get())
 }
 
 /// Creates a file descriptor (O_RDWR | O_CLOEXEC) whose private data owns `obj`.

@@ -13,6 +13,9 @@
 //! - `x86_ops` (the vendor trait), `virtualization` (per-CPU enabling), `kvm_init`
 //!   (registration), `dev_ioctl` (the /dev/kvm system ioctls), `caps`, `msr_list`.
 
+// pin_init! of Vm (many fields) needs more than the default 128.
+#![recursion_limit = "256"]
+
 use kernel::prelude::*;
 
 #[path = "../../src/kvm-uapi/src/lib.rs"]
@@ -33,6 +36,9 @@ pub mod emulator;
 #[path = "../../src/irqchip/src/lib.rs"]
 pub mod irqchip;
 
+#[path = "../../src/kvm-stats/src/lib.rs"]
+pub mod stats_desc;
+
 pub mod arch_state;
 mod bindings;
 pub mod caps;
@@ -41,12 +47,16 @@ mod cpuid;
 mod coalesced_mmio;
 mod cr;
 mod dev_ioctl;
+mod disable_exits;
 pub mod feature_msrs;
 mod emulate;
+mod emulation_failure;
 pub mod exit;
 mod files;
+mod forced_emulation;
 mod fpu;
 mod guest_debug;
+mod hypercall;
 mod irq;
 mod mce;
 pub mod kvm_init;
@@ -56,15 +66,22 @@ pub mod mm;
 pub mod msr_list;
 mod msrs;
 mod nested_state;
+pub mod params;
+mod quirks;
 mod pre_fault;
+mod platform_info;
+mod pv_cpuid;
 mod run;
 mod run_page;
 mod sigmask;
 mod smm;
+mod stats;
 mod sync_regs;
 mod tdp_mmu;
 mod time;
+mod trace;
 pub mod user;
+mod user_msr;
 mod vcpu;
 mod vfio_device;
 mod virtualization;
@@ -88,6 +105,7 @@ struct KvmModule;
 
 impl kernel::Module for KvmModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        params::init();
         Ok(KvmModule)
     }
 }

@@ -20,6 +20,8 @@ pub struct Registration<T: KvmX86Ops> {
     misc: Option<MiscRegistration>,
     files: Option<KBox<FileTables>>,
     virt: Option<VirtualizationOn>,
+    /// /sys/kernel/debug/kvm (dropped after the fields above are emptied).
+    debugfs: Option<crate::stats::debugfs::RootRegistration>,
     ops: KBox<T>,
 }
 
@@ -54,7 +56,7 @@ pub fn kvm_init<T: KvmX86Ops>(module: &'static ThisModule) -> Result<Registratio
     // SAFETY: we hold the claim and nothing that reads the slot is registered yet.
     unsafe { virtualization::set_vendor(Some(ops_ref)) };
 
-    let mut reg = Registration { misc: None, files: None, virt: None, ops };
+    let mut reg = Registration { misc: None, files: None, virt: None, debugfs: None, ops };
     msr_list::init(ops_ref);
     reg.files = Some(files::install(
         Handlers { ioctl: vm::kvm_vm_ioctl, release: vm::kvm_vm_release, mmap: None },
@@ -62,6 +64,7 @@ pub fn kvm_init<T: KvmX86Ops>(module: &'static ThisModule) -> Result<Registratio
         Handlers { ioctl: vfio_device::kvm_device_ioctl, release: vfio_device::kvm_device_release, mmap: None },
         module,
     )?);
+    reg.debugfs = Some(crate::stats::debugfs::init()?);
     reg.virt = Some(virtualization::enable_all()?);
     reg.misc = Some(MiscRegistration::register(
         c_str!("kvm"),
@@ -81,6 +84,7 @@ impl<T: KvmX86Ops> Drop for Registration<T> {
         // unloads: the file operations can go.
         files::uninstall();
         drop(self.files.take());
+        drop(self.debugfs.take());
         drop(self.virt.take());
         // SAFETY: the misc device, the hotplug callbacks and the syscore/emergency
         // hooks are all unregistered above.

@@ -29,9 +29,14 @@ const CANDIDATES: &[u32] = &[
 /// MSRs kvm.ko emulates whatever the host has (upstream's emulated_msrs):
 /// IA32_TSC_DEADLINE (the in-kernel APIC's; without one it reads 0 and
 /// ignores writes, as upstream), IA32_TSC_ADJUST, kvmclock's four,
-/// IA32_SMBASE (on vendors that offer SMM), MSR_SMI_COUNT. Each one only if
-/// the vendor virtualizes it (has_emulated_msr).
+/// MSR_PLATFORM_INFO, MSR_MISC_FEATURES_ENABLES, MSR_IA32_POWER_CTL,
+/// MSR_KVM_STEAL_TIME, IA32_SMBASE (on vendors that offer SMM),
+/// MSR_SMI_COUNT. Each one only if the vendor virtualizes it
+/// (has_emulated_msr).
 const EMULATED: &[u32] = &[
+    crate::platform_info::MSR_PLATFORM_INFO,
+    crate::platform_info::MSR_MISC_FEATURES_ENABLES,
+    0x1fc, // MSR_IA32_POWER_CTL
     msr::IA32_SMBASE,
     msr::SMI_COUNT,
     msr::IA32_TSC_DEADLINE,
@@ -40,6 +45,7 @@ const EMULATED: &[u32] = &[
     msr::KVM_SYSTEM_TIME,
     msr::KVM_WALL_CLOCK_NEW,
     msr::KVM_SYSTEM_TIME_NEW,
+    msr::KVM_STEAL_TIME,
 ];
 
 const MAX: usize = 64;

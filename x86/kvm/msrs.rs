@@ -37,6 +37,10 @@ pub(crate) struct SoftMsrs {
     misc_enable: u64,
     /// DE_CFG: guests set bit 1 (LFENCE is dispatch serializing).
     de_cfg: u64,
+    /// MSR_IA32_POWER_CTL: kept as written (upstream).
+    power_ctl: u64,
+    /// MSR_PLATFORM_INFO and MSR_MISC_FEATURES_ENABLES.
+    pub(crate) platform: crate::platform_info::VcpuPlatform,
 }
 
 impl SoftMsrs {
@@ -52,9 +56,21 @@ impl SoftMsrs {
             hwcr: 0,
             misc_enable: MISC_ENABLE_BTS_UNAVAIL | MISC_ENABLE_PEBS_UNAVAIL,
             de_cfg: 0,
+            power_ctl: 0,
+            platform: crate::platform_info::VcpuPlatform::new(),
         }
     }
 }
+
+/// The error of an access to an MSR kvm.ko does not know (upstream's
+/// KVM_MSR_RET_UNSUPPORTED; a user-space MSR exit reports it as
+/// KVM_MSR_EXIT_REASON_UNKNOWN). Any other error is a known MSR refusing
+/// the access or the value (KVM_MSR_RET_INVALID: EXIT_REASON_INVAL). A
+/// kernel-internal errno: it never reaches user space.
+pub(crate) const UNSUPPORTED: Error = ENOTSUPP;
+
+/// MSR_IA32_POWER_CTL.
+const MSR_IA32_POWER_CTL: u32 = 0x1fc;
 
 /// IA32_MISC_ENABLE bits with a meaning for KVM (upstream's msr-index.h).
 const MISC_ENABLE_EMON: u64 = 1 << 7;
@@ -133,12 +149,16 @@ pub(crate) fn get_msr(inner: &VcpuInner, index: u32, _host: bool) -> Result<u64>
         0xc001_0015 => inner.msrs.hwcr,
         msr::IA32_MISC_ENABLE => inner.msrs.misc_enable,
         0xc001_1029 => inner.msrs.de_cfg,
+        MSR_IA32_POWER_CTL => inner.msrs.power_ctl,
         i if is_read_as_zero(i) => 0,
+        // x2APIC MSRs without an in-kernel APIC: known, refused (upstream).
+        0x800..=0x8ff => return Err(EINVAL),
+        _ if crate::params::msr_ignored(index, 0, false) => 0,
         _ => {
             if !_host {
                 report_unhandled(false, index, 0);
             }
-            return Err(EINVAL);
+            return Err(UNSUPPORTED);
         }
     })
 }
@@ -259,12 +279,18 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
             }
         }
         0xc001_1029 if v & !2 == 0 => inner.msrs.de_cfg = v,
+        MSR_IA32_POWER_CTL => inner.msrs.power_ctl = v,
         i if is_read_as_zero(i) && (v == 0 || host) => {}
+        // Known MSRs refusing the value or the access (not "unknown" for a
+        // user-space MSR exit, nor for ignore_msrs).
+        0xc001_1029 | msr::IA32_MCG_CAP | msr::IA32_MTRRCAP | 0x800..=0x8ff => return Err(EINVAL),
+        i if is_read_as_zero(i) => return Err(EINVAL),
+        _ if crate::params::msr_ignored(index, v, true) => {}
         _ => {
             if !host {
                 report_unhandled(true, index, v);
             }
-            return Err(EINVAL);
+            return Err(UNSUPPORTED);
         }
     }
     Ok(())
@@ -272,16 +298,20 @@ pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, v: u64, host: bool) -> 
 
 /// An MSR access with the vCPU at hand: the in-kernel APIC's MSRs first
 /// (IA32_APIC_BASE, x2APIC), the TSC's and kvmclock's, then the rest.
-pub(crate) fn get_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u32, host: bool) -> Result<u64> {
+fn get_msr_vcpu_inner(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u32, host: bool) -> Result<u64> {
+    crate::pv_cpuid::check_msr(inner, index)?;
     crate::irq::lapic::get_msr(vcpu, index)
         .or_else(|| crate::time::tsc::get_msr(inner, index))
         .or_else(|| crate::time::kvmclock::get_msr(vcpu, inner, index))
+        .or_else(|| crate::platform_info::get_msr(vcpu, inner, index, host))
+        .or_else(|| crate::time::steal_time::get_msr(inner, index))
         .or_else(|| crate::smm::get_msr(inner, index, host))
         .unwrap_or_else(|| get_msr(inner, index, host))
 }
 
-/// See [`get_msr_vcpu`].
-pub(crate) fn set_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, index: u32, value: u64, host: bool) -> Result {
+/// See [`get_msr_vcpu_inner`].
+fn set_msr_vcpu_inner(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, index: u32, value: u64, host: bool) -> Result {
+    crate::pv_cpuid::check_msr(inner, index)?;
     if let Some(r) = crate::irq::lapic::set_msr(vcpu, inner, index, value, host) {
         return r;
     }
@@ -291,10 +321,36 @@ pub(crate) fn set_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, inde
     if let Some(r) = crate::time::kvmclock::set_msr(vcpu, inner, index, value) {
         return r;
     }
+    if let Some(r) = crate::platform_info::set_msr(inner, index, value, host) {
+        return r;
+    }
+    if let Some(r) = crate::time::steal_time::set_msr(inner, index, value) {
+        return r;
+    }
     if let Some(r) = crate::smm::set_msr(inner, index, value, host) {
         return r;
     }
     set_msr(inner, index, value, host)
+}
+
+/// An MSR read for the guest (`host` false) or KVM_GET_MSRS (`host`): as
+/// upstream's kvm_do_msr_access, user space may read an MSR that
+/// KVM_GET_MSR_INDEX_LIST reports even when it does not exist for this vCPU
+/// (a PV MSR whose feature the vCPU may not use): it reads 0.
+pub(crate) fn get_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &VcpuInner, index: u32, host: bool) -> Result<u64> {
+    match get_msr_vcpu_inner(vcpu, inner, index, host) {
+        Err(e) if e == UNSUPPORTED && host && crate::msr_list::is_reported(index) => Ok(0),
+        r => r,
+    }
+}
+
+/// An MSR write for the guest or KVM_SET_MSRS: user space may write 0 to a
+/// reported MSR that does not exist for this vCPU (see [`get_msr_vcpu`]).
+pub(crate) fn set_msr_vcpu(vcpu: &crate::vcpu::Vcpu, inner: &mut VcpuInner, index: u32, value: u64, host: bool) -> Result {
+    match set_msr_vcpu_inner(vcpu, inner, index, value, host) {
+        Err(e) if e == UNSUPPORTED && host && value == 0 && crate::msr_list::is_reported(index) => Ok(()),
+        r => r,
+    }
 }
 
 /// Upstream's MAX_IO_MSRS: one KVM_GET/SET_MSRS call handles fewer entries.

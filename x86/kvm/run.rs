@@ -26,8 +26,6 @@ pub(crate) enum Next {
 /// `KVM_INTERNAL_ERROR_EMULATION`, `..._UNEXPECTED_EXIT_REASON` (linux/kvm.h).
 const INTERNAL_ERROR_EMULATION: u32 = 1;
 pub(crate) const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
-/// `-KVM_ENOSYS`: the answer to an unknown hypercall.
-const KVM_ENOSYS: u64 = 1000;
 
 pub(crate) fn kvm_arch_vcpu_ioctl_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
     let r = run_with_synced_regs(vcpu, inner);
@@ -67,6 +65,7 @@ fn run_with_synced_regs(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
         return r;
     }
     inner.has_run = true;
+    crate::time::steal_time::vcpu_load(inner);
     let saved = crate::sigmask::activate(&inner.sigmask);
     inner.fpu.load();
     let r = vcpu_run(vcpu, inner);
@@ -154,14 +153,19 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
     loop {
         // SAFETY: reads the current task's state.
         if unsafe { bindings::kvm_rs_signal_pending() } {
+            crate::stats::signal_exit(vcpu);
             vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
             return Err(EINTR);
         }
+        crate::time::steal_time::before_resched(vcpu, inner);
         // SAFETY: may sleep; no spinlock or IRQ-off section is held here.
         unsafe { bindings::kvm_rs_cond_resched() };
         // Halted or waiting for SIPI (in-kernel APIC): sleep until runnable.
         if inner.mp_state != uapi::KVM_MP_STATE_RUNNABLE {
-            if !crate::irq::lapic::vcpu_block(vcpu, inner) {
+            let start = crate::stats::block_begin(vcpu);
+            let woke = crate::irq::lapic::vcpu_block(vcpu, inner);
+            crate::stats::block_end(vcpu, start, woke);
+            if !woke {
                 vcpu.run.set_simple(uapi::KVM_EXIT_INTR);
                 return Err(EINTR);
             }
@@ -173,6 +177,7 @@ fn vcpu_run(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result {
         }
         // User space asked to be told when it can inject: tell it now.
         if user_wants_window(vcpu, inner) && ready_for_interrupt(vcpu, inner) {
+            crate::stats::request_irq_exit(vcpu);
             vcpu.run.set_simple(uapi::KVM_EXIT_IRQ_WINDOW_OPEN);
             return Ok(());
         }
@@ -202,6 +207,7 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         return Ok(Next::User);
     }
     crate::time::kvmclock::update_if_requested(vcpu, inner);
+    crate::time::steal_time::record_if_needed(vcpu, inner);
     let irq_waits = inject_pending_event(vcpu, inner);
     crate::smm::check_entry(inner)?;
     // User space wants to inject (request_interrupt_window), or KVM_INTERRUPT's
@@ -245,7 +251,11 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         flush_guest_tlb: core::mem::take(&mut inner.flush_guest_tlb),
         request_interrupt_window: want_window,
         intercept_iret,
-        intercept_exceptions: crate::guest_debug::intercepts(inner) | crate::smm::intercepts(inner),
+        // #UD always (upstream too): handle_ud, the forced emulation prefix,
+        // and RSM in SMM on VMX.
+        intercept_exceptions: crate::guest_debug::intercepts(inner) | (1 << 6),
+        intercept_all_msrs: vcpu.vm.user_msr.filtering(),
+        intercept_hlt: inner.intercept_hlt,
     };
     let debug = crate::guest_debug::before_entry(inner);
     inner.bp_exit = false;
@@ -257,7 +267,9 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         // SAFETY: interrupts are off; the host's values are restored below.
         unsafe { crate::cpu::write_db(&inner.state.db) };
     }
+    crate::stats::on_entry(vcpu, inner, &params);
     let exit = inner.vendor.run(&mut inner.state, &params);
+    crate::stats::on_exit(vcpu, inner, &exit);
     crate::guest_debug::after_exit(inner, debug);
     if let Some(h) = host_db {
         // SAFETY: the host's own values, read above.
@@ -329,33 +341,17 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             run.set_simple(uapi::KVM_EXIT_HLT);
             Ok(Next::User)
         }
+        Exit::Cpuid if crate::platform_info::cpuid_faults(inner) => {
+            inject_gp(inner);
+            Ok(Next::Guest)
+        }
         Exit::Cpuid => {
             crate::cpuid::emulate_cpuid(inner, vcpu.shared.id);
             skip_instruction(vcpu, inner, 2);
             Ok(Next::Guest)
         }
-        Exit::Rdmsr => {
-            let index = inner.state.gprs[gpr::RCX] as u32;
-            match crate::msrs::get_msr_vcpu(vcpu, inner, index, false) {
-                Ok(v) => {
-                    inner.state.gprs[gpr::RAX] = v & 0xffff_ffff;
-                    inner.state.gprs[gpr::RDX] = v >> 32;
-                    skip_instruction(vcpu, inner, 2);
-                }
-                Err(_) => inject_gp(inner),
-            }
-            Ok(Next::Guest)
-        }
-        Exit::Wrmsr => {
-            let s = &inner.state;
-            let index = s.gprs[gpr::RCX] as u32;
-            let v = (s.gprs[gpr::RDX] << 32) | (s.gprs[gpr::RAX] & 0xffff_ffff);
-            match crate::msrs::set_msr_vcpu(vcpu, inner, index, v, false) {
-                Ok(()) => skip_instruction(vcpu, inner, 2),
-                Err(_) => inject_gp(inner),
-            }
-            Ok(Next::Guest)
-        }
+        Exit::Rdmsr => crate::user_msr::handle_rdmsr(vcpu, inner),
+        Exit::Wrmsr => crate::user_msr::handle_wrmsr(vcpu, inner),
         Exit::Xsetbv => {
             let s = &inner.state;
             let v = (s.gprs[gpr::RDX] << 32) | (s.gprs[gpr::RAX] & 0xffff_ffff);
@@ -367,14 +363,16 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             }
             Ok(Next::Guest)
         }
-        Exit::Hypercall => {
-            inner.state.gprs[gpr::RAX] = (KVM_ENOSYS as i64).wrapping_neg() as u64;
-            skip_instruction(vcpu, inner, 3);
-            Ok(Next::Guest)
-        }
+        Exit::Hypercall => crate::hypercall::kvm_emulate_hypercall(vcpu, inner),
         Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(crate::smm::as_id(vcpu), gpa, write)? {
-            Resolved::Mapped => Ok(Next::Guest),
-            Resolved::Mmio => emulate::emulate_mmio(vcpu, inner, gpa),
+            Resolved::Mapped => {
+                crate::stats::pf_fixed(vcpu);
+                Ok(Next::Guest)
+            }
+            Resolved::Mmio => {
+                crate::stats::pf_emulate(vcpu);
+                emulate::emulate_mmio(vcpu, inner, gpa)
+            }
         },
         Exit::Shutdown => {
             run.set_simple(uapi::KVM_EXIT_SHUTDOWN);
@@ -404,6 +402,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             Ok(Next::User)
         }
         Exit::Exception { vector: 6, .. } if inner.smm.in_smm => crate::smm::ud_in_smm(vcpu, inner),
+        Exit::Exception { vector: 6, .. } => crate::forced_emulation::handle_ud(vcpu, inner),
         Exit::Exception { vector, .. } if crate::guest_debug::exception(vcpu, inner, vector, inner.state.dr6) => {
             Ok(Next::User)
         }
@@ -439,12 +438,16 @@ fn handle_io(
     }
     let run = &vcpu.run;
     let value = inner.state.gprs[gpr::RAX] as u32;
+    if !input {
+        crate::trace::kvm_pio(true, port, size, 1, value & (u32::MAX >> (32 - 8 * size as u32)));
+    }
     if !input && vcpu.vm.irq.ioeventfds.write(true, port as u64, size as u32, value as u64) {
         skip_instruction(vcpu, inner, 1);
         return Ok(Next::Guest);
     }
     if let Some(v) = crate::irq::chips::pio(&vcpu.vm, port, size, input, value) {
         if input {
+            crate::trace::kvm_pio(false, port, size, 1, v);
             write_reg_sized(&mut inner.state, gpr::RAX, size, v as u64);
         }
         skip_instruction(vcpu, inner, 1);
@@ -497,6 +500,7 @@ fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Ne
             let mut data = [0u8; 8];
             // SAFETY: at most 4 bytes from the PIO page we own.
             unsafe { core::ptr::copy_nonoverlapping(vcpu.run.pio_ptr(), data.as_mut_ptr(), size as usize) };
+            crate::trace::kvm_pio(false, vcpu.run.io_port(), size, 1, u64::from_le_bytes(data) as u32);
             write_reg_sized(&mut inner.state, gpr::RAX, size, u64::from_le_bytes(data));
             finish_io_instruction(inner, next_rip);
             Ok(Next::Guest)
@@ -512,6 +516,7 @@ fn complete_userspace_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Ne
         }
         Pending::MmioRead { len } => emulate::complete_mmio_read(vcpu, inner, len),
         Pending::MmioWrite => emulate::complete_mmio_write(vcpu, inner),
+        Pending::UserMsr { read, next_rip } => Ok(crate::user_msr::complete(vcpu, inner, read, next_rip)),
     }
 }
 

@@ -121,6 +121,11 @@ impl RunPages {
         self.put::<u64>(8, PIO_DATA_OFFSET);
     }
 
+    /// The port of the last KVM_EXIT_IO (for the kvm:kvm_pio event).
+    pub(crate) fn io_port(&self) -> u16 {
+        self.get::<u16>(2)
+    }
+
     /// KVM_EXIT_MMIO: `{ u64 phys_addr; u8 data[8]; u32 len; u8 is_write }`.
     pub(crate) fn set_mmio(&self, gpa: u64, data: [u8; 8], len: u32, is_write: bool) {
         self.set_exit_reason(uapi::KVM_EXIT_MMIO);
@@ -168,6 +173,21 @@ impl RunPages {
     pub(crate) fn set_ioapic_eoi(&self, vector: u8) {
         self.set_exit_reason(uapi::KVM_EXIT_IOAPIC_EOI);
         self.put::<u8>(0, vector);
+    }
+
+    /// KVM_EXIT_X86_RDMSR/WRMSR: `{ u8 error; u8 pad[7]; u32 reason; u32 index;
+    /// u64 data; }`, error cleared for user space to set.
+    pub(crate) fn set_msr_exit(&self, exit_reason: u32, reason: u32, index: u32, data: u64) {
+        self.set_exit_reason(exit_reason);
+        self.put::<[u8; 8]>(0, [0; 8]);
+        self.put::<u32>(8, reason);
+        self.put::<u32>(12, index);
+        self.put::<u64>(16, data);
+    }
+
+    /// What user space answered to a KVM_EXIT_X86_RDMSR/WRMSR: (error, data).
+    pub(crate) fn msr_exit_result(&self) -> (u8, u64) {
+        (self.get::<u8>(0), self.get::<u64>(16))
     }
 
     /// KVM_EXIT_HYPERCALL data is not used; KVM_EXIT_SHUTDOWN/HLT/INTR/IRQ window

@@ -322,21 +322,11 @@ pub(crate) fn rsm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
     Ok(Next::Guest)
 }
 
-/// Exceptions intercepted while in SMM: #UD, for the vendors that do not
-/// intercept RSM itself (VMX: RSM outside real SMM is #UD, which upstream
-/// emulates from its #UD handler).
-pub(crate) fn intercepts(inner: &VcpuInner) -> u32 {
-    if inner.smm.in_smm {
-        1 << 6
-    } else {
-        0
-    }
-}
-
-/// An intercepted #UD in SMM: RSM (with any legacy prefixes) leaves SMM;
-/// anything else gets its #UD.
+/// An intercepted #UD in SMM (#UD is always intercepted): RSM (with any
+/// legacy prefixes) leaves SMM; anything else is an ordinary #UD
+/// (forced_emulation::handle_ud).
 pub(crate) fn ud_in_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
-    let is_rsm = crate::emulate::fetch_insn(vcpu, &inner.state).map_or(false, |(b, n)| {
+    let is_rsm = crate::emulate::fetch_at_rip(vcpu, &inner.state).map_or(false, |(b, n)| {
         let b = &b[..n];
         let p = b.iter().take_while(|x| matches!(x, 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3)).count();
         b.get(p..p + 2) == Some(&[0x0f, 0xaa][..])
@@ -344,8 +334,7 @@ pub(crate) fn ud_in_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
     if is_rsm {
         return rsm(vcpu, inner);
     }
-    inner.state.queue_exception(6, None);
-    Ok(Next::Guest)
+    crate::forced_emulation::handle_ud(vcpu, inner)
 }
 
 /// The state could not be loaded.

@@ -49,7 +49,8 @@ impl TdpMmu {
     }
 
     /// Maps the 4K guest page at `gpa` to host-physical `pa`.
-    pub(crate) fn map(&mut self, gpa: u64, pa: u64, writable: bool) -> Result {
+    /// Returns whether the leaf is new (it was not present before).
+    pub(crate) fn map(&mut self, gpa: u64, pa: u64, writable: bool) -> Result<bool> {
         if gpa >> MAX_GPA_BITS != 0 {
             return Err(EFAULT);
         }
@@ -71,8 +72,12 @@ impl TdpMmu {
             }
         }
         // SAFETY: as above.
-        unsafe { entry(table, index(gpa, 1)).write_volatile(self.fmt.leaf(pa, writable)) };
-        Ok(())
+        let leaf = entry(table, index(gpa, 1));
+        // SAFETY: as the writes above: an entry of a table we own.
+        let was_present = self.fmt.present(unsafe { leaf.read_volatile() });
+        // SAFETY: as above.
+        unsafe { leaf.write_volatile(self.fmt.leaf(pa, writable)) };
+        Ok(!was_present)
     }
 
     /// Applies `f` to every present leaf for guest frames in [start, end); returns
@@ -111,9 +116,15 @@ impl TdpMmu {
         changed
     }
 
-    /// Removes the mappings of guest frames [start, end).
-    pub(crate) fn zap(&mut self, start_gfn: u64, end_gfn: u64) -> bool {
-        self.walk_leaves(start_gfn, end_gfn, &|_| 0)
+    /// Removes the mappings of guest frames [start, end); returns how many
+    /// leaves were present (for the pages_4k statistic).
+    pub(crate) fn zap(&mut self, start_gfn: u64, end_gfn: u64) -> u64 {
+        let n = core::cell::Cell::new(0u64);
+        self.walk_leaves(start_gfn, end_gfn, &|_| {
+            n.set(n.get() + 1);
+            0
+        });
+        n.get()
     }
 
     /// Makes the mappings of guest frames [start, end) read-only.

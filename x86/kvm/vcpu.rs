@@ -42,6 +42,8 @@ pub(crate) struct VcpuShared {
     /// (a mirror of VcpuInner::smm.in_smm, written only by the vCPU's own
     /// thread under its mutex; see smm::as_id).
     pub(crate) smm: AtomicBool,
+    /// Statistics (written by the vCPU's thread; see stats/mod.rs).
+    pub(crate) stats: Arc<crate::stats::VcpuStats>,
 }
 
 impl VcpuShared {
@@ -70,11 +72,11 @@ impl VcpuShared {
     }
 
     /// Makes the vCPU leave the guest if it runs there with a generation older
-    /// than `gen`, and waits until it no longer can.
-    pub(crate) fn kick_and_wait(&self, gen: u64) {
+    /// than `gen`, and waits until it no longer can. Returns whether it had to.
+    pub(crate) fn kick_and_wait(&self, gen: u64) -> bool {
         let stale = || self.in_guest.load(Ordering::SeqCst) && self.seen_gen.load(Ordering::SeqCst) < gen;
         if !stale() {
-            return;
+            return false;
         }
         let cpu = self.cpu.load(Ordering::Relaxed);
         // SAFETY: an IPI with an empty handler; the exit it causes is the point.
@@ -82,6 +84,7 @@ impl VcpuShared {
         while stale() {
             core::hint::spin_loop();
         }
+        true
     }
 
 }
@@ -105,6 +108,9 @@ pub(crate) enum Pending {
     MmioRead { len: u8 },
     /// An MMIO write; nothing comes back.
     MmioWrite,
+    /// A KVM_EXIT_X86_RDMSR/WRMSR: user space's answer completes it
+    /// (user_msr::complete).
+    UserMsr { read: bool, next_rip: u64 },
 }
 
 pub(crate) struct VcpuInner {
@@ -160,6 +166,13 @@ pub(crate) struct VcpuInner {
     pub tsc: crate::time::tsc::VcpuTsc,
     /// kvmclock's MSR and bookkeeping.
     pub kvmclock: crate::time::kvmclock::KvmClock,
+    /// KVM_CAP_ENFORCE_PV_FEATURE_CPUID and the PV feature bits.
+    pub pv: crate::pv_cpuid::PvCpuid,
+    /// MSR_KVM_STEAL_TIME and its bookkeeping.
+    pub steal: crate::time::steal_time::StealTime,
+    /// HLT exits (off if the VM disabled them before this vCPU was created:
+    /// KVM_CAP_X86_DISABLE_EXITS).
+    pub intercept_hlt: bool,
     /// System Management Mode (smm.rs).
     pub smm: crate::smm::VcpuSmm,
 }
@@ -224,6 +237,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     }
     let in_kernel = vm.irq.lapic_in_kernel();
     let bsp = vm.irq.is_bsp(id);
+    let stats = vm.stats.new_vcpu(id)?;
     let shared = Arc::pin_init(
         pin_init!(VcpuShared {
             irq <- crate::irq::VcpuIrq::new(id, bsp, in_kernel),
@@ -233,6 +247,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
             seen_gen: AtomicU64::new(0),
             clock_update: AtomicBool::new(false),
             smm: AtomicBool::new(false),
+            stats,
         }),
         GFP_KERNEL,
     )?;
@@ -287,6 +302,9 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
                 bp_exit: false,
                 tsc: crate::time::tsc::VcpuTsc::new(tsc_khz),
                 kvmclock: Default::default(),
+                pv: Default::default(),
+                steal: Default::default(),
+                intercept_hlt: !crate::disable_exits::hlt_in_guest(vm),
                 smm: Default::default(),
             }),
         }),
@@ -463,6 +481,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             }
             crate::cpuid::set_cpuid(inner, entries)?;
             crate::irq::lapic::cpuid_changed(vcpu, inner);
+            crate::pv_cpuid::cpuid_changed(vcpu, inner);
             Ok(0)
         }
         ioctl::KVM_GET_CPUID2 => {
@@ -513,6 +532,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         ioctl::KVM_SMI => crate::smm::ioctl_smi(vcpu),
         ioctl::KVM_GET_LAPIC => crate::irq::lapic::get_lapic(vcpu, arg).map(|_| 0),
         ioctl::KVM_GET_TSC_KHZ => Ok(inner.tsc.khz as isize),
+        ioctl::KVM_GET_STATS_FD => crate::stats::fd::vcpu_stats_fd(vcpu),
         ioctl::KVM_GET_NESTED_STATE => crate::nested_state::get(arg),
         ioctl::KVM_SET_NESTED_STATE => crate::nested_state::set(arg),
         ioctl::KVM_PRE_FAULT_MEMORY => crate::pre_fault::kvm_vcpu_pre_fault_memory(vcpu, arg),
@@ -530,6 +550,10 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_SET_TSC_KHZ => crate::time::tsc::set_tsc_khz(inner, arg),
+        ioctl::KVM_ENABLE_CAP => crate::pv_cpuid::vcpu_enable_cap(inner, arg),
+        ioctl::KVM_HAS_DEVICE_ATTR | ioctl::KVM_GET_DEVICE_ATTR | ioctl::KVM_SET_DEVICE_ATTR => {
+            crate::time::tsc::vcpu_device_attr(vcpu, inner, cmd, arg)
+        }
         ioctl::KVM_SET_GUEST_DEBUG => crate::guest_debug::set_guest_debug(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SETUP_MCE => crate::mce::setup_mce(inner, arg).map(|_| 0),
         ioctl::KVM_X86_SET_MCE => crate::mce::set_mce(inner, arg).map(|_| 0),

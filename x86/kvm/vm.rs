@@ -142,6 +142,8 @@ pub struct Vm {
     pub(crate) vendor: &'static dyn VendorOps,
     /// A kvm-vfio device file is open (one per VM).
     pub(crate) vfio_device_open: core::sync::atomic::AtomicBool,
+    /// Behaviour switches set with KVM_ENABLE_CAP (x86/kvm/quirks.rs).
+    pub(crate) switches: crate::quirks::VmSwitches,
     /// KVM_REGISTER_COALESCED_MMIO's zones and the ring.
     #[pin]
     pub(crate) coalesced: crate::coalesced_mmio::CoalescedMmio,
@@ -152,6 +154,13 @@ pub struct Vm {
     /// spinlock taken under a vCPU's mutex; nothing is taken under it.
     #[pin]
     pub(crate) tsc: SpinLock<crate::time::tsc::TscSync>,
+    /// KVM_CAP_X86_USER_SPACE_MSR and the MSR filter (user_msr).
+    #[pin]
+    pub(crate) user_msr: crate::user_msr::VmUserMsr,
+    /// Guests may read MSR_PLATFORM_INFO (KVM_CAP_MSR_PLATFORM_INFO).
+    pub(crate) platform_info_readable: core::sync::atomic::AtomicBool,
+    /// KVM_X86_DISABLE_EXITS_* in force for new vCPUs (disable_exits.rs).
+    pub(crate) disable_exits: core::sync::atomic::AtomicU32,
     owner: OwnerMm,
     /// Bumped whenever mappings are removed or write-protected; a vCPU that
     /// entered with an older value flushes its guest TLB on the next entry.
@@ -161,6 +170,9 @@ pub struct Vm {
     pub(crate) tdp_roots: [u64; 2],
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
+    /// Statistics (KVM_GET_STATS_FD, debugfs).
+    #[pin]
+    pub(crate) stats: crate::stats::VmStats,
 }
 
 /// KVM_ENABLE_CAP(KVM_CAP_MAX_VCPU_ID): set once (again with the same value
@@ -202,9 +214,13 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
             irq <- crate::irq::VmIrq::new(),
             vendor,
             vfio_device_open: core::sync::atomic::AtomicBool::new(false),
+            switches: crate::quirks::VmSwitches::new(),
             coalesced <- crate::coalesced_mmio::CoalescedMmio::new(ring),
             clock <- crate::time::vm_clock::VmClock::new(),
             tsc <- new_spinlock!(crate::time::tsc::TscSync::new(), "Vm::tsc"),
+            user_msr <- crate::user_msr::VmUserMsr::new(),
+            platform_info_readable: core::sync::atomic::AtomicBool::new(true),
+            disable_exits: core::sync::atomic::AtomicU32::new(0),
             owner: OwnerMm::current(),
             tlb_gen: AtomicU64::new(0),
             tdp_roots,
@@ -221,10 +237,15 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
                 n_requested_mmu_pages: 0,
                 manual_dirty_log_protect: 0,
             }),
+            stats <- crate::stats::VmStats::new(),
         }),
         GFP_KERNEL,
     )?;
-    Ok(files::new_fd(c_str!("kvm-vm"), files::vm_fops()?, vm)? as isize)
+    let fd = files::new_fd(c_str!("kvm-vm"), files::vm_fops()?, vm.clone())?;
+    // Upstream names the VM's debugfs directory after its fd; a failure here
+    // only costs the directory, as upstream's.
+    let _ = crate::stats::debugfs::vm_created(&vm.stats, fd);
+    Ok(fd as isize)
 }
 
 pub(crate) unsafe extern "C" fn kvm_vm_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
@@ -277,6 +298,7 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_CREATE_VCPU => vcpu::kvm_vm_ioctl_create_vcpu(vm, arg),
+        ioctl::KVM_GET_STATS_FD => crate::stats::fd::vm_stats_fd(vm),
         ioctl::KVM_SET_TSS_ADDR => {
             // Three pages below 4G (upstream checks only that it fits in 32 bits
             // on SVM; VMX uses the pages for real-mode emulation).
@@ -337,6 +359,12 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             if cap.cap == uapi::KVM_CAP_MAX_VCPU_ID {
                 return set_max_vcpu_id(vm, cap.args[0]).map(|_| 0);
             }
+            if cap.cap == uapi::KVM_CAP_EXIT_ON_EMULATION_FAILURE {
+                return crate::emulation_failure::enable_cap(vm, &cap).map(|_| 0);
+            }
+            if cap.cap == uapi::KVM_CAP_DISABLE_QUIRKS2 {
+                return crate::quirks::enable_cap(vm, &cap).map(|_| 0);
+            }
             if cap.cap == uapi::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 {
                 // INITIALLY_SET only together with ENABLE.
                 let enable = uapi::KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE as u64;
@@ -347,11 +375,16 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
                 vm.inner.lock().manual_dirty_log_protect = cap.args[0];
                 return Ok(0);
             }
-            match crate::irq::ioctl::enable_cap(vm, &cap) {
+            match crate::irq::ioctl::enable_cap(vm, &cap)
+                .or_else(|| crate::user_msr::enable_cap(vm, &cap))
+                .or_else(|| crate::platform_info::enable_cap(vm, &cap))
+                .or_else(|| crate::disable_exits::enable_cap(vm, &cap))
+            {
                 Some(r) => r.map(|_| 0),
                 None => Err(EINVAL),
             }
         }
+        ioctl::KVM_X86_SET_MSR_FILTER => crate::user_msr::set_msr_filter(vm, arg),
         ioctl::KVM_SET_NR_MMU_PAGES => {
             // Upstream's KVM_MIN_ALLOC_MMU_PAGES is the floor.
             if (arg as u64) < 64 {
@@ -408,7 +441,7 @@ impl Vm {
             }
             Change::Delete(desc) => {
                 let i = inner.spaces[as_id].slots.iter().position(|s| s.desc.id == desc.id).ok_or(EINVAL)?;
-                inner.spaces[as_id].mmu.zap(desc.base_gfn, desc.end_gfn());
+                crate::stats::pages_4k(self, -(inner.spaces[as_id].mmu.zap(desc.base_gfn, desc.end_gfn()) as i64));
                 self.flush_remote_tlbs(inner);
                 // No vCPU can use the old translations now: drop the slot (and the
                 // pins of its pages).
@@ -416,7 +449,7 @@ impl Vm {
                 Ok(())
             }
             Change::Move { old, new } => {
-                inner.spaces[as_id].mmu.zap(old.base_gfn, old.end_gfn());
+                crate::stats::pages_4k(self, -(inner.spaces[as_id].mmu.zap(old.base_gfn, old.end_gfn()) as i64));
                 self.flush_remote_tlbs(inner);
                 if let Some(s) = inner.spaces[as_id].slots.iter_mut().find(|s| s.desc.id == old.id) {
                     s.desc = new;
@@ -584,7 +617,7 @@ impl Vm {
         if logging && writable {
             slot.mark_dirty(gfn);
         }
-        space.mmu.map(gfn << memslots::PAGE_SHIFT, pa, writable)?;
+        crate::stats::pages_4k(self, space.mmu.map(gfn << memslots::PAGE_SHIFT, pa, writable)? as i64);
         Ok(Resolved::Mapped)
     }
 
@@ -615,8 +648,7 @@ impl Vm {
     /// kick and wait): afterwards, pages unmapped before the call can be released.
     pub(crate) fn flush_remote_tlbs(&self, inner: &VmInner) {
         let gen = self.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
-        for v in inner.vcpus.iter() {
-            v.kick_and_wait(gen);
-        }
+        let kicked = inner.vcpus.iter().fold(false, |k, v| v.kick_and_wait(gen) | k);
+        crate::stats::remote_tlb_flush(self, kicked);
     }
 }

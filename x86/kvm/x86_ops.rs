@@ -78,6 +78,34 @@ pub struct EntryParams {
     /// Exceptions to intercept besides #MC (bit n: vector n): #DB and #BP while
     /// user space debugs the guest (KVM_SET_GUEST_DEBUG).
     pub intercept_exceptions: u32,
+    /// Every RDMSR/WRMSR must exit, also of MSRs the vendor otherwise lets
+    /// the guest access directly (an MSR filter is installed).
+    pub intercept_all_msrs: bool,
+    /// HLT exits (off: the guest halts in guest mode, KVM_CAP_X86_DISABLE_EXITS).
+    pub intercept_hlt: bool,
+}
+
+/// KVM_ISA_VMX: kvm:kvm_exit's exit_reason is a VMX basic exit reason.
+pub const ISA_VMX: u32 = 1;
+/// KVM_ISA_SVM: kvm:kvm_exit's exit_reason is an SVM exit code.
+pub const ISA_SVM: u32 = 2;
+
+/// The last exit as upstream's get_exit_info reports it (kvm:kvm_exit's
+/// fields): the raw exit code and the vendor's information words.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct ExitInfo {
+    /// ISA_VMX or ISA_SVM.
+    pub isa: u32,
+    /// The exit reason (VMX) or exit code (SVM).
+    pub reason: u32,
+    /// Exit qualification (VMX), EXITINFO1 (SVM).
+    pub info1: u64,
+    /// IDT-vectoring information (VMX), EXITINFO2 (SVM).
+    pub info2: u64,
+    /// VM-exit interruption information (VMX), EXITINTINFO (SVM).
+    pub intr_info: u32,
+    /// The error code of `intr_info`, if it has one.
+    pub error_code: u32,
 }
 
 /// The vendor half of a vCPU.
@@ -96,6 +124,14 @@ pub trait VendorVcpu: Send {
     /// The address of the instruction after the one that exited, when the
     /// hardware reports it (NRIPS, VM-exit instruction length).
     fn next_rip(&self) -> Option<u64>;
+
+    /// The last exit's raw reason and information (upstream's get_exit_info:
+    /// for kvm:kvm_exit and the emulation-failure exit's data); called right
+    /// after `run`, before interrupts are enabled again, or later in the same
+    /// exit's handling.
+    fn exit_info(&self) -> ExitInfo {
+        ExitInfo::default()
+    }
 
     /// Whether the guest can take an external interrupt now (IF=1, no shadow, no
     /// pending event).

@@ -7,6 +7,7 @@
 
 use kernel::prelude::*;
 
+mod dump;
 mod npt;
 mod params;
 mod svm;
@@ -29,6 +30,8 @@ impl kernel::Module for KvmAmd {
         if !svm::kvm_is_svm_supported() {
             return Err(kvm::cpu::eopnotsupp());
         }
-        Ok(KvmAmd { _registration: kvm::kvm_init::<svm::Svm>(module)? })
+        let registration = kvm::kvm_init::<svm::Svm>(module)?;
+        params::LIVE.store(true, core::sync::atomic::Ordering::Release);
+        Ok(KvmAmd { _registration: registration })
     }
 }

@@ -127,7 +127,7 @@ impl KvmX86Ops for Svm {
             _msrpm: msrpm,
             iopm_pa,
             msrpm_pa,
-            nrips: svm_features & feat::NRIPS.mask() != 0,
+            nrips: params::resolve_nrips(svm_features & feat::NRIPS.mask() != 0),
             flush_by_asid: svm_features & feat::FLUSH_BY_ASID.mask() != 0,
         })
     }

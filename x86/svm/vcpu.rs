@@ -278,7 +278,9 @@ impl SvmVcpu {
             | ec::RDTSCP | ec::RDPRU => Exit::UndefinedOpcode,
             ec::INVD | ec::WBINVD | ec::MONITOR | ec::MWAIT | ec::MWAIT_COND => Exit::Nop,
             ec::NPF => Exit::TdpFault { gpa: i2, write: i1 & 2 != 0, fetch: i1 & 16 != 0, present: i1 & 1 != 0 },
-            ec::INVALID => Exit::FailEntry { hardware_reason: code },
+            // VMEXIT_INVALID is -1; upstream reads EXITCODE as 32 bits (QEMU's
+            // TCG writes 0xffffffff) and reports that as the failure reason.
+            c if c as u32 == ec::INVALID as u32 => Exit::FailEntry { hardware_reason: u32::MAX as u64 },
             c if (ec::EXCP_BASE..ec::EXCP_BASE + 32).contains(&c) => Exit::Exception {
                 vector: (c - ec::EXCP_BASE) as u8,
                 error_code: Some(i1 as u32),
@@ -312,6 +314,11 @@ impl VendorVcpu for SvmVcpu {
             c.nested_cr3 = p.tdp_root;
             c.clean = 0;
             c.intercept_exceptions = (1 << 18) | p.intercept_exceptions;
+            if p.intercept_hlt {
+                c.intercept_misc1 |= intercept::HLT;
+            } else {
+                c.intercept_misc1 &= !intercept::HLT;
+            }
             if p.intercept_iret {
                 c.intercept_misc1 |= intercept::IRET;
             } else {
@@ -337,7 +344,24 @@ impl VendorVcpu for SvmVcpu {
             core::arch::asm!("cli", "stgi", options(nostack));
         }
         self.save_state(st);
-        self.decode_exit()
+        let exit = self.decode_exit();
+        if let Exit::FailEntry { .. } = exit {
+            crate::dump::dump_vmcb(self.vmcb_ref(), cpu);
+        }
+        exit
+    }
+
+    /// Upstream's svm_get_exit_info.
+    fn exit_info(&self) -> kvm::x86_ops::ExitInfo {
+        let c = &self.vmcb_ref().control;
+        kvm::x86_ops::ExitInfo {
+            isa: kvm::x86_ops::ISA_SVM,
+            reason: c.exit_code as u32,
+            info1: c.exit_info_1,
+            info2: c.exit_info_2,
+            intr_info: c.exit_int_info,
+            error_code: if c.exit_int_info & vmcb::EVTINJ_VALID_ERR != 0 { c.exit_int_info_err } else { 0 },
+        }
     }
 
     fn next_rip(&self) -> Option<u64> {

@@ -8,6 +8,7 @@ use kernel::prelude::*;
 #[path = "../../src/vmcs-config/src/lib.rs"]
 mod vmcs_config;
 
+mod dump;
 mod ept;
 mod loaded_vmcs;
 mod params;
@@ -34,6 +35,8 @@ impl kernel::Module for KvmIntel {
         if !vmx::kvm_is_vmx_supported() {
             return Err(kvm::cpu::eopnotsupp());
         }
-        Ok(KvmIntel { _registration: kvm::kvm_init::<vmx::Vmx>(module)? })
+        let registration = kvm::kvm_init::<vmx::Vmx>(module)?;
+        params::LIVE.store(true, core::sync::atomic::Ordering::Release);
+        Ok(KvmIntel { _registration: registration })
     }
 }

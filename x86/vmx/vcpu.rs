@@ -106,6 +106,9 @@ pub(crate) struct VmxVcpu {
     /// RIP and instruction length of the last exit (for next_rip).
     exit_rip: u64,
     exit_len: u32,
+    /// The last exit's reason and qualification (kvm:kvm_exit's exit_reason
+    /// and info1; the other words are not read on every exit and stay 0).
+    exit_info: kvm::x86_ops::ExitInfo,
     /// What the VMCS holds (`None`: unknown, write everything), so an entry
     /// writes only the fields that changed since: kvm.ko's state as of the last
     /// exit, the controls and the host state last written.
@@ -122,6 +125,8 @@ struct Controls {
     entry: u32,
     ept_pointer: u64,
     tsc_offset: u64,
+    /// The MSR bitmap in use (0 without MSR bitmaps: every access exits).
+    msr_bitmap: u64,
 }
 
 /// The host state of the VMCS and the syscall MSRs the host runs with: all but
@@ -224,6 +229,7 @@ impl VmxVcpu {
             last_cpu: None,
             exit_rip: 0,
             exit_len: 0,
+            exit_info: Default::default(),
             guest_in_vmcs: None,
             controls_in_vmcs: None,
             host_in_vmcs: None,
@@ -245,9 +251,6 @@ impl VmxVcpu {
             if secondary & SECONDARY_EXEC_ENABLE_VPID != 0 {
                 w.w(VIRTUAL_PROCESSOR_ID, self.vpid);
             }
-            if c.cpu_based & CPU_BASED_USE_MSR_BITMAPS != 0 {
-                w.w(MSR_BITMAP, self.vmx.msr_bitmap_pa());
-            }
             // No acknowledge-on-exit: a host interrupt stays pending in the local
             // APIC and is taken when interrupts are enabled again.
             w.w(VM_EXIT_CONTROLS, c.vmexit & !VM_EXIT_ACK_INTR_ON_EXIT);
@@ -265,24 +268,32 @@ impl VmxVcpu {
         let now = Controls {
             // With EPT the CR3 and INVLPG exits are not needed (if the TRUE MSR
             // lets them be 0); the window exits only on request.
-            cpu_based: crate::vmcs_config::entry_cpu_based(
-                c,
-                self.vmx.true_procbased_must1(),
-                p.request_interrupt_window,
-                p.intercept_iret,
-            ),
+            cpu_based: {
+                let must1 = self.vmx.true_procbased_must1();
+                let ctl = crate::vmcs_config::entry_cpu_based(c, must1, p.request_interrupt_window, p.intercept_iret);
+                // HLT exits off (KVM_CAP_X86_DISABLE_EXITS), if the CPU allows.
+                if p.intercept_hlt { ctl } else { (ctl & !CPU_BASED_HLT_EXITING) | (must1 & CPU_BASED_HLT_EXITING) }
+            },
             // #MC goes to the host; #DB/#BP while user space debugs the guest.
             exception_bitmap: (1 << 18) | p.intercept_exceptions,
             entry,
             // 4-level walk (3 << 3), write-back paging structures (6).
             ept_pointer: p.tdp_root | (3 << 3) | 6,
             tsc_offset: st.tsc_offset,
+            msr_bitmap: if c.cpu_based & CPU_BASED_USE_MSR_BITMAPS != 0 {
+                self.vmx.msr_bitmap_pa(p.intercept_all_msrs)
+            } else {
+                0
+            },
         };
         w.changed(CPU_BASED_VM_EXEC_CONTROL, now.cpu_based, old.map(|o| o.cpu_based));
         w.changed(EXCEPTION_BITMAP, now.exception_bitmap, old.map(|o| o.exception_bitmap));
         w.changed(VM_ENTRY_CONTROLS, now.entry, old.map(|o| o.entry));
         w.changed(EPT_POINTER, now.ept_pointer, old.map(|o| o.ept_pointer));
         w.changed(TSC_OFFSET, now.tsc_offset, old.map(|o| o.tsc_offset));
+        if now.msr_bitmap != 0 {
+            w.changed(MSR_BITMAP, now.msr_bitmap, old.map(|o| o.msr_bitmap));
+        }
         now
     }
 
@@ -403,6 +414,9 @@ impl VmxVcpu {
         // VMLAUNCH/VMRESUME does not).
         let mut info = 0u32;
         if let Some(ev) = st.pending_event {
+            // A guest halted without an HLT exit wakes for the event (upstream's
+            // vmx_clear_hlt; RIP is past the HLT already).
+            w.w(GUEST_ACTIVITY_STATE, 0);
             let ty = if ev.external {
                 TYPE_EXT_INT
             } else if ev.vector == 2 {
@@ -642,7 +656,14 @@ impl VendorVcpu for VmxVcpu {
         } else {
             // A VM exit (even a failed VM entry, after which the VMCS keeps its
             // launch state) leaves the VMCS launched if the entry got that far.
-            if vmcs.read(VM_EXIT_REASON) & (1 << 31) == 0 {
+            let reason = vmcs.read(VM_EXIT_REASON);
+            self.exit_info = kvm::x86_ops::ExitInfo {
+                isa: kvm::x86_ops::ISA_VMX,
+                reason,
+                info1: vmcs.read(EXIT_QUALIFICATION),
+                ..Default::default()
+            };
+            if reason & (1 << 31) == 0 {
                 self.vmcs.set_launched();
             }
             self.save_state(&vmcs, st);
@@ -652,10 +673,17 @@ impl VendorVcpu for VmxVcpu {
             self.exit_len = len;
             exit
         };
+        if let Exit::FailEntry { .. } = exit {
+            crate::dump::dump_vmcs(&vmcs);
+        }
         // The VMCS now holds `st`: what was written if the entry failed, what the
         // exit saved (and save_state read back) otherwise.
         self.guest_in_vmcs = Some(*st);
         exit
+    }
+
+    fn exit_info(&self) -> kvm::x86_ops::ExitInfo {
+        self.exit_info
     }
 
     fn next_rip(&self) -> Option<u64> {

@@ -69,6 +69,10 @@ pub(crate) struct Vmx {
     /// The MSR bitmap all vCPUs share (read-only after setup).
     _msr_bitmap: Page,
     msr_bitmap_pa: u64,
+    /// A bitmap that makes every MSR access exit, for VMs with an MSR filter
+    /// (read-only after setup).
+    _msr_bitmap_all: Page,
+    msr_bitmap_all_pa: u64,
 }
 
 /// MSRs the guest reads and writes without an exit: the VMCS switches them
@@ -86,14 +90,14 @@ const PASSTHROUGH_MSRS: [u32; 6] = [
 /// The MSR bitmap (SDM vol. 3, 25.6.9): read bitmaps for MSRs 0-0x1fff and
 /// 0xc0000000-0xc0001fff, then the write bitmaps; a set bit makes the access
 /// exit. Everything exits but [`PASSTHROUGH_MSRS`].
-fn build_msr_bitmap() -> Result<Page> {
+fn build_msr_bitmap(passthrough: &[u32]) -> Result<Page> {
     let page = Page::alloc_page(GFP_KERNEL)?;
     let ones = [0xffu8; 256];
     for off in (0..4096).step_by(ones.len()) {
         // SAFETY: 256 bytes inside a page we own.
         unsafe { page.write_raw(ones.as_ptr(), off, ones.len())? };
     }
-    for m in PASSTHROUGH_MSRS {
+    for &m in passthrough {
         let (base, index) = if m >= 0xc000_0000 { (1024, m - 0xc000_0000) } else { (0, m) };
         for half in [0, 2048] {
             let byte = half + base + (index / 8) as usize;
@@ -118,8 +122,12 @@ impl KvmX86Ops for Vmx {
             pr_err!("ept=0 requested, but shadow paging is not implemented\n");
             return Err(EINVAL);
         }
+        if !crate::params::unrestricted_guest() {
+            pr_err!("unrestricted_guest=0 requested, but real-mode emulation is not implemented\n");
+            return Err(EINVAL);
+        }
         let caps = read_capability_msrs()?;
-        let config = vmcs_config::setup_vmcs_config(&caps).map_err(|e| {
+        let mut config = vmcs_config::setup_vmcs_config(&caps).map_err(|e| {
             match e {
                 ConfigError::NoEpt | ConfigError::EptUnusable => pr_err!(
                     "EPT not supported (or unusable) by this CPU; shadow paging is not implemented\n"
@@ -134,6 +142,14 @@ impl KvmX86Ops for Vmx {
             }
             EIO
         })?;
+        // vpid=0 / vnmi=0: run without them (unless the CPU forces virtual NMIs).
+        let vnmi_bit = vmcs_config::controls::PIN_BASED_VIRTUAL_NMIS;
+        let vnmi_forced = caps.pinbased as u32 & vnmi_bit != 0;
+        let (vpid, vnmi) = crate::params::resolve(config.vpid, config.pin_based & vnmi_bit != 0);
+        config.vpid = vpid;
+        if !vnmi && !vnmi_forced {
+            config.pin_based &= !vnmi_bit;
+        }
         pr_info!(
             "VMCS revision {:#x}, size {}, EPT, unrestricted guest, VPID {}\n",
             config.revision_id,
@@ -155,9 +171,15 @@ impl KvmX86Ops for Vmx {
         } else {
             caps.procbased as u32
         };
-        let msr_bitmap = build_msr_bitmap()?;
+        let msr_bitmap = build_msr_bitmap(&PASSTHROUGH_MSRS)?;
         let msr_bitmap_pa = cpu::page_phys(&msr_bitmap);
-        Ok(Vmx { config, caps, true_procbased_must1, vmxon_regions, vpids: VpidAllocator::new()?, owners: OwnerSlots::new(ncpus)?, _msr_bitmap: msr_bitmap, msr_bitmap_pa })
+        let msr_bitmap_all = build_msr_bitmap(&[])?;
+        let msr_bitmap_all_pa = cpu::page_phys(&msr_bitmap_all);
+        Ok(Vmx {
+            config, caps, true_procbased_must1, vmxon_regions, vpids: VpidAllocator::new()?,
+            owners: OwnerSlots::new(ncpus)?, _msr_bitmap: msr_bitmap, msr_bitmap_pa,
+            _msr_bitmap_all: msr_bitmap_all, msr_bitmap_all_pa,
+        })
     }
 
     fn enable_virtualization_cpu(&self) -> Result {
@@ -242,9 +264,10 @@ impl Vmx {
         &self.vpids
     }
 
-    /// Physical address of the shared MSR bitmap.
-    pub(crate) fn msr_bitmap_pa(&self) -> u64 {
-        self.msr_bitmap_pa
+    /// Physical address of the shared MSR bitmap (`all`: the one that
+    /// intercepts every MSR).
+    pub(crate) fn msr_bitmap_pa(&self, all: bool) -> u64 {
+        if all { self.msr_bitmap_all_pa } else { self.msr_bitmap_pa }
     }
 
     /// Primary processor-based controls that must be 1 per the TRUE capability

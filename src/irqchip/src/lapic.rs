@@ -106,8 +106,9 @@ pub const APIC_DFR_CLUSTER: u32 = 0x0fff_ffff;
 pub const APIC_BROADCAST: u32 = 0xff;
 pub const X2APIC_BROADCAST: u32 = 0xffff_ffff;
 
-/// Upstream's min_timer_period_us (200 us) in ns: a periodic timer is never
-/// faster than this, because host hrtimers are not throttled by the scheduler.
+/// Upstream's default min_timer_period_us (200 us) in ns: a periodic timer is
+/// never faster than this (see `set_min_timer_period_ns`), because host
+/// hrtimers are not throttled by the scheduler.
 pub const MIN_TIMER_PERIOD_NS: u64 = 200_000;
 
 /// x2APIC ICR bits that must be zero (31:20, 17:16 and 13); the high half is
@@ -194,6 +195,8 @@ pub struct Lapic {
     target_ns: Option<u64>,
     /// TSC-deadline mode: the armed IA32_TSC_DEADLINE value (0 = disarmed).
     tsc_deadline: u64,
+    /// The shortest periodic period (kvm's `min_timer_period_us` in ns).
+    min_period_ns: u64,
 }
 
 /// The register offset, if any, that an x2APIC MSR maps to.
@@ -297,6 +300,7 @@ impl Lapic {
             period_ns: 0,
             target_ns: None,
             tsc_deadline: 0,
+            min_period_ns: MIN_TIMER_PERIOD_NS,
         };
         apic.reset(false, bsp);
         apic
@@ -1041,13 +1045,19 @@ impl Lapic {
         u64::from(count) * u64::from(self.divide_count)
     }
 
+    /// Upstream's `min_timer_period_us` module parameter, in ns; applies when
+    /// the timer is next programmed.
+    pub fn set_min_timer_period_ns(&mut self, ns: u64) {
+        self.min_period_ns = ns;
+    }
+
     /// Upstream limit_periodic_timer_frequency.
     fn limit_period(&mut self) {
         if self.timer_mode == APIC_LVT_TIMER_PERIODIC
             && self.period_ns != 0
-            && self.period_ns < MIN_TIMER_PERIOD_NS
+            && self.period_ns < self.min_period_ns
         {
-            self.period_ns = MIN_TIMER_PERIOD_NS;
+            self.period_ns = self.min_period_ns;
         }
     }
 

@@ -874,6 +874,22 @@ fn periodic_clamp() {
 }
 
 #[test]
+fn periodic_timer_min_period_follows_setting() {
+    // kvm's min_timer_period_us, as set through the module parameter.
+    let mut a = xapic(0);
+    a.set_min_timer_period_ns(1_000_000);
+    w(&mut a, APIC_LVTT, APIC_LVT_TIMER_PERIODIC | 0x40);
+    w(&mut a, APIC_TDCR, 0xb);
+    wt(&mut a, APIC_TMICT, 300_000, 0);
+    assert_eq!(a.timer_period_ns(), 1_000_000);
+    // 0 lets any period through; it applies from the next programming.
+    a.set_min_timer_period_ns(0);
+    assert_eq!(a.timer_period_ns(), 1_000_000);
+    wt(&mut a, APIC_TMICT, 10, 0);
+    assert_eq!(a.timer_period_ns(), 10);
+}
+
+#[test]
 fn oneshot_periodic_switch_keeps_count() {
     let mut a = xapic(0);
     w(&mut a, APIC_TDCR, 0xb);

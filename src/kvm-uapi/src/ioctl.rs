@@ -83,6 +83,7 @@ pub const KVM_GET_TSC_KHZ: u32 = io(0xa3);
 pub const KVM_SIGNAL_MSI: u32 = iow::<kvm_msi>(0xa5);
 pub const KVM_ENABLE_CAP: u32 = iow::<kvm_enable_cap>(0xa3);
 pub const KVM_GET_STATS_FD: u32 = io(0xce);
+pub const KVM_X86_SET_MSR_FILTER: u32 = iow::<kvm_msr_filter>(0xc6);
 
 // vCPU ioctls.
 pub const KVM_RUN: u32 = io(0x80);
@@ -166,6 +167,7 @@ mod tests {
         assert_eq!(KVM_UNREGISTER_COALESCED_MMIO, 0x4010ae68);
         assert_eq!(KVM_CREATE_DEVICE, 0xc00caee0);
         assert_eq!(KVM_SET_DEVICE_ATTR, 0x4018aee1);
+        assert_eq!(KVM_X86_SET_MSR_FILTER, 0x4188aec6);
         assert_eq!(KVM_GET_NESTED_STATE, 0xc080aebe);
         assert_eq!(KVM_SET_NESTED_STATE, 0x4080aebf);
         assert_eq!(KVM_TRANSLATE, 0xc018ae85);

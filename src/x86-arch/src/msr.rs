@@ -73,6 +73,13 @@ pub const KVM_WALL_CLOCK: u32 = 0x11;
 pub const KVM_SYSTEM_TIME: u32 = 0x12;
 pub const KVM_WALL_CLOCK_NEW: u32 = 0x4b56_4d00;
 pub const KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
+// The other KVM paravirtual MSRs (same document).
+pub const KVM_ASYNC_PF_EN: u32 = 0x4b56_4d02;
+pub const KVM_STEAL_TIME: u32 = 0x4b56_4d03;
+pub const KVM_PV_EOI_EN: u32 = 0x4b56_4d04;
+pub const KVM_POLL_CONTROL: u32 = 0x4b56_4d05;
+pub const KVM_ASYNC_PF_INT: u32 = 0x4b56_4d06;
+pub const KVM_ASYNC_PF_ACK: u32 = 0x4b56_4d07;
 
 /// VM_CR bit 4: SVM disabled by firmware (APM vol. 2, 15.30.1).
 pub const VM_CR_SVMDIS: u64 = 1 << 4;

@@ -143,6 +143,22 @@ pub mod feature {
     pub const NOP_IO_DELAY: u32 = 1;
     /// kvmclock at MSRs 0x4b564d00/01.
     pub const CLOCKSOURCE2: u32 = 3;
+    /// Asynchronous page faults (MSR_KVM_ASYNC_PF_EN).
+    pub const ASYNC_PF: u32 = 4;
+    /// Steal time (MSR_KVM_STEAL_TIME).
+    pub const STEAL_TIME: u32 = 5;
+    /// Paravirtual EOI (MSR_KVM_PV_EOI_EN).
+    pub const PV_EOI: u32 = 6;
+    /// KVM_HC_KICK_CPU wakes a halted vCPU.
+    pub const PV_UNHALT: u32 = 7;
+    /// KVM_HC_SEND_IPI.
+    pub const PV_SEND_IPI: u32 = 11;
+    /// MSR_KVM_POLL_CONTROL.
+    pub const POLL_CONTROL: u32 = 12;
+    /// KVM_HC_SCHED_YIELD.
+    pub const PV_SCHED_YIELD: u32 = 13;
+    /// Asynchronous page faults delivered as interrupts (MSR_KVM_ASYNC_PF_INT/ACK).
+    pub const ASYNC_PF_INT: u32 = 14;
     /// PVCLOCK_TSC_STABLE_BIT may be set in the records.
     pub const CLOCKSOURCE_STABLE_BIT: u32 = 24;
 }

@@ -8,6 +8,7 @@
 
 mod clientapi;
 mod dirtylog;
+mod emulation;
 mod guest;
 mod guests;
 mod harness;
@@ -16,11 +17,15 @@ mod kvm;
 mod kvmclock;
 mod lifecycle;
 mod modes;
+mod pvfeatures;
 mod smm;
 mod smp;
 mod prefault;
 mod syncregs;
+mod stats;
 mod system;
+mod tscattr;
+mod usermsr;
 
 fn main() {
     let filter = std::env::args().nth(1).unwrap_or_default();
@@ -33,10 +38,15 @@ fn main() {
     tests.extend(clientapi::tests());
     tests.extend(irqchip::tests());
     tests.extend(kvmclock::tests());
+    tests.extend(emulation::tests());
     tests.extend(syncregs::tests());
     tests.extend(prefault::tests());
     tests.extend(dirtylog::tests());
+    tests.extend(usermsr::tests());
+    tests.extend(pvfeatures::tests());
+    tests.extend(tscattr::tests());
     tests.extend(smm::tests());
+    tests.extend(stats::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

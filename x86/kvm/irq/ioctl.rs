@@ -322,7 +322,11 @@ fn set_pit(vm: &Vm, arg: usize, v2: bool) -> Result {
     for (d, c) in st.channels.iter_mut().zip(channels.iter()) {
         *d = channel_from_uapi(c);
     }
-    let rearm = vm.irq.pit.model.lock().set_state(&st, sys::now_ns());
+    let rearm = {
+        let mut m = vm.irq.pit.model.lock();
+        m.set_min_timer_period_ns(crate::params::min_timer_period_ns());
+        m.set_state(&st, sys::now_ns())
+    };
     if rearm {
         vm.irq.pit.rearm();
     }

@@ -401,6 +401,7 @@ pub(crate) fn mmio_write(vcpu: &Vcpu, gpa: u64, len: u8, val: u64) -> bool {
         if !apic.mmio_covers(gpa) {
             return false;
         }
+        apic.set_min_timer_period_ns(crate::params::min_timer_period_ns());
         apic.mmio_write((gpa & 0xfff) as u32, len, val, sys::now_ns())
     };
     apply_effects(vcpu, fx);
@@ -452,7 +453,11 @@ pub(crate) fn set_msr(vcpu: &Vcpu, inner: &VcpuInner, index: u32, value: u64, ho
     }
     let fx = match index {
         crate::arch::msr::IA32_APIC_BASE => set_apic_base(inner, irq, value, host),
-        0x800..=0x8ff => irq.apic.lock().msr_write(index, value, sys::now_ns()).ok_or(EINVAL),
+        0x800..=0x8ff => {
+            let mut apic = irq.apic.lock();
+            apic.set_min_timer_period_ns(crate::params::min_timer_period_ns());
+            apic.msr_write(index, value, sys::now_ns()).ok_or(EINVAL)
+        }
         MSR_IA32_TSC_DEADLINE => {
             irq.tsc_offset.store(inner.state.tsc_offset, Ordering::Relaxed);
             Ok(irq.apic.lock().write_tsc_deadline(value))
@@ -510,7 +515,11 @@ pub(crate) fn set_lapic(vcpu: &Vcpu, arg: usize) -> Result {
         *d = *s as u8;
     }
     let ids32 = vcpu.vm.irq.x2apic_32bit_ids();
-    let fx = irq.apic.lock().set_state(&regs, ids32, sys::now_ns()).map_err(|_| EINVAL)?;
+    let fx = {
+        let mut apic = irq.apic.lock();
+        apic.set_min_timer_period_ns(crate::params::min_timer_period_ns());
+        apic.set_state(&regs, ids32, sys::now_ns()).map_err(|_| EINVAL)?
+    };
     apply_effects(vcpu, WriteEffects { timer_changed: true, ..fx });
     Ok(())
 }

@@ -203,6 +203,7 @@ pub(crate) fn pio(vm: &Vm, port: u16, size: u8, input: bool, value: u32) -> Opti
             if input {
                 return Some(m.port_read(port, now) as u32);
             }
+            m.set_min_timer_period_ns(crate::params::min_timer_period_ns());
             m.port_write(port, value as u8, now)
         };
         if rearm {

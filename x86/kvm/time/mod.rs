@@ -9,5 +9,6 @@
 //! held (guest memory is written through user mappings, which may fault).
 
 pub(crate) mod kvmclock;
+pub(crate) mod steal_time;
 pub(crate) mod tsc;
 pub(crate) mod vm_clock;

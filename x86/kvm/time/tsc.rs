@@ -15,9 +15,6 @@ use crate::vcpu::{Vcpu, VcpuInner};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 
-/// Upstream's tsc_tolerance_ppm: a requested rate this close to the host's
-/// needs no scaling.
-const TOLERANCE_PPM: u64 = 250;
 
 /// The VM's record of TSC writes (upstream's last_tsc_* and cur_tsc_*).
 pub(crate) struct TscSync {
@@ -25,6 +22,8 @@ pub(crate) struct TscSync {
     last_ns: u64,
     last_write: u64,
     last_khz: u32,
+    /// The offset the last write gave (KVM_VCPU_TSC_OFFSET matches on it).
+    last_offset: u64,
     /// The offset of the current generation of matched writes.
     cur_offset: u64,
     /// A VMM has written IA32_TSC (enables the one-second window).
@@ -35,7 +34,7 @@ pub(crate) struct TscSync {
 
 impl TscSync {
     pub(crate) fn new() -> Self {
-        TscSync { last_ns: 0, last_write: 0, last_khz: 0, cur_offset: 0, user_set: false, default_khz: sys::tsc_khz() }
+        TscSync { last_ns: 0, last_write: 0, last_khz: 0, last_offset: 0, cur_offset: 0, user_set: false, default_khz: sys::tsc_khz() }
     }
 
     /// The offset for a vCPU at rate `khz` whose TSC is to read `value` now
@@ -68,10 +67,27 @@ impl TscSync {
         self.last_ns = ns;
         self.last_write = written;
         self.last_khz = khz;
+        self.last_offset = offset;
         if !matched {
             self.cur_offset = offset;
         }
         offset
+    }
+
+    /// KVM_VCPU_TSC_OFFSET set for a vCPU at rate `khz` (upstream's
+    /// kvm_arch_tsc_set_attr): the offset is taken as is; it starts a new
+    /// generation of matched writes unless it is the offset the last write
+    /// gave at the same rate.
+    fn set_offset(&mut self, khz: u32, offset: u64) {
+        let matched = khz != 0 && self.last_khz == khz && self.last_offset == offset;
+        self.user_set = true;
+        self.last_ns = boottime_ns();
+        self.last_write = sys::rdtsc().wrapping_add(offset);
+        self.last_khz = khz;
+        self.last_offset = offset;
+        if !matched {
+            self.cur_offset = offset;
+        }
     }
 }
 
@@ -155,13 +171,16 @@ pub(crate) fn set_msr(vcpu: &Vcpu, inner: &mut VcpuInner, index: u32, value: u64
 
 /// The bounds of a rate within the tolerance of `khz` (upstream's adjust_tsc_khz).
 fn within_tolerance(requested: u32, khz: u32) -> bool {
+    // kvm's tsc_tolerance_ppm: a requested rate this close to the host's
+    // needs no scaling.
     let k = khz as u64;
-    let lo = k * (1_000_000 - TOLERANCE_PPM) / 1_000_000;
-    let hi = k * (1_000_000 + TOLERANCE_PPM) / 1_000_000;
+    let ppm = crate::params::tsc_tolerance_ppm().min(1_000_000);
+    let lo = k * (1_000_000 - ppm) / 1_000_000;
+    let hi = k * (1_000_000 + ppm) / 1_000_000;
     (lo..=hi).contains(&(requested as u64))
 }
 
-/// KVM_SET_TSC_KHZ on a vCPU. Without TSC scaling a rate within 250 ppm of the
+/// KVM_SET_TSC_KHZ on a vCPU. Without TSC scaling a rate within tsc_tolerance_ppm of the
 /// host's is taken as the host's; a slower one is refused (EINVAL) as
 /// upstream; a faster one upstream emulates by catching the TSC up at each
 /// entry, which is not implemented here: refused with EINVAL and a line in
@@ -187,5 +206,28 @@ pub(crate) fn set_tsc_khz(inner: &mut VcpuInner, arg: usize) -> Result<isize> {
 pub(crate) fn set_default_khz(vm: &crate::vm::Vm, arg: usize) -> Result<isize> {
     let requested = if arg as u32 == 0 { sys::tsc_khz() } else { arg as u32 };
     vm.tsc.lock().default_khz = requested;
+    Ok(0)
+}
+
+/// KVM_HAS/GET/SET_DEVICE_ATTR on a vCPU (upstream's
+/// kvm_vcpu_ioctl_device_attr): group KVM_VCPU_TSC_CTRL has one attribute,
+/// KVM_VCPU_TSC_OFFSET, the vCPU's TSC offset (a u64 at `addr`), which lets
+/// a VMM save and restore guest TSCs without the drift of IA32_TSC writes.
+/// Other groups and attributes: ENXIO.
+pub(crate) fn vcpu_device_attr(vcpu: &Vcpu, inner: &mut VcpuInner, cmd: u32, arg: usize) -> Result<isize> {
+    use crate::uapi::{self, ioctl};
+    let attr: uapi::kvm_device_attr = crate::user::read(arg)?;
+    if attr.group != uapi::KVM_VCPU_TSC_CTRL || attr.attr != uapi::KVM_VCPU_TSC_OFFSET as u64 {
+        return Err(ENXIO);
+    }
+    match cmd {
+        ioctl::KVM_HAS_DEVICE_ATTR => {}
+        ioctl::KVM_GET_DEVICE_ATTR => crate::user::write(attr.addr as usize, &inner.state.tsc_offset)?,
+        _ => {
+            let offset: u64 = crate::user::read(attr.addr as usize)?;
+            vcpu.vm.tsc.lock().set_offset(inner.tsc.khz, offset);
+            set_offset(vcpu, inner, offset);
+        }
+    }
     Ok(0)
 }
