@@ -37,6 +37,13 @@ f=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' "$lo
 [ -n "$p" ] || { p=0; f=1; echo "cargo test did not run"; }
 passed=$((passed + p)) failed=$((failed + f))
 
+step "stack frames of the modules"
+if "$here/check-stack-frames.sh" > "$logdir/stack-frames.out" 2>&1; then
+    echo "PASS build/stack_frames_below_3200_bytes"; passed=$((passed + 1))
+else
+    echo "FAIL build/stack_frames_below_3200_bytes: $(head -3 "$logdir/stack-frames.out")"; failed=$((failed + 1))
+fi
+
 step "test programs"
 cargo build --release -p kvm-tests 2>&1 | grep -E '^(error|warning)' ; [ -x target/release/kvm-api-tests ] || die "test programs failed to build"
 

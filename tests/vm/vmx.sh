@@ -30,6 +30,7 @@ for MODSET in ${*:-ours upstream}; do
     done | sed "s#^\(PASS\|FAIL\|SKIP\) #\1 $MODSET/vmx/#"
     # A failed VM entry (the suite's invalid-CS guest): the hint, or the VMCS
     # with dump_invalid_vmcs=1.
+    hostrun "$TESTBIN/kvm-api-tests" guest/fail_entry_invalid_cs > /dev/null
     dmesg | grep -q "set kvm_intel.dump_invalid_vmcs=1 to dump internal KVM state" && pass vmx/invalid_entry_hint \
         || fail vmx/invalid_entry_hint "no hint in dmesg"
     echo 1 > /sys/module/kvm_intel/parameters/dump_invalid_vmcs

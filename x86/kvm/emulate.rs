@@ -477,7 +477,7 @@ pub(crate) fn string_io(vcpu: &Vcpu, inner: &mut VcpuInner, port: u16, size: u8,
     let bytes = chunk.count as usize * size as usize;
     if !input {
         let env = VcpuEnv { vcpu, st, mmio: None, wanted_read: None, write: None };
-        let mut buf = [0u8; 4096];
+        let mut buf = crate::heap::zeroed_bytes::<4096>()?;
         let mut ok = true;
         let mut done = 0;
         while done < bytes {
@@ -576,7 +576,7 @@ pub(crate) fn complete_string_in(vcpu: &Vcpu, inner: &mut VcpuInner, size: u8, c
     let st = &inner.state;
     let Some(chunk) = string_chunk(vcpu, st, size, true, false) else { return Ok(Next::Guest) };
     let bytes = count as usize * size as usize;
-    let mut buf = [0u8; 4096];
+    let mut buf = crate::heap::zeroed_bytes::<4096>()?;
     // SAFETY: at most a page from the PIO page we own.
     unsafe { core::ptr::copy_nonoverlapping(vcpu.run.pio_ptr(), buf.as_mut_ptr(), bytes.min(4096)) };
     let bytes = bytes.min(4096);

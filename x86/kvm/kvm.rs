@@ -56,6 +56,7 @@ mod files;
 mod forced_emulation;
 mod fpu;
 mod guest_debug;
+mod heap;
 mod hypercall;
 mod irq;
 mod mce;

@@ -249,7 +249,7 @@ fn save_state(inner: &VcpuInner) -> smram::State {
 /// The state-save area's bytes, on the heap: SMM is entered and left from
 /// deep inside KVM_RUN, whose stack is already large.
 fn area_buffer() -> Result<KBox<[u8; smram::SIZE]>> {
-    Ok(KBox::new([0u8; smram::SIZE], GFP_KERNEL)?)
+    crate::heap::zeroed_bytes::<{ smram::SIZE }>()
 }
 
 /// Upstream's enter_smm. On failure to write SMRAM nothing has changed.

@@ -411,7 +411,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_GET_FPU => {
-            let mut buf = KBox::new([0u8; fpu::UABI_SIZE], GFP_KERNEL)?;
+            let mut buf = crate::heap::zeroed_bytes::<{ fpu::UABI_SIZE }>()?;
             let xcr0 = inner.state.xcr0;
             inner.fpu.get_uabi(&mut buf, xcr0 | 3);
             user::write(arg, &fpu_from_fxsave(&buf))?;
@@ -419,7 +419,7 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         }
         ioctl::KVM_SET_FPU => {
             let f: uapi::kvm_fpu = user::read(arg)?;
-            let mut buf = KBox::new([0u8; fpu::UABI_SIZE], GFP_KERNEL)?;
+            let mut buf = crate::heap::zeroed_bytes::<{ fpu::UABI_SIZE }>()?;
             let xcr0 = inner.state.xcr0;
             inner.fpu.get_uabi(&mut buf, xcr0 | 3);
             fxsave_from_fpu(&mut buf, &f);
@@ -427,13 +427,13 @@ fn vcpu_ioctl(vcpu: &Arc<Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         ioctl::KVM_GET_XSAVE => {
-            let mut buf = KBox::new([0u8; fpu::UABI_SIZE], GFP_KERNEL)?;
+            let mut buf = crate::heap::zeroed_bytes::<{ fpu::UABI_SIZE }>()?;
             inner.fpu.get_uabi(&mut buf, crate::supported_cpuid::SUPPORTED_XCR0 & host_xcr0());
             user::write_slice(arg, &buf[..])?;
             Ok(0)
         }
         ioctl::KVM_SET_XSAVE => {
-            let mut buf = KBox::new([0u8; fpu::UABI_SIZE], GFP_KERNEL)?;
+            let mut buf = crate::heap::zeroed_bytes::<{ fpu::UABI_SIZE }>()?;
             kernel::uaccess::UserSlice::new(arg, fpu::UABI_SIZE).reader().read_slice(&mut buf[..])?;
             inner.fpu.set_uabi(&buf, crate::supported_cpuid::SUPPORTED_XCR0 & host_xcr0())?;
             Ok(0)

@@ -590,8 +590,7 @@ impl Vm {
         let hva = slot.desc.hva_of(gfn);
         let chunk = slot.pages.get_mut(idx / PIN_CHUNK).ok_or(EFAULT)?;
         if chunk.is_none() {
-            const EMPTY: Option<PinnedPage> = None;
-            *chunk = Some(KBox::new([EMPTY; PIN_CHUNK], GFP_KERNEL_ACCOUNT)?);
+            *chunk = Some(crate::heap::nones::<PinnedPage, PIN_CHUNK>(GFP_KERNEL_ACCOUNT)?);
         }
         let entry = chunk.as_mut().and_then(|c| c.get_mut(idx % PIN_CHUNK)).ok_or(EFAULT)?;
         let need_pin = match entry {

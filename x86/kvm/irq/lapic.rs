@@ -510,7 +510,7 @@ pub(crate) fn set_lapic(vcpu: &Vcpu, arg: usize) -> Result {
         return Err(EINVAL);
     }
     let state: KBox<uapi::kvm_lapic_state> = KBox::new(crate::user::read(arg)?, GFP_KERNEL)?;
-    let mut regs = KBox::new([0u8; 1024], GFP_KERNEL)?;
+    let mut regs = crate::heap::zeroed_bytes::<1024>()?;
     for (d, s) in regs.iter_mut().zip(state.regs.iter()) {
         *d = *s as u8;
     }
