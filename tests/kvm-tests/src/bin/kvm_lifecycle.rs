@@ -238,7 +238,11 @@ fn vmm(pipe: RawFd) -> Result<(), String> {
                     loop {
                         match v.run() {
                             Ok(KVM_EXIT_MMIO) | Ok(KVM_EXIT_IO) => {}
-                            r => return Err(format!("{}: KVM_RUN returned {r:?}", role.name())),
+                            r => {
+                                let rip = v.regs().map(|r| r.rip).unwrap_or(0);
+                                let data = [v.exit_u64(0), v.exit_u64(1), v.exit_u64(2), v.exit_u64(3), v.exit_u64(4)];
+                                return Err(format!("{}: KVM_RUN returned {r:?}, rip {rip:#x}, exit data {data:x?}", role.name()));
+                            }
                         }
                         if first {
                             report(pipe, &format!("IN {}", role.name()));
