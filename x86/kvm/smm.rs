@@ -440,14 +440,19 @@ fn load_state_64(vcpu: &Vcpu, inner: &mut VcpuInner, st: &smram::State) -> Resul
     s.gdt = load_dt(&st.gdtr);
     enter_protected_mode(vcpu, inner, st.cr0, st.cr3, st.cr4)?;
     let s = &mut inner.state;
+    load_segs(s, st);
+    s.interrupt_shadow = st.int_shadow != 0;
+    Ok(())
+}
+
+/// The six segment registers from the save area.
+fn load_segs(s: &mut ArchState, st: &smram::State) {
     s.es = load_seg(&st.es);
     s.cs = load_seg(&st.cs);
     s.ss = load_seg(&st.ss);
     s.ds = load_seg(&st.ds);
     s.fs = load_seg(&st.fs);
     s.gs = load_seg(&st.gs);
-    s.interrupt_shadow = st.int_shadow != 0;
-    Ok(())
 }
 
 /// Upstream's rsm_load_state_32 (only the low eight registers exist).
@@ -465,12 +470,7 @@ fn load_state_32(vcpu: &Vcpu, inner: &mut VcpuInner, st: &smram::State) -> Resul
     s.ldt = load_seg(&st.ldtr);
     s.gdt = load_dt(&st.gdtr);
     s.idt = load_dt(&st.idtr);
-    s.es = load_seg(&st.es);
-    s.cs = load_seg(&st.cs);
-    s.ss = load_seg(&st.ss);
-    s.ds = load_seg(&st.ds);
-    s.fs = load_seg(&st.fs);
-    s.gs = load_seg(&st.gs);
+    load_segs(s, st);
     inner.smm.smbase = st.smbase as u64;
     enter_protected_mode(vcpu, inner, st.cr0, st.cr3, st.cr4)?;
     inner.state.interrupt_shadow = st.int_shadow != 0;
