@@ -6,6 +6,8 @@
  * call them too.
  */
 #include <linux/module.h>
+#include <asm/cpufeature.h>
+#include <asm/processor.h>
 #include <linux/smp.h>
 #include <linux/cpu.h>
 #include <linux/cpuhotplug.h>
@@ -62,6 +64,12 @@ unsigned int kvm_rs_smp_processor_id(void) { return raw_smp_processor_id(); }
 EXPORT_SYMBOL_GPL(kvm_rs_smp_processor_id);
 unsigned int kvm_rs_nr_cpu_ids(void) { return nr_cpu_ids; }
 EXPORT_SYMBOL_GPL(kvm_rs_nr_cpu_ids);
+u32 kvm_rs_boot_cpu_cap_word(unsigned int word)
+{
+	return word < NCAPINTS ? boot_cpu_data.x86_capability[word] : 0;
+}
+EXPORT_SYMBOL_GPL(kvm_rs_boot_cpu_cap_word);
+
 unsigned int kvm_rs_num_online_cpus(void) { return num_online_cpus(); }
 EXPORT_SYMBOL_GPL(kvm_rs_num_online_cpus);
 void kvm_rs_migrate_disable(void) { migrate_disable(); }

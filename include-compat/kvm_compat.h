@@ -22,6 +22,11 @@ void kvm_rs_wrmsr(u32 msr, u64 value);
 /* CPUID of the current CPU (cpuid_count()). */
 void kvm_rs_cpuid_count(u32 leaf, u32 subleaf, u32 *eax, u32 *ebx, u32 *ecx, u32 *edx);
 
+/* Word `word` of the kernel's feature bits (boot_cpu_data.x86_capability), 0 past
+ * the end: CPUID bits the kernel turned off (noxsave, clearcpuid=, a failed XSAVE
+ * setup) are off there. */
+u32 kvm_rs_boot_cpu_cap_word(unsigned int word);
+
 /* CR4 through the kernel's shadow (cr4_set_bits()/cr4_clear_bits()/__read_cr4()). */
 void kvm_rs_cr4_set_bits(unsigned long mask);
 void kvm_rs_cr4_clear_bits(unsigned long mask);

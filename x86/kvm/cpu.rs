@@ -19,8 +19,32 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
 pub struct HostCpu;
 
 impl crate::supported_cpuid::HostCpuid for HostCpu {
+    /// The CPU's CPUID, less the feature bits the kernel turned off: upstream
+    /// starts its capabilities from boot_cpu_data (kvm_set_cpu_caps), so a
+    /// host booted with `noxsave`, or whose XSAVE setup failed, offers no
+    /// XSAVE to guests either.
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
-        cpuid(leaf, subleaf)
+        let mut r = cpuid(leaf, subleaf);
+        for &(reg, word) in kernel_cap_words(leaf, subleaf) {
+            // SAFETY: reads boot_cpu_data, which is constant after boot.
+            r[reg] &= unsafe { bindings::kvm_rs_boot_cpu_cap_word(word) };
+        }
+        r
+    }
+}
+
+/// The registers of CPUID(leaf, subleaf) that the kernel mirrors in
+/// boot_cpu_data, as (register index: EAX=0..EDX=3, capability word) pairs
+/// (the CPUID_* words of asm/cpufeatures.h).
+fn kernel_cap_words(leaf: u32, subleaf: u32) -> &'static [(usize, u32)] {
+    match (leaf, subleaf) {
+        (1, _) => &[(3, 0), (2, 4)],
+        (0x8000_0001, _) => &[(3, 1), (2, 6)],
+        (7, 0) => &[(1, 9), (2, 16), (3, 18)],
+        (7, 1) => &[(0, 12)],
+        (0xd, 1) => &[(0, 10)],
+        (0x8000_0008, _) => &[(1, 13)],
+        _ => &[],
     }
 }
 
