@@ -25,14 +25,15 @@ lc_out=/tmp/lifecycle-hold.out
 unload_strict() { rmmod "$vendor" && rmmod kvm && ! loaded kvm && ! loaded "$vendor"; }
 
 # lc_hold WHAT: starts `kvm-lifecycle hold WHAT` in the background (lc_pid) and
-# waits for its READY line.
+# waits for its READY line (up to 120 s: under load, starting the program over
+# 9p alone has taken longer than 30).
 lc_hold() {
     # (Not through hostrun: a function run with & is a subshell, and $! would
     # be its pid rather than the holder's.)
     chroot /host "$LC" hold "$1" > "$lc_out" 2>&1 &
     lc_pid=$!
     _t=0
-    while ! grep -q '^READY' "$lc_out" && [ "$_t" -lt 30 ]; do
+    while ! grep -q '^READY' "$lc_out" && [ "$_t" -lt 120 ]; do
         kill -0 "$lc_pid" 2>/dev/null || break
         sleep 1
         _t=$((_t + 1))
