@@ -367,7 +367,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             Ok(Next::Guest)
         }
         Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(gpa, write)? {
-            Resolved::Mapped => Ok(Next::Guest),
+            Resolved::Mapped | Resolved::Retry => Ok(Next::Guest),
             Resolved::Mmio => emulate::emulate_mmio(vcpu, inner, gpa),
         },
         Exit::Shutdown => {

@@ -15,6 +15,7 @@ mod irqchip;
 mod kvm;
 mod kvmclock;
 mod lifecycle;
+mod memory;
 mod modes;
 mod smp;
 mod prefault;
@@ -35,6 +36,7 @@ fn main() {
     tests.extend(syncregs::tests());
     tests.extend(prefault::tests());
     tests.extend(dirtylog::tests());
+    tests.extend(memory::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
