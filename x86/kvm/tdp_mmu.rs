@@ -31,24 +31,31 @@ pub(crate) struct TdpMmu {
 }
 
 /// Zeroed table pages allocated before the MMU lock is taken: enough for one
-/// 4K mapping (a table per level below the root). Unused pages are freed on
-/// drop.
+/// 4K mapping (a table per level below the root). The VM keeps one (under its
+/// `inner` lock, which faults hold) so that unused pages serve the next fault;
+/// they are freed on drop.
 pub(crate) struct TableCache {
     pages: [*mut bindings::page; (LEVELS - 1) as usize],
 }
 
+// SAFETY: the pages are owned by the cache; freeing is allowed from any thread.
+unsafe impl Send for TableCache {}
+
 impl TableCache {
-    /// Allocates the pages (may sleep: call without the MMU lock).
-    pub(crate) fn topup() -> Result<Self> {
-        let mut c = TableCache { pages: [core::ptr::null_mut(); (LEVELS - 1) as usize] };
-        for p in c.pages.iter_mut() {
+    pub(crate) const fn new() -> Self {
+        TableCache { pages: [core::ptr::null_mut(); (LEVELS - 1) as usize] }
+    }
+
+    /// Refills the cache (may sleep: call without the MMU lock).
+    pub(crate) fn topup(&mut self) -> Result {
+        for p in self.pages.iter_mut().filter(|p| p.is_null()) {
             // SAFETY: a zeroed order-0 allocation, null on failure.
             *p = unsafe { bindings::kvm_rs_alloc_pages(0) };
             if p.is_null() {
                 return Err(ENOMEM);
             }
         }
-        Ok(c)
+        Ok(())
     }
 
     fn take(&mut self) -> Option<*mut bindings::page> {

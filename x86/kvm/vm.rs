@@ -73,6 +73,9 @@ impl Memslot {
 /// user copies, never across guest entry; `Vm::mmu` nests inside it).
 pub(crate) struct VmInner {
     pub slots: KVec<Memslot>,
+    /// Table pages for the next fault's mapping (refilled before `mmu` is
+    /// taken; upstream's per-vCPU mmu_page_cache).
+    pub table_cache: TableCache,
     pub vcpus: KVec<Arc<VcpuShared>>,
     /// vCPUs ever created (upstream's created_vcpus: closing a vCPU's file
     /// does not lower it). VM-wide setup that must precede vCPUs checks it.
@@ -202,6 +205,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
             mmu <- new_spinlock!(MmuState::new(mmu), "Vm::mmu"),
             inner <- new_mutex!(VmInner {
                 slots: KVec::new(),
+                table_cache: TableCache::new(),
                 vcpus: KVec::new(),
                 tss_addr: None,
                 identity_map_addr: None,
@@ -571,6 +575,7 @@ impl Vm {
     pub(crate) fn handle_tdp_fault(&self, gpa: u64, write: bool) -> Result<Resolved> {
         let gfn = gpa >> memslots::PAGE_SHIFT;
         let mut inner = self.inner.lock();
+        let inner = &mut *inner;
         let Some(slot) = inner.slots.iter_mut().find(|s| s.desc.contains(gfn)) else {
             return Ok(Resolved::Mmio);
         };
@@ -590,13 +595,13 @@ impl Vm {
         // then catches the next write.
         let page = FaultPage::get(hva, write, !readonly)?;
         let writable = page.writable();
-        let mut cache = TableCache::topup()?;
+        inner.table_cache.topup()?;
         {
             let mut mmu = self.mmu.lock();
             if mmu.fault_is_stale(seq, hva) {
                 return Ok(Resolved::Retry);
             }
-            mmu.tdp.map(gfn << memslots::PAGE_SHIFT, page.phys(), writable, &mut cache)?;
+            mmu.tdp.map(gfn << memslots::PAGE_SHIFT, page.phys(), writable, &mut inner.table_cache)?;
         }
         if writable {
             slot.mark_dirty(gfn);
