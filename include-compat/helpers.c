@@ -301,3 +301,11 @@ EXPORT_SYMBOL_GPL(kvm_rs_hva_to_page);
 
 struct page *kvm_rs_phys_to_page(u64 pa) { return pfn_to_page(PHYS_PFN(pa)); }
 EXPORT_SYMBOL_GPL(kvm_rs_phys_to_page);
+
+/* Upstream's kvm_set_page_dirty: the flag only, for pages with A/D tracking. */
+void kvm_rs_kvm_set_page_dirty(struct page *page)
+{
+	if (!PageReserved(page))
+		SetPageDirty(page);
+}
+EXPORT_SYMBOL_GPL(kvm_rs_kvm_set_page_dirty);

@@ -135,6 +135,8 @@ int kvm_rs_hva_to_page(unsigned long hva, bool write_fault, bool want_writable,
 		       struct page **page, bool *writable);
 /* pfn_to_page() of a physical address. */
 struct page *kvm_rs_phys_to_page(u64 pa);
+/* Marks a page a guest may write dirty (upstream's kvm_set_page_dirty). */
+void kvm_rs_kvm_set_page_dirty(struct page *page);
 
 /* The VM's MMU notifier (x86/kvm/mmu_notifier.c). */
 struct kvm_rs_mmu_notifier;

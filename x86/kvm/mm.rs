@@ -45,10 +45,11 @@ impl FaultPage {
         self.writable
     }
 
-    /// Marks the page dirty (it was mapped writable for the guest). Sleeps.
+    /// Marks the page dirty (it was mapped writable for the guest), as
+    /// upstream's kvm_set_page_dirty: the flag, without the page lock.
     pub(crate) fn set_dirty(&self) {
         // SAFETY: the page reference is held.
-        unsafe { bindings::kvm_rs_set_page_dirty_lock(self.page) };
+        unsafe { bindings::kvm_rs_kvm_set_page_dirty(self.page) };
     }
 }
 
