@@ -124,8 +124,9 @@ pub struct Vm {
     /// unregistered (no callback running or to come) before anything its
     /// callbacks use is dropped.
     mmu_notifier: crate::mmu_notifier::MmuNotifier,
-    /// The in-kernel irqchip. First, so that its timers and work items are
-    /// stopped before anything they use is dropped.
+    /// The in-kernel irqchip. Next (after the notifier, which it does not
+    /// use), so that its timers and work items are stopped before anything
+    /// they use is dropped.
     #[pin]
     pub(crate) irq: crate::irq::VmIrq,
     pub(crate) vendor: &'static dyn VendorOps,
