@@ -27,7 +27,7 @@ step "dependencies"
 WITH_BOCHS=1 "$here/install-deps.sh" || die "installing dependencies failed"
 step "configure + build modules"
 ./configure || die "configure failed"
-make -s 2>&1 | grep -E 'error|warning: unused|WARNING' ; [ -f kvm.ko ] && [ -f kvm-amd.ko ] && [ -f kvm-intel.ko ] || die "module build failed"
+make -s 2>&1 | grep -E 'error|warning: unused|WARNING|objtool' ; [ -f kvm.ko ] && [ -f kvm-amd.ko ] && [ -f kvm-intel.ko ] || die "module build failed"
 make -s >/dev/null 2>&1 || die "module build failed"
 
 step "host tests (cargo test)"
@@ -63,7 +63,7 @@ count() {
 }
 
 step "test VM: module and API tests, ours and upstream"
-"$here/vm-run.sh" --timeout 1200 --log "$logdir/vm-suite.log" "$repo/tests/vm/suite.sh" ours upstream \
+"$here/vm-run.sh" --timeout 1800 --log "$logdir/vm-suite.log" "$repo/tests/vm/suite.sh" ours upstream \
     > "$logdir/vm-suite.out" 2>&1
 count vm/suite "$logdir/vm-suite.out" $? "$logdir/vm-suite.log"
 

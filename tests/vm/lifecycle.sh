@@ -68,7 +68,7 @@ for what in vm vcpu mmap; do
     else
         loaded kvm && pass "lifecycle/rmmod_kvm_refused_with_${what}_open" || fail "lifecycle/rmmod_kvm_refused_with_${what}_open" "kvm is gone"
     fi
-    # The VM/vCPU still works from the kernel's side: the holder is alive.
+    # The refused rmmods left the holder (and its VM) alone.
     kill -0 "$lc_pid" 2>/dev/null && pass "lifecycle/holder_alive_${what}" || fail "lifecycle/holder_alive_${what}" "$(cat "$lc_out")"
     kill "$lc_pid"
     wait "$lc_pid" 2>/dev/null

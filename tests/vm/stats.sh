@@ -18,6 +18,7 @@
 #   dmesg_clean
 # The guest is target/release/kvm-stat-guest (tests/kvm-tests/src/bin).
 : "${KBUILD:?}"
+. "$REPO/tests/vm/lib.sh"    # TESTBIN, hostrun (again per module set below)
 KSRC=$(dirname "$HOST_KBUILD")/src/linux-source-6.12
 KVM_STAT="python3 $KSRC/tools/kvm/kvm_stat/kvm_stat"
 

@@ -187,7 +187,10 @@ impl Env for VcpuEnv<'_> {
             if self.is_ram(gpa) {
                 match read_gpa(self.vcpu, gpa, &mut buf[off..off + len]) {
                     Ok(true) => continue,
-                    _ => return Err(Stop::Internal),
+                    // The slot went away since is_ram (another thread deleted
+                    // or moved it): the access is MMIO now.
+                    Ok(false) => {}
+                    Err(_) => return Err(Stop::Internal),
                 }
             }
             if let Some(v) = kernel_mmio_read(self.vcpu, gpa, len as u8) {

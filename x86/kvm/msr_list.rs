@@ -30,13 +30,15 @@ const CANDIDATES: &[u32] = &[
 /// IA32_TSC_DEADLINE (the in-kernel APIC's; without one it reads 0 and
 /// ignores writes, as upstream), IA32_TSC_ADJUST, kvmclock's four,
 /// MSR_PLATFORM_INFO, MSR_MISC_FEATURES_ENABLES, MSR_IA32_POWER_CTL,
-/// MSR_KVM_STEAL_TIME, IA32_SMBASE (on vendors that offer SMM). Each one only
-/// if the vendor virtualizes it (has_emulated_msr).
+/// MSR_KVM_STEAL_TIME, IA32_SMBASE (on vendors that offer SMM),
+/// MSR_SMI_COUNT. Each one only if the vendor virtualizes it
+/// (has_emulated_msr).
 const EMULATED: &[u32] = &[
     crate::platform_info::MSR_PLATFORM_INFO,
     crate::platform_info::MSR_MISC_FEATURES_ENABLES,
     0x1fc, // MSR_IA32_POWER_CTL
     msr::IA32_SMBASE,
+    msr::SMI_COUNT,
     msr::IA32_TSC_DEADLINE,
     msr::IA32_TSC_ADJUST,
     msr::KVM_WALL_CLOCK,

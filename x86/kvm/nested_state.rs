@@ -56,9 +56,13 @@ fn header(format: u16) -> [u8; HEADER] {
 /// announced in `size` is smaller than the header.
 pub(crate) fn get(arg: usize) -> Result<isize> {
     let h = header(vendor_format()?);
-    let user_size: u32 = user::read(arg + 4)?;
+    // `size` is the first thing read, at arg + 4: a pointer at the very end of
+    // the address space must be EFAULT (as upstream's get_user), not an
+    // arithmetic overflow (a panic with CONFIG_RUST_OVERFLOW_CHECKS).
+    let size_at = arg.checked_add(4).ok_or(EFAULT)?;
+    let user_size: u32 = user::read(size_at)?;
     if (user_size as usize) < HEADER {
-        user::write(arg + 4, &(HEADER as u32))?;
+        user::write(size_at, &(HEADER as u32))?;
         return Err(E2BIG);
     }
     user::write_slice(arg, &h[..])?;

@@ -51,9 +51,10 @@ pub(crate) struct VcpuSmm {
     pub smi_pending: bool,
     pub smi_count: u64,
     pub smbase: u64,
-    /// Entering SMM at this entry failed (SMRAM not writable in address
-    /// space 1): KVM_RUN returns EIO (upstream marks the VM dead).
-    entry_failed: bool,
+    /// Entering SMM at this entry failed: KVM_RUN returns this error (EIO
+    /// when SMRAM is not writable in address space 1, where upstream marks
+    /// the VM dead; ENOMEM).
+    entry_failed: Option<Error>,
 }
 
 impl Default for VcpuSmm {
@@ -64,7 +65,7 @@ impl Default for VcpuSmm {
             smi_pending: false,
             smi_count: 0,
             smbase: smram::DEFAULT_SMBASE,
-            entry_failed: false,
+            entry_failed: None,
         }
     }
 }
@@ -164,19 +165,19 @@ pub(crate) fn inject_smi(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
     }
     inner.smm.smi_pending = false;
     inner.smm.smi_count += 1;
-    if enter_smm(vcpu, inner).is_err() {
-        inner.smm.entry_failed = true;
+    if let Err(e) = enter_smm(vcpu, inner) {
+        inner.smm.entry_failed = Some(e);
     }
     true
 }
 
-/// After the events were chosen: EIO if entering SMM failed (see
+/// After the events were chosen: the error if entering SMM failed (see
 /// `VcpuSmm::entry_failed`).
 pub(crate) fn check_entry(inner: &mut VcpuInner) -> Result {
-    if core::mem::take(&mut inner.smm.entry_failed) {
-        return Err(EIO);
+    match inner.smm.entry_failed.take() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn attrs_of(s: &kvm_segment) -> SegAttrs {
@@ -267,7 +268,7 @@ fn enter_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result {
     let smbase = inner.smm.smbase;
     // SMRAM is written in the SMM address space.
     if !matches!(crate::emulate::write_gpa_in(vcpu, 1, smbase.wrapping_add(smram::SAVE_AREA), &area[..]), Ok(true)) {
-        return Err(EFAULT);
+        return Err(EIO);
     }
     smm_changed(vcpu, inner, true);
     let s = &mut inner.state;
@@ -309,7 +310,9 @@ pub(crate) fn rsm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
         inner.state.queue_exception(6, None);
         return Ok(Next::Guest);
     }
-    if leave_smm(vcpu, inner).is_err() {
+    // An allocation failure is KVM_RUN's ENOMEM, not the guest's problem.
+    let mut area = area_buffer()?;
+    if leave_smm(vcpu, inner, &mut area).is_err() {
         // Upstream's triple fault (KVM_REQ_TRIPLE_FAULT): a shutdown exit.
         inner.shutdown_requested = true;
         return Ok(Next::Guest);
@@ -319,9 +322,6 @@ pub(crate) fn rsm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<Next> {
     Ok(Next::Guest)
 }
 
-/// Exceptions intercepted while in SMM: #UD, for the vendors that do not
-/// intercept RSM itself (VMX: RSM outside real SMM is #UD, which upstream
-/// emulates from its #UD handler).
 /// An intercepted #UD in SMM (#UD is always intercepted): RSM (with any
 /// legacy prefixes) leaves SMM; anything else is an ordinary #UD
 /// (forced_emulation::handle_ud).
@@ -342,8 +342,7 @@ struct Bad;
 
 /// Upstream's emulator_leave_smm.
 #[inline(never)]
-fn leave_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<(), Bad> {
-    let mut area = area_buffer().map_err(|_| Bad)?;
+fn leave_smm(vcpu: &Vcpu, inner: &mut VcpuInner, area: &mut [u8; smram::SIZE]) -> Result<(), Bad> {
     let at = inner.smm.smbase.wrapping_add(smram::SAVE_AREA);
     if !matches!(crate::emulate::read_gpa_in(vcpu, 1, at, &mut area[..]), Ok(true)) {
         return Err(Bad);
@@ -370,7 +369,7 @@ fn leave_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<(), Bad> {
         s.efer = 0;
     }
     if lm {
-        let st = smram::decode_64(&area);
+        let st = smram::decode_64(area);
         // svm_leave_smm: an SMI taken in guest mode needs nested
         // virtualization, which is not offered.
         if st.svm_guest_flag != 0 {
@@ -378,7 +377,7 @@ fn leave_smm(vcpu: &Vcpu, inner: &mut VcpuInner) -> Result<(), Bad> {
         }
         load_state_64(vcpu, inner, &st)
     } else {
-        load_state_32(vcpu, inner, &smram::decode_32(&area))
+        load_state_32(vcpu, inner, &smram::decode_32(area))
     }
 }
 
@@ -441,14 +440,19 @@ fn load_state_64(vcpu: &Vcpu, inner: &mut VcpuInner, st: &smram::State) -> Resul
     s.gdt = load_dt(&st.gdtr);
     enter_protected_mode(vcpu, inner, st.cr0, st.cr3, st.cr4)?;
     let s = &mut inner.state;
+    load_segs(s, st);
+    s.interrupt_shadow = st.int_shadow != 0;
+    Ok(())
+}
+
+/// The six segment registers from the save area.
+fn load_segs(s: &mut ArchState, st: &smram::State) {
     s.es = load_seg(&st.es);
     s.cs = load_seg(&st.cs);
     s.ss = load_seg(&st.ss);
     s.ds = load_seg(&st.ds);
     s.fs = load_seg(&st.fs);
     s.gs = load_seg(&st.gs);
-    s.interrupt_shadow = st.int_shadow != 0;
-    Ok(())
 }
 
 /// Upstream's rsm_load_state_32 (only the low eight registers exist).
@@ -456,18 +460,17 @@ fn load_state_32(vcpu: &Vcpu, inner: &mut VcpuInner, st: &smram::State) -> Resul
     let s = &mut inner.state;
     s.rflags = st.rflags | rflags::FIXED;
     s.rip = st.rip;
-    s.gprs[..8].copy_from_slice(&st.gprs[..8]);
+    // Element by element: objtool does not know the length-mismatch panic
+    // of a u64 copy_from_slice returns never, and warns of a fall-through.
+    for (d, v) in s.gprs.iter_mut().zip(st.gprs.iter()).take(8) {
+        *d = *v;
+    }
     load_drs(s, st.dr6, st.dr7)?;
     s.tr = load_seg(&st.tr);
     s.ldt = load_seg(&st.ldtr);
     s.gdt = load_dt(&st.gdtr);
     s.idt = load_dt(&st.idtr);
-    s.es = load_seg(&st.es);
-    s.cs = load_seg(&st.cs);
-    s.ss = load_seg(&st.ss);
-    s.ds = load_seg(&st.ds);
-    s.fs = load_seg(&st.fs);
-    s.gs = load_seg(&st.gs);
+    load_segs(s, st);
     inner.smm.smbase = st.smbase as u64;
     enter_protected_mode(vcpu, inner, st.cr0, st.cr3, st.cr4)?;
     inner.state.interrupt_shadow = st.int_shadow != 0;
@@ -520,22 +523,27 @@ pub(crate) fn set_events(vcpu: &Vcpu, inner: &mut VcpuInner, e: &uapi::kvm_vcpu_
 }
 
 /// MSR_IA32_SMBASE: only user space reads and writes it (upstream); the
-/// guest gets #GP. None for other MSRs, or when SMM is not offered.
+/// guest gets #GP. MSR_SMI_COUNT, the SMIs taken since RESET or INIT:
+/// anyone reads it, only user space writes it. None for other MSRs, or for
+/// SMBASE when SMM is not offered.
 pub(crate) fn get_msr(inner: &VcpuInner, index: u32, host: bool) -> Option<Result<u64>> {
-    if index != msr::IA32_SMBASE || !vendor_supports() {
-        return None;
+    match index {
+        msr::SMI_COUNT => Some(Ok(inner.smm.smi_count)),
+        msr::IA32_SMBASE if vendor_supports() => Some(if host { Ok(inner.smm.smbase) } else { Err(EINVAL) }),
+        _ => None,
     }
-    Some(if host { Ok(inner.smm.smbase) } else { Err(EINVAL) })
 }
 
 /// See [`get_msr`].
 pub(crate) fn set_msr(inner: &mut VcpuInner, index: u32, value: u64, host: bool) -> Option<Result> {
-    if index != msr::IA32_SMBASE || !vendor_supports() {
-        return None;
-    }
+    let field = match index {
+        msr::SMI_COUNT => &mut inner.smm.smi_count,
+        msr::IA32_SMBASE if vendor_supports() => &mut inner.smm.smbase,
+        _ => return None,
+    };
     if !host {
         return Some(Err(EINVAL));
     }
-    inner.smm.smbase = value;
+    *field = value;
     Some(Ok(()))
 }

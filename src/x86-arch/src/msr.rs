@@ -4,6 +4,7 @@ pub const IA32_TSC: u32 = 0x0000_0010;
 pub const IA32_PLATFORM_ID: u32 = 0x0000_0017;
 pub const IA32_APIC_BASE: u32 = 0x0000_001b;
 pub const IA32_FEATURE_CONTROL: u32 = 0x0000_003a;
+pub const SMI_COUNT: u32 = 0x0000_0034;
 pub const IA32_TSC_ADJUST: u32 = 0x0000_003b;
 pub const IA32_SPEC_CTRL: u32 = 0x0000_0048;
 pub const IA32_PRED_CMD: u32 = 0x0000_0049;

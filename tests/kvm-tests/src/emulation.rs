@@ -9,6 +9,7 @@
 //! of the faulting instruction with `out 0x16, ax`.
 
 use crate::guest::*;
+use crate::guests::expect_mmio;
 use crate::harness::{TestFn, TestResult};
 use crate::kvm::*;
 use crate::{check, check_eq};
@@ -79,20 +80,6 @@ fn expect_ud_at(v: &Vcpu, ip: u64) -> TestResult {
     check!(!io.input && io.port == UD_PORT && io.size == 2, "exit on port {:#x} size {}, expected the #UD handler's", io.port, io.size);
     let d = v.io_data();
     check_eq!(u16::from_le_bytes([d[0], d[1]]) as u64, ip);
-    Ok(())
-}
-
-fn expect_mmio(v: &Vcpu, addr: u64, len: u32, write: Option<&[u8]>) -> TestResult {
-    expect_exit(v, KVM_EXIT_MMIO)?;
-    let m = v.mmio();
-    check!(m.addr == addr && m.len == len, "mmio at {:#x} len {}, expected {addr:#x} len {len}", m.addr, m.len);
-    match write {
-        Some(d) => {
-            check!(m.is_write, "expected a write");
-            check_eq!(m.data[..len as usize].to_vec(), d.to_vec());
-        }
-        None => check!(!m.is_write, "expected a read"),
-    }
     Ok(())
 }
 

@@ -157,7 +157,7 @@ fn rep_insb_rcx_changed() -> TestResult {
     Ok(())
 }
 
-fn expect_mmio(v: &Vcpu, addr: u64, len: u32, write: Option<&[u8]>) -> TestResult {
+pub fn expect_mmio(v: &Vcpu, addr: u64, len: u32, write: Option<&[u8]>) -> TestResult {
     expect_exit(v, KVM_EXIT_MMIO)?;
     let m = v.mmio();
     check!(m.addr == addr && m.len == len, "mmio at {:#x} len {}, expected {addr:#x} len {len}", m.addr, m.len);

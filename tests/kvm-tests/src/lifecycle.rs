@@ -29,6 +29,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("vcpu/msrs_limits", msrs_limits),
         ("vcpu/bad_ioctls", vcpu_bad_ioctls),
         ("vcpu/efault", vcpu_efault),
+        ("vcpu/efault_pointer_at_address_space_end", vcpu_efault_wrapping),
         ("run/immediate_exit", immediate_exit),
         ("run/signal_interrupts_run", signal_interrupts),
         ("run/process_killed_during_run", killed_during_run),
@@ -398,6 +399,21 @@ fn vcpu_efault() -> TestResult {
     for req in [KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_GET_FPU, KVM_GET_MSRS, KVM_GET_VCPU_EVENTS] {
         check_eq!(ioctl_val(&v.fd, req, 0), Err(libc::EFAULT));
         check_eq!(ioctl_val(&v.fd, req, 0xffff_8000_0000_0000), Err(libc::EFAULT));
+    }
+    Ok(())
+}
+
+/// Pointers so close to 2^64 that a field offset added to them wraps: EFAULT.
+/// A regression test: KVM_GET_NESTED_STATE computed arg + 4 unchecked and
+/// panicked (overflow check) in the kernel; found by kvm-fuzz on the debug
+/// kernel.
+fn vcpu_efault_wrapping() -> TestResult {
+    let vm = Vm::new()?;
+    let v = vm.vcpu(0)?;
+    for arg in [u64::MAX, u64::MAX - 3, u64::MAX - 7] {
+        for req in [KVM_GET_NESTED_STATE, KVM_SET_NESTED_STATE, KVM_GET_MSRS, KVM_SET_MSRS, KVM_SET_CPUID2, KVM_GET_REGS] {
+            check_eq!(ioctl_val(&v.fd, req, arg), Err(libc::EFAULT));
+        }
     }
     Ok(())
 }

@@ -26,12 +26,14 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("smm/init_latched_until_rsm", init_latched_until_rsm),
         ("smm/rsm_outside_smm_is_ud", rsm_outside_smm_is_ud),
         ("smm/rsm_bad_state_shuts_down", rsm_bad_state_shuts_down),
+        ("smm/smi_without_smram_is_eio", smi_without_smram_is_eio),
     ]
 }
 
 type TestResult = crate::harness::TestResult;
 
 const MSR_IA32_SMBASE: u32 = 0x9e;
+const MSR_SMI_COUNT: u32 = 0x34;
 const SMRAM_GPA: u64 = 0x10_0000;
 const SMRAM_SIZE: usize = 0x1_0000;
 const SMRAM_SLOT: u32 = (1 << 16) | 1;
@@ -189,10 +191,15 @@ fn caps_and_smbase_msr() -> TestResult {
     let mut l = MsrList::with_room(256);
     ioctl_ptr(&vm.kvm, KVM_GET_MSR_INDEX_LIST, l.ptr()).map_err(|e| e2s("GET_MSR_INDEX_LIST", e))?;
     check!(l.indices().contains(&MSR_IA32_SMBASE), "SMBASE not in {:x?}", l.indices());
+    check!(l.indices().contains(&MSR_SMI_COUNT), "SMI_COUNT not in {:x?}", l.indices());
     let v = vm.vcpu(0)?;
     check_eq!(v.get_msr(MSR_IA32_SMBASE)?, 0x30000);
     check_eq!(v.set_msr(MSR_IA32_SMBASE, 0xa0000), Ok(1));
     check_eq!(v.get_msr(MSR_IA32_SMBASE)?, 0xa0000);
+    check_eq!(v.get_msr(MSR_SMI_COUNT)?, 0);
+    check_eq!(v.set_msr(MSR_SMI_COUNT, 5), Ok(1));
+    check_eq!(v.get_msr(MSR_SMI_COUNT)?, 5);
+    check_eq!(v.set_msr(MSR_SMI_COUNT, 0), Ok(1));
     // KVM_SMI is accepted at any time; the SMI is pending until an entry.
     check_eq!(ioctl_val(&v.fd, KVM_SMI, 0), Ok(0));
     check_eq!(events(&v)?.smi.pending, 1);
@@ -208,12 +215,14 @@ fn smi_ioctl_enter_and_rsm() -> TestResult {
     check_eq!(ioctl_val(&v.fd, KVM_SMI, 0), Ok(0));
     expect_io(v, 0x12)?;
     check_in_smm(&s, MAIN_OUT11, nmi)?;
+    check_eq!(v.get_msr(MSR_SMI_COUNT)?, 1);
     expect_io(v, 0x11)?;
     check_back(v, nmi)?;
     // A second SMI works the same way (SMBASE read back from SMRAM).
     check_eq!(ioctl_val(&v.fd, KVM_SMI, 0), Ok(0));
     expect_io(v, 0x12)?;
     check_in_smm(&s, MAIN_OUT11 + 2, nmi)?;
+    check_eq!(v.get_msr(MSR_SMI_COUNT)?, 2);
     expect_exit(v, KVM_EXIT_HLT)?;
     let _ = s.mem;
     Ok(())
@@ -405,6 +414,8 @@ fn init_latched_until_rsm() -> TestResult {
     check_eq!(events(v)?.smi.smm, 0);
     // SMBASE survives INIT.
     check_eq!(v.get_msr(MSR_IA32_SMBASE)?, SMRAM_GPA);
+    // The SMI count does not.
+    check_eq!(v.get_msr(MSR_SMI_COUNT)?, 0);
     Ok(())
 }
 
@@ -427,5 +438,16 @@ fn rsm_bad_state_shuts_down() -> TestResult {
     // CR0 in the state-save area: PG without PE cannot be loaded.
     poke(s.smram, 0xfe00 + 0x158, &0x8000_0000u64.to_le_bytes());
     expect_exit(v, KVM_EXIT_SHUTDOWN)?;
+    Ok(())
+}
+
+/// No memory at SMBASE in address space 1: the state cannot be saved, and
+/// KVM_RUN fails with EIO (upstream also marks the VM dead).
+fn smi_without_smram_is_eio() -> TestResult {
+    let (_vm, v, mem) = vm_with_ram(0x10000)?;
+    poke(mem, 0x1000, &[0xe6, 0x10, 0xf4]);
+    v.real_mode_at(0x1000)?;
+    check_eq!(ioctl_val(&v.fd, KVM_SMI, 0), Ok(0));
+    check_eq!(v.run(), Err(libc::EIO));
     Ok(())
 }

@@ -238,7 +238,11 @@ fn vmm(pipe: RawFd) -> Result<(), String> {
                     loop {
                         match v.run() {
                             Ok(KVM_EXIT_MMIO) | Ok(KVM_EXIT_IO) => {}
-                            r => return Err(format!("{}: KVM_RUN returned {r:?}", role.name())),
+                            r => {
+                                let rip = v.regs().map(|r| r.rip).unwrap_or(0);
+                                let data = [v.exit_u64(0), v.exit_u64(1), v.exit_u64(2), v.exit_u64(3), v.exit_u64(4)];
+                                return Err(format!("{}: KVM_RUN returned {r:?}, rip {rip:#x}, exit data {data:x?}", role.name()));
+                            }
                         }
                         if first {
                             report(pipe, &format!("IN {}", role.name()));
@@ -399,7 +403,20 @@ fn kill_round(round: u32, limit_ms: u64) -> Result<String, String> {
     }
     let ms = killed.elapsed().as_millis();
     if !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL) {
-        return Err(format!("round {round}: VMM status {status:#x}, not killed by SIGKILL"));
+        // The VMM died on its own: its last words are in the pipe.
+        let mut rest = String::new();
+        let mut b = [0u8; 4096];
+        loop {
+            // SAFETY: reading into a local buffer from our pipe; the writer
+            // is gone, so this ends with 0 (EOF).
+            let r = unsafe { libc::read(rd.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+            if r <= 0 {
+                break;
+            }
+            rest.push_str(&String::from_utf8_lossy(&b[..r as usize]));
+        }
+        let why = rest.lines().find(|l| l.starts_with("ERR ")).unwrap_or("no ERR line").to_string();
+        return Err(format!("round {round}: VMM status {status:#x}, not killed by SIGKILL: {why}"));
     }
     Ok(format!("ROUND {round} gone {ms} ms after SIGKILL; states {}", states.join(" ")))
 }
