@@ -6,7 +6,12 @@
 //!   reads and writes the new (shared) page;
 //! - a guest incrementing a counter while another thread discards the page
 //!   for many rounds: at the end the guest's page is user space's page;
-//! - the slot's pages are not pinned: munmap while the VM lives frees them.
+//! - the slot's pages are not pinned: munmap while the VM lives frees them;
+//! - a slot the guest reads in a loop is deleted (the guest must see MMIO),
+//!   created again on a fresh THP-backed mapping (the guest must see the new
+//!   memory: the zero page or what user space wrote, never the old page),
+//!   deleted again..., each step waited for (Linux's set_memory_region_test
+//!   does the same with fixed 100 ms sleeps instead).
 
 use crate::guest::*;
 use crate::harness::{TestFn, TestResult};
@@ -22,6 +27,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("memory/remap_fixed_guest_sees_new_page", remap_fixed),
         ("memory/discard_while_guest_writes", discard_race),
         ("memory/slot_pages_not_pinned", not_pinned),
+        ("memory/delete_recreate_in_use_slot", delete_recreate),
     ]
 }
 
@@ -246,4 +252,136 @@ fn not_pinned() -> TestResult {
     drop(v);
     drop(vm);
     Ok(())
+}
+
+/// The region of `delete_recreate`: 2M at 2M, as set_memory_region_test's
+/// (one large page on hosts that map one).
+const REGION_GPA: u64 = 0x20_0000;
+const REGION_SIZE: usize = 2 << 20;
+/// What user space answers for an MMIO read of the deleted region (the
+/// selftest's MMIO_VAL).
+const MMIO_VAL: u32 = 0xbeef;
+/// The MMIO answer that ends the guest's loop.
+const STOP_VAL: u32 = 0x5707;
+
+/// A fresh anonymous 2M mapping at a 2M-aligned address with MADV_HUGEPAGE
+/// (the selftest's VM_MEM_SRC_ANONYMOUS_THP); returns (mapping, aligned start).
+fn thp_region() -> Result<(*mut u8, *mut u8), String> {
+    let raw = anon(2 * REGION_SIZE)?;
+    let start = ((raw as usize + REGION_SIZE - 1) & !(REGION_SIZE - 1)) as *mut u8;
+    // SAFETY: advice on our own mapping; failure (no THP) changes nothing
+    // the test checks.
+    unsafe { libc::madvise(start as *mut _, REGION_SIZE, libc::MADV_HUGEPAGE) };
+    Ok((raw, start))
+}
+
+fn unmap_region(raw: *mut u8) -> TestResult {
+    // SAFETY: a mapping made by `thp_region`, not used again.
+    check_eq!(unsafe { libc::munmap(raw as *mut _, 2 * REGION_SIZE) }, 0);
+    Ok(())
+}
+
+fn delete_recreate() -> TestResult {
+    const ROUNDS: u32 = 10;
+    const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+    let mut vm = Vm::new()?;
+    let mem = vm.add_mem(0, 0, 0x10000, 0)?;
+    // Flat 32-bit code: report every change of the dword at REGION_GPA
+    // through port 0x10 (the first value too).
+    //     mov ebx,REGION_GPA; mov edx,[ebx]; mov eax,edx; out 0x10,eax
+    // L:  mov eax,[ebx]; cmp eax,edx; je L; out 0x10,eax; mov edx,eax; jmp L
+    let gpa = (REGION_GPA as u32).to_le_bytes();
+    let code = [
+        0xbb, gpa[0], gpa[1], gpa[2], gpa[3], 0x8b, 0x13, 0x89, 0xd0, 0xe7, 0x10, 0x8b, 0x03, 0x39, 0xd0, 0x74, 0xfa, 0xe7,
+        0x10, 0x89, 0xc2, 0xeb, 0xf4,
+    ];
+    poke(mem, CODE as usize, &code);
+    let (mut raw, start) = thp_region()?;
+    // As the selftest: the first pages written by user space (a real huge
+    // page), 0.
+    poke(start, 0, &[0u8; 2 * PAGE]);
+    check_eq!(vm.set_region(1, REGION_GPA, REGION_SIZE as u64, start as u64, 0), Ok(0));
+    let v = vm.vcpu(0)?;
+    v.protected_mode_at(CODE)?;
+    crate::smp::install_usr2();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<Result<u32, String>>();
+    // The vCPU thread: forwards each reported value; answers MMIO reads of the
+    // region with MMIO_VAL (STOP_VAL once asked to stop).
+    let h = std::thread::spawn(move || loop {
+        let r = match v.run() {
+            Ok(KVM_EXIT_IO) if v.io().port == 0x10 => {
+                let d = v.io_data();
+                Ok(u32::from_le_bytes([d[0], d[1], d[2], d[3]]))
+            }
+            Ok(KVM_EXIT_MMIO) => {
+                let m = v.mmio();
+                if m.addr != REGION_GPA || m.len != 4 || m.is_write {
+                    Err(format!("unexpected MMIO at {:#x} len {} write {}", m.addr, m.len, m.is_write))
+                } else {
+                    let val = if stop2.load(Ordering::SeqCst) { STOP_VAL } else { MMIO_VAL };
+                    v.set_mmio_data(&val.to_le_bytes());
+                    continue;
+                }
+            }
+            Ok(other) => {
+                let rip = v.regs().map(|r| r.rip).unwrap_or(0);
+                Err(format!("unexpected exit {} ({other}) at rip {rip:#x}", exit_name(other)))
+            }
+            Err(e) => Err(format!("KVM_RUN: errno {e}")),
+        };
+        let end = !matches!(r, Ok(x) if x != STOP_VAL);
+        if tx.send(r).is_err() || end {
+            return;
+        }
+    });
+    let next = |what: &str| -> Result<u32, String> {
+        match rx.recv_timeout(STEP_TIMEOUT) {
+            Ok(r) => r.map_err(|e| format!("{what}: {e}")),
+            Err(_) => Err(format!("{what}: the guest reported nothing within {STEP_TIMEOUT:?}")),
+        }
+    };
+    let result = (|| -> TestResult {
+        check_eq!(next("start")?, 0);
+        for round in 0..ROUNDS {
+            // Deleted while the guest reads it: MMIO from now on.
+            check_eq!(vm.set_region(1, REGION_GPA, 0, 0, 0), Ok(0));
+            unmap_region(raw)?;
+            let got = next("after the delete")?;
+            check!(got == MMIO_VAL, "round {round}: after the delete the guest read {got:#x}, not MMIO");
+            // Created again on a fresh mapping (the same addresses, most
+            // likely): even rounds untouched (the guest maps the zero page),
+            // odd rounds with a value user space wrote first.
+            let (r, start) = thp_region()?;
+            raw = r;
+            let want = if round % 2 == 0 { 0 } else { 0x1000 + round };
+            if want != 0 {
+                write_u32(start, 0, want);
+            }
+            check_eq!(vm.set_region(1, REGION_GPA, REGION_SIZE as u64, start as u64, 0), Ok(0));
+            let got = next("after the re-creation")?;
+            check!(got == want, "round {round}: after the re-creation the guest read {got:#x}, not {want:#x}");
+            // And it follows user space's writes to the new memory.
+            let w = 0x2000 + round;
+            write_u32(start, 0, w);
+            let got = next("after a user-space write")?;
+            check!(got == w, "round {round}: after user space wrote {w:#x} the guest read {got:#x}");
+        }
+        // Deleted once more; then the vCPU thread ends the loop.
+        check_eq!(vm.set_region(1, REGION_GPA, 0, 0, 0), Ok(0));
+        unmap_region(raw)?;
+        check_eq!(next("after the last delete")?, MMIO_VAL);
+        stop.store(true, Ordering::SeqCst);
+        check_eq!(next("at the stop")?, STOP_VAL);
+        Ok(())
+    })();
+    if result.is_err() {
+        // End the vCPU thread wherever it is: its KVM_RUN returns EINTR.
+        stop.store(true, Ordering::SeqCst);
+        // SAFETY: the thread is not joined yet, so its id is valid.
+        unsafe { libc::pthread_kill(std::os::unix::thread::JoinHandleExt::as_pthread_t(&h), libc::SIGUSR2) };
+    }
+    h.join().map_err(|_| "vcpu thread panicked")?;
+    result
 }
