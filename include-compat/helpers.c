@@ -100,9 +100,6 @@ void kvm_rs_put_page(struct page *page) { put_page(page); }
 EXPORT_SYMBOL_GPL(kvm_rs_put_page);
 void kvm_rs_set_page_dirty_lock(struct page *page) { set_page_dirty_lock(page); }
 EXPORT_SYMBOL_GPL(kvm_rs_set_page_dirty_lock);
-int kvm_rs_pin_user_page(unsigned long hva, bool write, struct page **page)
-{ return get_user_pages_fast(hva, 1, write ? FOLL_WRITE : 0, page); }
-EXPORT_SYMBOL_GPL(kvm_rs_pin_user_page);
 
 struct mm_struct *kvm_rs_current_mm(void) { return current->mm; }
 EXPORT_SYMBOL_GPL(kvm_rs_current_mm);
@@ -305,18 +302,31 @@ bool kvm_rs_vfio_file_is_valid(struct file *file)
 }
 EXPORT_SYMBOL_GPL(kvm_rs_vfio_file_is_valid);
 
-/*
- * Whether the current process's page at @hva is mapped writable right now,
- * without faulting it in (what upstream's read faults use to decide whether
- * the guest may map the page writable at once).
- */
-bool kvm_rs_host_page_writable(unsigned long hva)
+int kvm_rs_hva_to_page(unsigned long hva, bool write_fault, bool want_writable,
+		       struct page **page, bool *writable)
 {
-	struct page *page;
+	int n;
 
-	if (get_user_pages_fast_only(hva & PAGE_MASK, 1, FOLL_WRITE, &page) != 1)
-		return false;
-	put_page(page);
-	return true;
+	hva &= PAGE_MASK;
+	if (!write_fault && want_writable &&
+	    get_user_pages_fast_only(hva, 1, FOLL_WRITE, page) == 1) {
+		*writable = true;
+		return 1;
+	}
+	n = get_user_pages_fast(hva, 1, write_fault ? FOLL_WRITE : 0, page);
+	if (n == 1)
+		*writable = write_fault;
+	return n == 0 ? -EFAULT : n;
 }
-EXPORT_SYMBOL_GPL(kvm_rs_host_page_writable);
+EXPORT_SYMBOL_GPL(kvm_rs_hva_to_page);
+
+struct page *kvm_rs_phys_to_page(u64 pa) { return pfn_to_page(PHYS_PFN(pa)); }
+EXPORT_SYMBOL_GPL(kvm_rs_phys_to_page);
+
+/* Upstream's kvm_set_page_dirty: the flag only, for pages with A/D tracking. */
+void kvm_rs_kvm_set_page_dirty(struct page *page)
+{
+	if (!PageReserved(page))
+		SetPageDirty(page);
+}
+EXPORT_SYMBOL_GPL(kvm_rs_kvm_set_page_dirty);

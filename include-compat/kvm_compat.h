@@ -58,7 +58,6 @@ void *kvm_rs_page_address(struct page *page);
 void kvm_rs_get_page(struct page *page);
 void kvm_rs_put_page(struct page *page);
 void kvm_rs_set_page_dirty_lock(struct page *page);
-int kvm_rs_pin_user_page(unsigned long hva, bool write, struct page **page);
 
 /* 2^order physically contiguous pages (alloc_pages()/__free_pages()). */
 struct page *kvm_rs_alloc_pages(unsigned int order);
@@ -133,8 +132,29 @@ u64 kvm_rs_arch_capabilities(void);
 bool kvm_rs_lfence_serializing(void);
 /* vfio_file_is_valid() through symbol_get (false without the vfio module). */
 bool kvm_rs_vfio_file_is_valid(struct file *file);
-/* The current process's page at hva is mapped writable (no fault taken). */
-bool kvm_rs_host_page_writable(unsigned long hva);
+/*
+ * The page behind hva for one guest fault (upstream's hva_to_pfn): FOLL_WRITE
+ * if write_fault; otherwise, if want_writable, writable only when the host PTE
+ * already is (gup-fast without faulting), else read-only. Returns 1 and a page
+ * reference (*writable says how it was taken), or a negative errno.
+ */
+int kvm_rs_hva_to_page(unsigned long hva, bool write_fault, bool want_writable,
+		       struct page **page, bool *writable);
+/* pfn_to_page() of a physical address. */
+struct page *kvm_rs_phys_to_page(u64 pa);
+/* Marks a page a guest may write dirty (upstream's kvm_set_page_dirty). */
+void kvm_rs_kvm_set_page_dirty(struct page *page);
+
+/* The VM's MMU notifier (x86/kvm/mmu_notifier.c). */
+struct kvm_rs_mmu_notifier;
+struct kvm_rs_mmu_notifier *kvm_rs_mmu_notifier_alloc(void);
+int kvm_rs_mmu_notifier_register(struct kvm_rs_mmu_notifier *n, const void *vm);
+void kvm_rs_mmu_notifier_free(struct kvm_rs_mmu_notifier *n);
+/* Its callbacks, implemented in Rust (x86/kvm/mmu_notifier.rs). */
+void kvm_rs_mn_invalidate_start(const void *vm, unsigned long start, unsigned long end);
+void kvm_rs_mn_invalidate_end(const void *vm, unsigned long start, unsigned long end);
+bool kvm_rs_mn_age(const void *vm, unsigned long start, unsigned long end, bool clear, bool flush);
+void kvm_rs_mn_release(const void *vm);
 void kvm_rs_init_waitqueue_head(struct wait_queue_head *wq);
 /* wake_up(): TASK_NORMAL, one exclusive waiter; safe from hard-IRQ context. */
 void kvm_rs_wake_up(struct wait_queue_head *wq);

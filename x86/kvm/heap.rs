@@ -13,15 +13,3 @@ pub(crate) fn zeroed_bytes<const N: usize>() -> Result<KBox<[u8; N]>> {
     // valid [u8; N].
     Ok(unsafe { b.assume_init() })
 }
-
-/// An array of `N` `None`s on the heap.
-pub(crate) fn nones<T, const N: usize>(flags: kernel::alloc::Flags) -> Result<KBox<[Option<T>; N]>> {
-    let mut b = KBox::<[Option<T>; N]>::new_uninit(flags)?;
-    let p = b.as_mut_ptr().cast::<Option<T>>();
-    for i in 0..N {
-        // SAFETY: `p` points to room for N elements; each is written once.
-        unsafe { p.add(i).write(None) };
-    }
-    // SAFETY: every element was initialized above.
-    Ok(unsafe { b.assume_init() })
-}

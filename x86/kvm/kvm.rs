@@ -63,6 +63,8 @@ mod mce;
 pub mod kvm_init;
 mod kvec_ext;
 mod misc_device;
+mod mmu_invalidate;
+mod mmu_notifier;
 pub mod mm;
 pub mod msr_list;
 mod msrs;

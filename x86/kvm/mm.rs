@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Memory helpers: kernel addresses of pages, pinning user pages, the owning mm.
+//! Memory helpers: kernel addresses of pages, user pages for a fault, the owning mm.
 
 use crate::bindings;
 use kernel::page::Page;
@@ -11,51 +11,52 @@ pub fn page_address(page: &Page) -> *mut u8 {
     unsafe { bindings::kvm_rs_page_address(page.as_ptr().cast()).cast() }
 }
 
-/// A user page pinned with get_user_pages_fast; unpinned (and marked dirty if it
-/// was pinned for writing) when dropped.
-pub(crate) struct PinnedPage {
+/// A reference to the user page behind a guest frame, taken for one fault
+/// (upstream's hva_to_pfn) and dropped once the leaf is installed (upstream's
+/// kvm_release_faultin_page): not a pin that outlives the fault.
+pub(crate) struct FaultPage {
     page: *mut bindings::page,
     writable: bool,
 }
 
-// SAFETY: a page reference can be dropped from any thread.
-unsafe impl Send for PinnedPage {}
-// SAFETY: no interior mutability is exposed.
-unsafe impl Sync for PinnedPage {}
-
-impl PinnedPage {
-    /// Pins the page of the current process at `hva` (for writing if `write`).
-    pub(crate) fn pin(hva: u64, write: bool) -> Result<Self> {
+impl FaultPage {
+    /// The page of the current process at `hva`: with FOLL_WRITE if
+    /// `write_fault`; otherwise writable only if `want_writable` and user
+    /// space's PTE is writable already (no fault taken to make it so).
+    pub(crate) fn get(hva: u64, write_fault: bool, want_writable: bool) -> Result<Self> {
         let mut page: *mut bindings::page = core::ptr::null_mut();
-        // SAFETY: pins at most one page into `page`; a bad address returns an
-        // error instead of faulting.
-        let n = unsafe { bindings::kvm_rs_pin_user_page(hva as _, write, &mut page) };
+        let mut writable = false;
+        // SAFETY: takes at most one page reference into `page`; a bad address
+        // returns an error instead of faulting.
+        let n = unsafe { bindings::kvm_rs_hva_to_page(hva as _, write_fault, want_writable, &mut page, &mut writable) };
         if n != 1 || page.is_null() {
             return Err(if n < 0 { Error::from_errno(n) } else { EFAULT });
         }
-        Ok(PinnedPage { page, writable: write })
+        Ok(FaultPage { page, writable })
     }
 
     pub(crate) fn phys(&self) -> u64 {
-        // SAFETY: the page is pinned.
+        // SAFETY: the page reference is held.
         unsafe { bindings::kvm_rs_page_to_phys(self.page) }
     }
 
+    /// Whether the page was taken writable (may be mapped writable).
     pub(crate) fn writable(&self) -> bool {
         self.writable
     }
+
+    /// Marks the page dirty (it was mapped writable for the guest), as
+    /// upstream's kvm_set_page_dirty: the flag, without the page lock.
+    pub(crate) fn set_dirty(&self) {
+        // SAFETY: the page reference is held.
+        unsafe { bindings::kvm_rs_kvm_set_page_dirty(self.page) };
+    }
 }
 
-impl Drop for PinnedPage {
+impl Drop for FaultPage {
     fn drop(&mut self) {
-        // SAFETY: releases the pin taken in `pin`; the guest may have written the
-        // page through the nested page tables, so it is marked dirty first.
-        unsafe {
-            if self.writable {
-                bindings::kvm_rs_set_page_dirty_lock(self.page);
-            }
-            bindings::kvm_rs_put_page(self.page);
-        }
+        // SAFETY: drops the reference taken in `get`.
+        unsafe { bindings::kvm_rs_put_page(self.page) };
     }
 }
 
@@ -99,14 +100,6 @@ impl Drop for OwnerMm {
 
 /// Converts a physical address of a page we own (a page-table page) to its kernel
 /// address.
-/// Whether the current process maps the page at `hva` writable now (no fault
-/// is taken to find out).
-pub(crate) fn host_page_writable(hva: u64) -> bool {
-    // SAFETY: a lockless page-table lookup of the current mm; takes and drops
-    // a page reference.
-    unsafe { crate::bindings::kvm_rs_host_page_writable(hva as usize) }
-}
-
 pub(crate) fn phys_to_virt(pa: u64) -> *mut u8 {
     // SAFETY: only computes the direct-map address.
     unsafe { bindings::kvm_rs_phys_to_virt(pa) as *mut u8 }

@@ -38,6 +38,13 @@ pub(crate) fn kvm_vcpu_pre_fault_memory(vcpu: &Vcpu, arg: usize) -> Result<isize
         // upstream's RET_PF_EMULATE.
         match vcpu.vm.handle_tdp_fault(crate::smm::as_id(vcpu), range.gpa, false) {
             Ok(Resolved::Mapped) => {}
+            // Raced with an invalidation: the same page again (after the
+            // signal check and a reschedule).
+            Ok(Resolved::Retry) => {
+                // SAFETY: may sleep (no lock is held here).
+                unsafe { bindings::kvm_rs_cond_resched() };
+                continue;
+            }
             Ok(Resolved::Mmio) => {
                 r = Err(ENOENT);
                 break;

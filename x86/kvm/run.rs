@@ -369,6 +369,9 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
                 crate::stats::pf_fixed(vcpu);
                 Ok(Next::Guest)
             }
+            // Raced with an invalidation of the host mapping: nothing was
+            // mapped; the guest faults again.
+            Resolved::Retry => Ok(Next::Guest),
             Resolved::Mmio => {
                 crate::stats::pf_emulate(vcpu);
                 emulate::emulate_mmio(vcpu, inner, gpa)

@@ -311,6 +311,11 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
         GFP_KERNEL,
     )?;
     inner.vcpus.push(shared.clone(), GFP_KERNEL)?;
+    // The MMU notifier's TLB flushes must reach the new vCPU.
+    if let Err(e) = crate::mmu_invalidate::sync_vcpus(vm, &inner) {
+        drop(crate::kvec_ext::pop(&mut inner.vcpus));
+        return Err(e);
+    }
     match files::new_fd(c_str!("kvm-vcpu"), files::vcpu_fops()?, vcpu) {
         Ok(fd) => {
             inner.created_vcpus += 1;
@@ -319,6 +324,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
         Err(e) => {
             if let Some(i) = inner.vcpus.iter().position(|v| Arc::ptr_eq(v, &shared)) {
                 drop(crate::kvec_ext::swap_remove(&mut inner.vcpus, i));
+                let _ = crate::mmu_invalidate::sync_vcpus(vm, &inner);
             }
             Err(e)
         }

@@ -5,13 +5,14 @@
 use crate::bindings;
 use crate::files;
 use crate::memslots::{self, Change, Refusal, Request, SlotDesc};
-use crate::mm::{OwnerMm, PinnedPage};
-use crate::tdp_mmu::TdpMmu;
+use crate::mm::{FaultPage, OwnerMm};
+use crate::mmu_invalidate::{self, MmuState};
+use crate::tdp_mmu::{TableCache, TdpMmu};
 use crate::uapi::{self, ioctl};
 use crate::vcpu::{self, VcpuShared};
 use crate::x86_ops::VendorOps;
 use crate::{caps, user};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
 use kernel::ffi::{c_int, c_long, c_uint, c_ulong};
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex, SpinLock};
@@ -22,32 +23,17 @@ use kernel::{c_str, new_mutex, new_spinlock};
 pub(crate) const MAX_VCPUS: u32 = 1024;
 pub(crate) const MAX_VCPU_ID: u32 = 4096;
 
-/// Guest frames per chunk of a slot's pin table.
-const PIN_CHUNK: usize = 256;
-
-/// One chunk of a slot's pin table (allocated when a frame in it is first
-/// mapped).
-type PinChunk = [Option<PinnedPage>; PIN_CHUNK];
-
-/// A memory slot: what user space described, the user pages pinned so far (one
-/// entry per guest frame, in chunks allocated on first use, so that a slot of
-/// terabytes costs a table of chunk pointers, not one entry per frame up
-/// front) and the dirty bitmap while dirty logging is on.
+/// A memory slot: what user space described and the dirty bitmap while dirty
+/// logging is on. The slot holds no pages: the guest's mappings follow user
+/// space's through the MMU notifier (x86/kvm/mmu_invalidate.rs).
 pub(crate) struct Memslot {
     pub desc: SlotDesc,
-    pages: KVVec<Option<KBox<PinChunk>>>,
     dirty: Option<KVVec<u64>>,
 }
 
 impl Memslot {
     fn new(desc: SlotDesc, initially_set: bool) -> Result<Self> {
-        let n = usize::try_from(desc.npages).map_err(|_| ENOMEM)?;
-        let chunks = n.div_ceil(PIN_CHUNK);
-        let mut pages = KVVec::with_capacity(chunks, GFP_KERNEL_ACCOUNT)?;
-        for _ in 0..chunks {
-            pages.push(None, GFP_KERNEL_ACCOUNT)?;
-        }
-        let mut slot = Memslot { desc, pages, dirty: None };
+        let mut slot = Memslot { desc, dirty: None };
         slot.set_logging(desc.flags & memslots::MEM_LOG_DIRTY_PAGES != 0, initially_set)?;
         Ok(slot)
     }
@@ -83,17 +69,22 @@ impl Memslot {
     }
 }
 
-/// Memory slots and two-dimensional page tables of one address space (0:
-/// normal, 1: System Management Mode; see memslots::ADDRESS_SPACES).
+/// Memory slots of one address space (0: normal, 1: System Management
+/// Mode; see memslots::ADDRESS_SPACES). Its two-dimensional page tables are
+/// in `Vm::mmu` (MmuState::tdp, same index).
 pub(crate) struct AddressSpace {
     pub slots: KVec<Memslot>,
-    pub mmu: TdpMmu,
 }
 
+/// The VM lock's data (`Vm::inner`, a mutex: may be held across sleeps and
+/// user copies, never across guest entry; `Vm::mmu` nests inside it).
 pub(crate) struct VmInner {
     /// Indexed by address-space id; a vCPU uses the one of its mode
     /// (crate::smm::as_id).
     pub spaces: [AddressSpace; 2],
+    /// Table pages for the next fault's mapping (refilled before `mmu` is
+    /// taken; upstream's per-vCPU mmu_page_cache).
+    pub table_cache: TableCache,
     pub vcpus: KVec<Arc<VcpuShared>>,
     /// vCPUs ever created (upstream's created_vcpus: closing a vCPU's file
     /// does not lower it). VM-wide setup that must precede vCPUs checks it.
@@ -129,14 +120,22 @@ impl VmInner {
 pub(crate) enum Resolved {
     /// Mapped in the page tables now; re-enter the guest.
     Mapped,
+    /// An invalidation of the host mapping raced with the fault: nothing was
+    /// mapped; re-enter the guest (it faults again) or try again.
+    Retry,
     /// Not backed by RAM (or a write to a read-only slot): emulate as MMIO.
     Mmio,
 }
 
 #[pin_data]
 pub struct Vm {
-    /// The in-kernel irqchip. First, so that its timers and work items are
-    /// stopped before anything they use is dropped.
+    /// The MMU notifier on the creator's mm. First, so that it is
+    /// unregistered (no callback running or to come) before anything its
+    /// callbacks use is dropped.
+    mmu_notifier: crate::mmu_notifier::MmuNotifier,
+    /// The in-kernel irqchip. Next (after the notifier, which it does not
+    /// use), so that its timers and work items are stopped before anything
+    /// they use is dropped.
     #[pin]
     pub(crate) irq: crate::irq::VmIrq,
     pub(crate) vendor: &'static dyn VendorOps,
@@ -168,6 +167,11 @@ pub struct Vm {
     /// Physical address of the root of the two-dimensional page tables of
     /// each address space.
     pub(crate) tdp_roots: [u64; 2],
+    /// The page tables and the MMU-notifier protocol's state: a spinlock
+    /// nested inside `inner`, taken alone by the notifier; see
+    /// x86/kvm/mmu_invalidate.rs.
+    #[pin]
+    pub(crate) mmu: SpinLock<MmuState>,
     #[pin]
     pub(crate) inner: Mutex<VmInner>,
     /// Statistics (KVM_GET_STATS_FD, debugfs).
@@ -209,8 +213,10 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
     let smm_mmu = TdpMmu::new(vendor.tdp())?;
     let tdp_roots = [mmu.root_pa(), smm_mmu.root_pa()];
     let ring = crate::coalesced_mmio::alloc_ring()?;
+    let mmu_notifier = crate::mmu_notifier::MmuNotifier::new()?;
     let vm = Arc::pin_init(
         pin_init!(Vm {
+            mmu_notifier,
             irq <- crate::irq::VmIrq::new(),
             vendor,
             vfio_device_open: core::sync::atomic::AtomicBool::new(false),
@@ -224,11 +230,10 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
             owner: OwnerMm::current(),
             tlb_gen: AtomicU64::new(0),
             tdp_roots,
+            mmu <- new_spinlock!(MmuState::new([mmu, smm_mmu]), "Vm::mmu"),
             inner <- new_mutex!(VmInner {
-                spaces: [
-                    AddressSpace { slots: KVec::new(), mmu },
-                    AddressSpace { slots: KVec::new(), mmu: smm_mmu },
-                ],
+                spaces: [AddressSpace { slots: KVec::new() }, AddressSpace { slots: KVec::new() }],
+                table_cache: TableCache::new(),
                 vcpus: KVec::new(),
                 tss_addr: None,
                 identity_map_addr: None,
@@ -241,6 +246,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
         }),
         GFP_KERNEL,
     )?;
+    vm.mmu_notifier.register(&vm)?;
     let fd = files::new_fd(c_str!("kvm-vm"), files::vm_fops()?, vm.clone())?;
     // Upstream names the VM's debugfs directory after its fd; a failure here
     // only costs the directory, as upstream's.
@@ -437,20 +443,54 @@ impl Vm {
             Change::Create(desc) => {
                 let slot = Memslot::new(desc, inner.dirty_log_initially_set())?;
                 inner.spaces[as_id].slots.push(slot, GFP_KERNEL)?;
-                Ok(())
+                // The notifier learns the slot before a fault can map it (faults
+                // hold `inner`).
+                match mmu_invalidate::slot_descs(inner, as_id) {
+                    Ok(descs) => {
+                        let old = self.mmu.lock().set_slots(as_id, descs);
+                        drop(old);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        drop(crate::kvec_ext::pop(&mut inner.spaces[as_id].slots));
+                        Err(e)
+                    }
+                }
             }
             Change::Delete(desc) => {
                 let i = inner.spaces[as_id].slots.iter().position(|s| s.desc.id == desc.id).ok_or(EINVAL)?;
-                crate::stats::pages_4k(self, -(inner.spaces[as_id].mmu.zap(desc.base_gfn, desc.end_gfn()) as i64));
-                self.flush_remote_tlbs(inner);
-                // No vCPU can use the old translations now: drop the slot (and the
-                // pins of its pages).
-                drop(crate::kvec_ext::swap_remove(&mut inner.spaces[as_id].slots, i));
+                let removed = crate::kvec_ext::swap_remove(&mut inner.spaces[as_id].slots, i);
+                let descs = match mmu_invalidate::slot_descs(inner, as_id) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        if let Some(s) = removed {
+                            let _ = inner.spaces[as_id].slots.push(s, GFP_KERNEL);
+                        }
+                        return Err(e);
+                    }
+                };
+                let old = {
+                    let mut mmu = self.mmu.lock();
+                    mmu.zap(self, as_id, desc.base_gfn, desc.end_gfn());
+                    mmu.flush_remote_tlbs(self);
+                    mmu.set_slots(as_id, descs)
+                };
+                // No vCPU can use the old translations now: drop the slot.
+                drop((old, removed));
                 Ok(())
             }
             Change::Move { old, new } => {
-                crate::stats::pages_4k(self, -(inner.spaces[as_id].mmu.zap(old.base_gfn, old.end_gfn()) as i64));
-                self.flush_remote_tlbs(inner);
+                let mut descs = mmu_invalidate::slot_descs(inner, as_id)?;
+                if let Some(d) = descs.iter_mut().find(|d| d.id == old.id) {
+                    *d = new;
+                }
+                let old_descs = {
+                    let mut mmu = self.mmu.lock();
+                    mmu.zap(self, as_id, old.base_gfn, old.end_gfn());
+                    mmu.flush_remote_tlbs(self);
+                    mmu.set_slots(as_id, descs)
+                };
+                drop(old_descs);
                 if let Some(s) = inner.spaces[as_id].slots.iter_mut().find(|s| s.desc.id == old.id) {
                     s.desc = new;
                 }
@@ -463,11 +503,18 @@ impl Vm {
                     s.set_logging(logging, initially_set)?;
                     s.desc = new;
                 }
+                // The notifier's copy keeps the flags in step (unused there, but
+                // one descriptor per slot, the same everywhere).
+                let descs = mmu_invalidate::slot_descs(inner, as_id)?;
+                let mut mmu = self.mmu.lock();
+                let old_descs = mmu.set_slots(as_id, descs);
                 if logging && !initially_set {
                     // Writes must fault from now on to be logged.
-                    inner.spaces[as_id].mmu.write_protect(old.base_gfn, old.end_gfn());
-                    self.flush_remote_tlbs(inner);
+                    mmu.tdp[as_id].write_protect(old.base_gfn, old.end_gfn());
+                    mmu.flush_remote_tlbs(self);
                 }
+                drop(mmu);
+                drop(old_descs);
                 Ok(())
             }
         }
@@ -498,6 +545,7 @@ impl Vm {
         // Write-protect each run of consecutive dirty pages with one walk.
         let mut protected = false;
         let end = base + npages;
+        let mut mmu = self.mmu.lock();
         for (wi, w) in snapshot.iter().enumerate() {
             let mut bits = *w;
             while bits != 0 {
@@ -507,13 +555,14 @@ impl Vm {
                 let first = base + wi as u64 * 64 + b as u64;
                 let last = (first + run as u64).min(end);
                 if first < last {
-                    protected |= inner.spaces[as_id].mmu.write_protect(first, last);
+                    protected |= mmu.tdp[as_id].write_protect(first, last);
                 }
             }
         }
         if protected {
-            self.flush_remote_tlbs(inner);
+            mmu.flush_remote_tlbs(self);
         }
+        drop(mmu);
         // Upstream copies ALIGN(npages, BITS_PER_LONG) / 8 bytes.
         user::write_slice(bitmap_uaddr, &snapshot)
     }
@@ -546,6 +595,7 @@ impl Vm {
         user::read_slice(uaddr, &mut mask)?;
         let first_word = (first / 64) as usize;
         let mut protected = false;
+        let mut mmu = self.mmu.lock();
         for (i, m) in mask.iter().enumerate() {
             let Some(w) = dirty.get_mut(first_word + i) else { break };
             // Only bits that were set are cleared (never beyond the slot).
@@ -560,24 +610,30 @@ impl Vm {
                 let run = (bits >> b).trailing_ones();
                 bits = if b + run >= 64 { 0 } else { bits & !(((1u64 << run) - 1) << b) };
                 let gfn = base + ((first_word + i) as u64) * 64 + b as u64;
-                protected |= space.mmu.write_protect(gfn, gfn + run as u64);
+                protected |= mmu.tdp[as_id].write_protect(gfn, gfn + run as u64);
             }
         }
         if protected {
-            self.flush_remote_tlbs(inner);
+            mmu.flush_remote_tlbs(self);
         }
         Ok(())
     }
 
-    /// Resolves a guest-physical access that faulted in the nested page tables:
-    /// maps RAM (pinning the user page), or reports MMIO.
-    /// `as_id` is the faulting vCPU's address space. Not inlined: its frame
-    /// (a pin-table chunk is built on the stack) must not add to the run
+    /// Resolves a guest-physical access that faulted in the nested page tables
+    /// (upstream's kvm_tdp_page_fault: kvm_faultin_pfn, is_page_fault_stale,
+    /// the mapping, the page's release): maps RAM, or reports MMIO.
+    /// `as_id` is the faulting vCPU's address space.
+    ///
+    /// `inner` is held throughout, so the slot cannot change; the page lookup
+    /// may sleep under it. The page reference lasts only until the leaf is
+    /// installed; see x86/kvm/mmu_invalidate.rs for why the mapping cannot
+    /// outlive the host's. Not inlined: its frame must not add to the run
     /// loop's.
     #[inline(never)]
     pub(crate) fn handle_tdp_fault(&self, as_id: usize, gpa: u64, write: bool) -> Result<Resolved> {
         let gfn = gpa >> memslots::PAGE_SHIFT;
         let mut inner = self.inner.lock();
+        let inner = &mut *inner;
         let space = inner.spaces.get_mut(as_id).ok_or(EINVAL)?;
         let Some(slot) = space.slots.iter_mut().find(|s| s.desc.contains(gfn)) else {
             return Ok(Resolved::Mmio);
@@ -586,37 +642,36 @@ impl Vm {
         if write && readonly {
             return Ok(Resolved::Mmio);
         }
-        let idx = (gfn - slot.desc.base_gfn) as usize;
         let hva = slot.desc.hva_of(gfn);
-        let chunk = slot.pages.get_mut(idx / PIN_CHUNK).ok_or(EFAULT)?;
-        if chunk.is_none() {
-            *chunk = Some(crate::heap::nones::<PinnedPage, PIN_CHUNK>(GFP_KERNEL_ACCOUNT)?);
+        // Read before the lookup: an invalidation that ends after this point
+        // moves it (upstream's mmu_seq = kvm->mmu_invalidate_seq).
+        let seq = self.mmu.lock().seq();
+        // FOLL_WRITE only for a write; a read of a writable slot maps the page
+        // writable only if user space's own mapping is writable already (no
+        // CoW break for a read: the zero page stays shared until written). A
+        // page of a logged slot mapped writable is logged at once, as
+        // upstream's make_spte does; write protection by KVM_GET_DIRTY_LOG
+        // then catches the next write.
+        let page = FaultPage::get(hva, write, !readonly)?;
+        let writable = page.writable();
+        inner.table_cache.topup()?;
+        {
+            let mut mmu = self.mmu.lock();
+            if mmu.fault_is_stale(seq, hva) {
+                return Ok(Resolved::Retry);
+            }
+            let tdp = mmu.tdp.get_mut(as_id).ok_or(EINVAL)?;
+            let new = tdp.map(gfn << memslots::PAGE_SHIFT, page.phys(), writable, &mut inner.table_cache)?;
+            // Counted under the lock, with the leaf.
+            crate::stats::pages_4k(self, new as i64);
         }
-        let entry = chunk.as_mut().and_then(|c| c.get_mut(idx % PIN_CHUNK)).ok_or(EFAULT)?;
-        let need_pin = match entry {
-            None => true,
-            Some(p) => !readonly && !p.writable(),
-        };
-        let logging = slot.dirty.is_some();
-        // A read in a dirty-logged slot maps the page writable (and logs it)
-        // only if user space's own mapping of it is writable already, as
-        // upstream's read faults do; asked before the pin below makes it so.
-        let host_writable = write || !logging || (need_pin && crate::mm::host_page_writable(hva));
-        if need_pin {
-            // Writable slots are pinned for writing at once (breaking COW), so a
-            // later write needs no second pin.
-            *entry = Some(PinnedPage::pin(hva, !readonly)?);
-        }
-        let pa = entry.as_ref().map(|p| p.phys()).ok_or(EFAULT)?;
-        // Mapped writable, a page of a logged slot is logged at once, as
-        // upstream's make_spte does (a VMM sees a page the guest only read as
-        // dirty too, if it was writable for user space). Write protection by
-        // KVM_GET_DIRTY_LOG then catches the next write.
-        let writable = !readonly && host_writable;
-        if logging && writable {
+        if writable {
             slot.mark_dirty(gfn);
+            // The guest may write the page without the host's page tables
+            // seeing it: dirty for writeback now (a later writeback
+            // write-protects the host PTE, which zaps this leaf first).
+            page.set_dirty();
         }
-        crate::stats::pages_4k(self, space.mmu.map(gfn << memslots::PAGE_SHIFT, pa, writable)? as i64);
         Ok(Resolved::Mapped)
     }
 
@@ -640,14 +695,5 @@ impl Vm {
         if let Some(s) = space.slots.iter_mut().find(|s| s.desc.contains(gfn)) {
             s.mark_dirty(gfn);
         }
-    }
-
-    /// Makes every vCPU drop the guest translations it may cache, and waits until
-    /// none can still use the old ones (upstream's kvm_flush_remote_tlbs with its
-    /// kick and wait): afterwards, pages unmapped before the call can be released.
-    pub(crate) fn flush_remote_tlbs(&self, inner: &VmInner) {
-        let gen = self.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
-        let kicked = inner.vcpus.iter().fold(false, |k, v| v.kick_and_wait(gen) | k);
-        crate::stats::remote_tlb_flush(self, kicked);
     }
 }

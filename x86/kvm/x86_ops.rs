@@ -152,6 +152,11 @@ pub trait TdpFormat: Sync {
     fn present(&self, pte: u64) -> bool;
     /// The same leaf without write permission.
     fn write_protect(&self, pte: u64) -> u64;
+    /// The accessed bit of a leaf, set by the CPU on use (0: the format has
+    /// none, e.g. EPT without A/D bits).
+    fn accessed_mask(&self) -> u64 {
+        0
+    }
     /// The physical address in `pte`.
     fn address(&self, pte: u64) -> u64 {
         pte & 0x000f_ffff_ffff_f000

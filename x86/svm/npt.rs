@@ -26,6 +26,9 @@ impl TdpFormat for NptFormat {
     fn write_protect(&self, pte: u64) -> u64 {
         pte & !(WRITABLE | DIRTY)
     }
+    fn accessed_mask(&self) -> u64 {
+        ACCESSED
+    }
 }
 
 pub(crate) static NPT: NptFormat = NptFormat;

@@ -16,6 +16,7 @@ mod irqchip;
 mod kvm;
 mod kvmclock;
 mod lifecycle;
+mod memory;
 mod modes;
 mod pvfeatures;
 mod smm;
@@ -47,6 +48,7 @@ fn main() {
     tests.extend(tscattr::tests());
     tests.extend(smm::tests());
     tests.extend(stats::tests());
+    tests.extend(memory::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
