@@ -83,6 +83,14 @@ pub unsafe fn wrmsr_safe(msr: u32, value: u64) -> Result {
     }
 }
 
+/// Reads CR3 (the current address space's page-table root).
+pub fn read_cr3() -> u64 {
+    let cr3: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { core::arch::asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) };
+    cr3
+}
+
 /// Reads CR4 from the kernel's per-CPU shadow.
 pub fn read_cr4() -> u64 {
     // SAFETY: reading the CR4 shadow has no side effects.
