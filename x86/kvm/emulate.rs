@@ -185,12 +185,11 @@ impl Env for VcpuEnv<'_> {
             }
             let gpa = self.translate(lin.wrapping_add(off as u64), Access::Read)?;
             if self.is_ram(gpa) {
-                match read_gpa(self.vcpu, gpa, &mut buf[off..off + len]) {
-                    Ok(true) => continue,
-                    // The slot went away since is_ram (another thread deleted
-                    // or moved it): the access is MMIO now.
-                    Ok(false) => {}
-                    Err(_) => return Err(Stop::Internal),
+                // As upstream's read_emulate: a read that fails is MMIO. The
+                // slot went away since is_ram (another thread deleted or moved
+                // it), or its user memory did (EFAULT from the copy).
+                if let Ok(true) = read_gpa(self.vcpu, gpa, &mut buf[off..off + len]) {
+                    continue;
                 }
             }
             if let Some(v) = kernel_mmio_read(self.vcpu, gpa, len as u8) {
@@ -216,11 +215,12 @@ impl Env for VcpuEnv<'_> {
         }
         let gpa = self.translate(lin, Access::Write)?;
         if self.is_ram(gpa) {
+            // As upstream's write_emulate: a write that fails is MMIO (a
+            // read-only slot, a slot gone since is_ram, or its user memory
+            // gone: EFAULT from the copy).
             return match write_gpa(self.vcpu, gpa, data) {
                 Ok(true) => Ok(()),
-                // A read-only slot: the write is MMIO.
-                Ok(false) => self.record_write(gpa, data),
-                Err(_) => Err(Stop::Internal),
+                Ok(false) | Err(_) => self.record_write(gpa, data),
             };
         }
         self.record_write(gpa, data)
