@@ -1,6 +1,8 @@
 #!/bin/bash
 # The in-VM suite (tests/vm/suite.sh: module tests + API suite, as run-tests.sh runs
-# it) on the debug test kernel (KASAN, kmemleak, lockdep, UBSAN, debug objects,
+# it) and Debian's QEMU booting Linux as a nested guest (tests/vm/qemu-boot.sh,
+# in-kernel and split irqchip, -smp 2; the L2 kernel is the normal test kernel)
+# on the debug test kernel (KASAN, kmemleak, lockdep, UBSAN, debug objects,
 # SLUB debug, Rust debug assertions), for our modules built against it
 # (scripts/build-debug-modules.sh) and upstream's from its tree. After each module
 # set, tests/vm/dmesg-check.sh's debug_check prints `PASS debug/<set>` or
@@ -43,6 +45,8 @@ kdir=$("$here/build-kernel.sh" --debug | tail -1) || die "building the debug ker
 [ -f "$kdir/.built" ] || die "no debug kernel"
 moddir=$("$here/build-debug-modules.sh" --kerneldir="$kdir" | tail -1) || die "building our modules for the debug kernel failed"
 [ -f "$moddir/kvm.ko" ] || die "no modules in '$moddir'"
+l2_kdir=$("$here/build-kernel.sh" | tail -1) || die "building the normal test kernel (the nested guest's) failed"
+l2_initrd=$("$here/make-l2-initramfs.sh" | tail -1) || die "building the nested guest's initramfs failed"
 if [ ! -x "$repo/target/release/kvm-api-tests" ] || [ ! -x "$repo/target/release/kvm-lifecycle" ]; then
     (cd "$repo" && cargo build --release -p kvm-tests) >&2 || die "test programs failed to build"
 fi
@@ -59,6 +63,10 @@ cat > "$wrapper" <<'EOF'
 for set in "$@"; do
     debug_begin
     ( set -- "$set"; . "$REPO/tests/vm/suite.sh" )
+    # Debian's QEMU boots Linux as a nested guest (the normal test kernel as
+    # L2: the debug one would take minutes), in-kernel and split irqchip.
+    ( HOST_KBUILD=$L2_KBUILD; QEMU_BOOT_CONFIGS="smp2:pc:2 split:pc,kernel-irqchip=split:2"
+      set -- "$set"; . "$REPO/tests/vm/qemu-boot.sh" )
     debug_check "debug/$set"
 done
 exit 0
@@ -70,6 +78,7 @@ start=$(date +%s)
 # shellcheck disable=SC2086
 KBUILD=$kdir "$here/vm-run.sh" --timeout "$timeout" --mem 3G --log "$log" \
     --append "$cmdline" --env "REPO='/host$moddir'" --env "LIFECYCLE_CYCLES=${LIFECYCLE_CYCLES:-0}" \
+    --env "L2_KBUILD='$l2_kdir'" --env "L2_INITRD='$l2_initrd'" \
     "$wrapper" $sets > "$out" 2>&1
 status=$?
 secs=$(( $(date +%s) - start ))
