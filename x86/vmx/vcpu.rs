@@ -181,12 +181,6 @@ fn dt_base(d: &[u8; 10]) -> u64 {
     u64::from_le_bytes([d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]])
 }
 
-fn read_cr3() -> u64 {
-    let v: u64;
-    // SAFETY: no side effects.
-    unsafe { core::arch::asm!("mov {}, cr3", out(reg) v, options(nomem, nostack)) };
-    v
-}
 
 /// Writes fields of the current VMCS, remembering the first that failed (so a
 /// sequence of writes is checked once).
@@ -329,7 +323,7 @@ impl VmxVcpu {
         let now = HostState {
             cpu: cpu_id,
             cr0: cpu::read_cr0(),
-            cr3: read_cr3(),
+            cr3: kvm::cpu::read_cr3(),
             cr4: cpu::read_cr4(),
             fs_base: rdmsr(msr::FS_BASE),
             syscall_msrs,
