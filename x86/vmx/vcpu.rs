@@ -181,7 +181,6 @@ fn dt_base(d: &[u8; 10]) -> u64 {
     u64::from_le_bytes([d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]])
 }
 
-
 /// Writes fields of the current VMCS, remembering the first that failed (so a
 /// sequence of writes is checked once).
 struct Writer<'v, 'a> {
