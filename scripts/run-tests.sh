@@ -6,6 +6,8 @@
 #      suite, against our modules and against upstream's from the same kernel tree;
 #      rust-vmm kvm-ioctls' unit tests on both (ours must pass what upstream does);
 #      Debian's QEMU booting Linux as a nested guest on both (kvm-clock checked);
+#      Debian's QEMU migrating a running nested guest through a file, on both;
+#      a guest larger than the test VM's memory swapped out and back, on both;
 #      gdb on QEMU's gdbstub debugging a nested guest;
 #      Debian unstable's QEMU (the newest) booting Linux on both;
 #   4. Bochs (Skylake-X with VMX, 2 CPUs): the kvm-intel subset of the API suite and
@@ -79,6 +81,16 @@ L2_INITRD=$("$here/make-l2-initramfs.sh")
 "$here/vm-run.sh" --timeout 900 --log "$logdir/qemu-boot.log" --env "L2_INITRD=$L2_INITRD" \
     "$repo/tests/vm/qemu-boot.sh" ours upstream > "$logdir/qemu-boot.out" 2>&1
 count vm/qemu-boot "$logdir/qemu-boot.out" $? "$logdir/qemu-boot.log"
+
+step "test VM: Debian's QEMU migrates a running nested guest (-smp 2, writing memory) to a file and restores it in a new QEMU, ours and upstream"
+"$here/vm-run.sh" --timeout 900 --log "$logdir/qemu-migrate.log" --env "L2_INITRD=$L2_INITRD" \
+    "$repo/tests/vm/qemu-migrate.sh" ours upstream > "$logdir/qemu-migrate.out" 2>&1
+count vm/qemu-migrate "$logdir/qemu-migrate.out" $? "$logdir/qemu-migrate.log"
+
+step "test VM (1G, zram swap): a guest's 1.5G of memory goes out to swap and comes back intact, ours and upstream"
+"$here/vm-run.sh" --mem 1G --timeout 1200 --log "$logdir/memory-pressure.log" \
+    "$repo/tests/vm/memory-pressure.sh" ours upstream > "$logdir/memory-pressure.out" 2>&1
+count vm/memory-pressure "$logdir/memory-pressure.out" $? "$logdir/memory-pressure.log"
 
 # Breakpoints (break/hbreak) cannot work in the test VM on any module set: its
 # QEMU (TCG) neither intercepts a nested guest's INT3 nor loads its DR7 at

@@ -12,6 +12,9 @@
 //!   memory: the zero page or what user space wrote, never the old page),
 //!   deleted again..., each step waited for (Linux's set_memory_region_test
 //!   does the same with fixed 100 ms sleeps instead).
+//! - a slot whose memory is registered with userfaultfd (missing pages): the
+//!   guest's reads wait in the kernel until a user-space thread provides each
+//!   page (UFFDIO_COPY), and the guest sees what that thread wrote.
 
 use crate::guest::*;
 use crate::harness::{TestFn, TestResult};
@@ -28,6 +31,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("memory/discard_while_guest_writes", discard_race),
         ("memory/slot_pages_not_pinned", not_pinned),
         ("memory/delete_recreate_in_use_slot", delete_recreate),
+        ("memory/userfaultfd_guest_faults_resolved", userfaultfd_demand),
     ]
 }
 
@@ -384,4 +388,103 @@ fn delete_recreate() -> TestResult {
     }
     h.join().map_err(|_| "vcpu thread panicked")?;
     result
+}
+
+// userfaultfd's ABI (linux/userfaultfd.h), which the libc crate does not carry.
+const UFFD_API: u64 = 0xaa;
+const UFFDIO_API: u64 = 0xc018_aa3f;
+const UFFDIO_REGISTER: u64 = 0xc020_aa00;
+const UFFDIO_COPY: u64 = 0xc028_aa03;
+const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
+const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
+
+/// The value user space's fault handler puts at the start of page `k`.
+fn uffd_page_value(k: u64) -> u32 {
+    0x1000 + k as u32
+}
+
+/// Serves missing-page faults on [base, base + len) until `stop`: each page
+/// gets `uffd_page_value` of its index at offset 0. Returns the indices served.
+fn uffd_serve(uffd: i32, base: u64, len: u64, stop: Arc<AtomicBool>) -> Result<Vec<u64>, String> {
+    let mut served = Vec::new();
+    let mut page = vec![0u8; PAGE];
+    while !stop.load(Ordering::Relaxed) {
+        let mut pfd = libc::pollfd { fd: uffd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd of our own.
+        if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
+            continue;
+        }
+        let mut msg = [0u8; 32];
+        // SAFETY: reads one struct uffd_msg into a buffer of its size.
+        let n = unsafe { libc::read(uffd, msg.as_mut_ptr().cast(), msg.len()) };
+        check_eq!(n, 32);
+        check_eq!(msg[0], UFFD_EVENT_PAGEFAULT);
+        let addr = u64::from_le_bytes(msg[16..24].try_into().map_err(|_| "msg")?) & !(PAGE as u64 - 1);
+        check!(addr >= base && addr < base + len, "fault at {addr:#x} outside the slot");
+        let k = (addr - base) / PAGE as u64;
+        page[..4].copy_from_slice(&uffd_page_value(k).to_le_bytes());
+        // struct uffdio_copy: dst, src, len, mode, copy (result).
+        let mut copy = [addr, page.as_ptr() as u64, PAGE as u64, 0, 0];
+        // SAFETY: UFFDIO_COPY reads the struct and our page buffer.
+        let r = unsafe { libc::ioctl(uffd, UFFDIO_COPY as _, copy.as_mut_ptr()) };
+        check!(r == 0, "UFFDIO_COPY at {addr:#x}: {}", std::io::Error::last_os_error());
+        served.push(k);
+    }
+    Ok(served)
+}
+
+fn userfaultfd_demand() -> TestResult {
+    const PAGES: u64 = 16;
+    const GPA: u64 = 0x10_0000;
+    let len = PAGES * PAGE as u64;
+    let mut vm = Vm::new()?;
+    let mem = vm.add_mem(0, 0, 0x10000, 0)?;
+    let data = anon(len as usize)?;
+    // SAFETY: plain system calls; the descriptor is closed below.
+    let uffd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) } as i32;
+    check!(uffd >= 0, "userfaultfd: {}", std::io::Error::last_os_error());
+    let mut api = [UFFD_API, 0, 0];
+    // SAFETY: UFFDIO_API on our descriptor with a struct uffdio_api.
+    check_eq!(unsafe { libc::ioctl(uffd, UFFDIO_API as _, api.as_mut_ptr()) }, 0);
+    // struct uffdio_register: range (start, len), mode, ioctls (result).
+    let mut reg = [data as u64, len, UFFDIO_REGISTER_MODE_MISSING, 0];
+    // SAFETY: registers our own anonymous mapping.
+    let r = unsafe { libc::ioctl(uffd, UFFDIO_REGISTER as _, reg.as_mut_ptr()) };
+    check!(r == 0, "UFFDIO_REGISTER: {}", std::io::Error::last_os_error());
+    check_eq!(vm.set_region(1, GPA, len, data as u64, 0), Ok(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler = {
+        let stop = stop.clone();
+        let base = data as u64;
+        std::thread::spawn(move || uffd_serve(uffd, base, len, stop))
+    };
+    // Flat 32-bit code: xor eax,eax; mov ebx,GPA; L: add eax,[ebx];
+    // add ebx,0x1000; cmp ebx,GPA+len; jb L; out 0x10,eax; hlt
+    let end = (GPA as u32 + len as u32).to_le_bytes();
+    let mut code = vec![0x31, 0xc0, 0xbb, 0x00, 0x00, 0x10, 0x00, 0x03, 0x03, 0x81, 0xc3, 0x00, 0x10, 0x00, 0x00, 0x81, 0xfb];
+    code.extend_from_slice(&end);
+    code.extend_from_slice(&[0x72, 0xf0, 0xe7, 0x10, 0xf4]);
+    poke(mem, CODE as usize, &code);
+    let v = vm.vcpu(0)?;
+    v.protected_mode_at(CODE)?;
+    let run = expect_exit(&v, KVM_EXIT_IO).map(|_| {
+        let d = v.io_data();
+        u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+    });
+    stop.store(true, Ordering::Relaxed);
+    let served = handler.join().map_err(|_| "the fault handler panicked".to_string())?;
+    // SAFETY: our descriptor, not used again.
+    unsafe { libc::close(uffd) };
+    let sum = run?;
+    let mut served = served?;
+    check_eq!(sum, (0..PAGES).map(uffd_page_value).sum::<u32>());
+    served.sort_unstable();
+    check_eq!(served, (0..PAGES).collect::<Vec<_>>());
+    // The pages are ordinary memory now: user space reads what the guest read.
+    check_eq!(read_u32(data, 5 * PAGE), uffd_page_value(5));
+    drop(v);
+    drop(vm);
+    // SAFETY: our own mapping, not used again.
+    check_eq!(unsafe { libc::munmap(data as *mut _, len as usize) }, 0);
+    Ok(())
 }
