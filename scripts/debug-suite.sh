@@ -2,6 +2,7 @@
 # The in-VM suite (tests/vm/suite.sh: module tests + API suite, as run-tests.sh runs
 # it) and Debian's QEMU booting Linux as a nested guest (tests/vm/qemu-boot.sh,
 # in-kernel and split irqchip, -smp 2; the L2 kernel is the normal test kernel)
+# and migrating a running one (tests/vm/qemu-migrate.sh)
 # on the debug test kernel (KASAN, kmemleak, lockdep, UBSAN, debug objects,
 # SLUB debug, Rust debug assertions), for our modules built against it
 # (scripts/build-debug-modules.sh) and upstream's from its tree. After each module
@@ -67,6 +68,8 @@ for set in "$@"; do
     # L2: the debug one would take minutes), in-kernel and split irqchip.
     ( HOST_KBUILD=$L2_KBUILD; QEMU_BOOT_CONFIGS="smp2:pc:2 split:pc,kernel-irqchip=split:2"
       set -- "$set"; . "$REPO/tests/vm/qemu-boot.sh" )
+    # A running nested guest migrated through a file and restored.
+    ( HOST_KBUILD=$L2_KBUILD; set -- "$set"; . "$REPO/tests/vm/qemu-migrate.sh" )
     debug_check "debug/$set"
 done
 exit 0
