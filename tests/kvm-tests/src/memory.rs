@@ -417,6 +417,11 @@ fn uffd_serve(uffd: i32, base: u64, len: u64, stop: Arc<AtomicBool>) -> Result<V
         let mut msg = [0u8; 32];
         // SAFETY: reads one struct uffd_msg into a buffer of its size.
         let n = unsafe { libc::read(uffd, msg.as_mut_ptr().cast(), msg.len()) };
+        // The descriptor is non-blocking (poll on a blocking userfaultfd only
+        // says EPOLLERR): nothing to read yet is no error.
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+            continue;
+        }
         check_eq!(n, 32);
         check_eq!(msg[0], UFFD_EVENT_PAGEFAULT);
         let addr = u64::from_le_bytes(msg[16..24].try_into().map_err(|_| "msg")?) & !(PAGE as u64 - 1);
@@ -441,7 +446,7 @@ fn userfaultfd_demand() -> TestResult {
     let mem = vm.add_mem(0, 0, 0x10000, 0)?;
     let data = anon(len as usize)?;
     // SAFETY: plain system calls; the descriptor is closed below.
-    let uffd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) } as i32;
+    let uffd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK) } as i32;
     check!(uffd >= 0, "userfaultfd: {}", std::io::Error::last_os_error());
     let mut api = [UFFD_API, 0, 0];
     // SAFETY: UFFDIO_API on our descriptor with a struct uffdio_api.
