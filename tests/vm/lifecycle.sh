@@ -89,36 +89,50 @@ if load_all; then
     hostrun "$LC" kill --rounds 1 --limit-ms "$LIFECYCLE_KILL_LIMIT_MS" > /tmp/lifecycle-kill0.out 2>&1
     unload_all
 fi
-before=$(slab_kb)
 kill_ok=1 log_ok=1 unload_ok=1
-for r in $(seq 1 "$LIFECYCLE_KILL_ROUNDS"); do
-    dmesg_mark
-    if ! load_all; then
-        kill_ok=0 kill_why="round $r: cannot load the $MODSET modules"
-        break
-    fi
-    if out=$(hostrun "$LC" kill --rounds 1 --first "$r" --limit-ms "$LIFECYCLE_KILL_LIMIT_MS" 2>&1); then
-        echo "$out" | sed -n 's/^ROUND/lifecycle: ROUND/p'
-    else
-        [ $kill_ok = 0 ] || kill_why=$(echo "$out" | grep -E '^FAIL' | head -1)
-        kill_ok=0
-    fi
-    bad=$(dmesg_bad)
-    [ -z "$bad" ] || { [ $log_ok = 0 ] || log_why="round $r: $bad"; log_ok=0; }
-    unload_strict >/dev/null 2>&1 || {
-        [ $unload_ok = 0 ] || unload_why="round $r: $(grep -E '^kvm' /proc/modules | tr '\n' ' ')"
-        unload_ok=0
-        unload_all
-    }
-done
+# kill_rounds FIRST LAST: one killed VMM per round, checks as above.
+kill_rounds() {
+    local r
+    for r in $(seq "$1" "$2"); do
+        dmesg_mark
+        if ! load_all; then
+            kill_ok=0 kill_why="round $r: cannot load the $MODSET modules"
+            break
+        fi
+        if out=$(hostrun "$LC" kill --rounds 1 --first "$r" --limit-ms "$LIFECYCLE_KILL_LIMIT_MS" 2>&1); then
+            echo "$out" | sed -n 's/^ROUND/lifecycle: ROUND/p'
+        else
+            [ $kill_ok = 0 ] || kill_why=$(echo "$out" | grep -E '^FAIL' | head -1)
+            kill_ok=0
+        fi
+        bad=$(dmesg_bad)
+        [ -z "$bad" ] || { [ $log_ok = 0 ] || log_why="round $r: $bad"; log_ok=0; }
+        unload_strict >/dev/null 2>&1 || {
+            [ $unload_ok = 0 ] || unload_why="round $r: $(grep -E '^kvm' /proc/modules | tr '\n' ' ')"
+            unload_ok=0
+            unload_all
+        }
+    done
+}
 n=$LIFECYCLE_KILL_ROUNDS
+before=$(slab_kb)
+kill_rounds 1 "$n"
+after=$(slab_kb)
+echo "lifecycle: unreclaimable slab before $before kB, after $n killed VMMs $after kB"
+grew=$((after - before)) slab_why=""
+# On the debug kernel unreclaimable slab drifts by a few hundred kB in either
+# direction now and then (debug objects, kmemleak's own records). A leak grows
+# with every VMM: if these rounds grew 100 kB or more, as many again must not.
+if [ $grew -ge 100 ]; then
+    kill_rounds $((n + 1)) $((2 * n))
+    again=$(slab_kb)
+    echo "lifecycle: after $n more killed VMMs $again kB"
+    [ $((again - after)) -lt 100 ] || slab_why="unreclaimable slab grew $grew kB over $n killed VMMs and $((again - after)) kB over $n more"
+fi
 [ $kill_ok = 1 ] && pass lifecycle/kill9_vmm_all_vcpu_states || fail lifecycle/kill9_vmm_all_vcpu_states "$kill_why"
 [ $log_ok = 1 ] && pass lifecycle/kill9_dmesg_clean || fail lifecycle/kill9_dmesg_clean "$log_why"
 [ $unload_ok = 1 ] && pass lifecycle/kill9_then_modules_unload || fail lifecycle/kill9_then_modules_unload "modules still loaded after the kill: $unload_why"
-after=$(slab_kb)
-echo "lifecycle: unreclaimable slab before $before kB, after $n killed VMMs $after kB"
-[ $((after - before)) -lt 100 ] && pass lifecycle/kill9_no_slab_growth ||
-    fail lifecycle/kill9_no_slab_growth "unreclaimable slab grew $((after - before)) kB over $n killed VMMs"
+[ -z "$slab_why" ] && pass lifecycle/kill9_no_slab_growth || fail lifecycle/kill9_no_slab_growth "$slab_why"
 unload_all
 
 # Long load/unload runs: 60 warm-up cycles, then the measured ones.
