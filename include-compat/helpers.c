@@ -145,6 +145,26 @@ unsigned long kvm_rs_vma_end(struct vm_area_struct *vma) { return vma->vm_end; }
 EXPORT_SYMBOL_GPL(kvm_rs_vma_end);
 unsigned long kvm_rs_vma_pgoff(struct vm_area_struct *vma) { return vma->vm_pgoff; }
 EXPORT_SYMBOL_GPL(kvm_rs_vma_pgoff);
+static vm_fault_t kvm_rs_vcpu_sigbus_fault(struct vm_fault *vmf)
+{
+	return VM_FAULT_SIGBUS;
+}
+
+static const struct vm_operations_struct kvm_rs_vcpu_vm_ops = {
+	.fault = kvm_rs_vcpu_sigbus_fault,
+};
+
+void kvm_rs_vma_set_sigbus_ops(struct vm_area_struct *vma)
+{
+	vma->vm_ops = &kvm_rs_vcpu_vm_ops;
+}
+EXPORT_SYMBOL_GPL(kvm_rs_vma_set_sigbus_ops);
+
+bool kvm_rs_vma_shared_noexec(struct vm_area_struct *vma)
+{
+	return (vma->vm_flags & VM_SHARED) && !(vma->vm_flags & VM_EXEC);
+}
+EXPORT_SYMBOL_GPL(kvm_rs_vma_shared_noexec);
 
 void *kvm_rs_phys_to_virt(u64 pa) { return __va(pa); }
 EXPORT_SYMBOL_GPL(kvm_rs_phys_to_virt);
@@ -319,6 +339,48 @@ int kvm_rs_hva_to_page(unsigned long hva, bool write_fault, bool want_writable,
 	return n == 0 ? -EFAULT : n;
 }
 EXPORT_SYMBOL_GPL(kvm_rs_hva_to_page);
+
+int kvm_rs_host_mapping_level(unsigned long hva)
+{
+	struct mm_struct *mm = current->mm;
+	unsigned long flags;
+	int level = 1;
+	pgd_t pgd;
+	p4d_t p4d;
+	pud_t pud;
+	pmd_t pmd;
+
+	if (!mm)
+		return 1;
+	/*
+	 * Interrupts off keep the page tables from being freed under the walk
+	 * (their freeing waits for an IPI or RCU grace period, as gup-fast
+	 * relies on); each level is read once into a local copy.
+	 */
+	local_irq_save(flags);
+	pgd = READ_ONCE(*pgd_offset(mm, hva));
+	if (pgd_none(pgd))
+		goto out;
+	p4d = READ_ONCE(*p4d_offset(&pgd, hva));
+	if (p4d_none(p4d) || !p4d_present(p4d))
+		goto out;
+	pud = READ_ONCE(*pud_offset(&p4d, hva));
+	if (pud_none(pud) || !pud_present(pud))
+		goto out;
+	if (pud_leaf(pud)) {
+		level = 3;
+		goto out;
+	}
+	pmd = READ_ONCE(*pmd_offset(&pud, hva));
+	if (pmd_none(pmd) || !pmd_present(pmd))
+		goto out;
+	if (pmd_leaf(pmd))
+		level = 2;
+out:
+	local_irq_restore(flags);
+	return level;
+}
+EXPORT_SYMBOL_GPL(kvm_rs_host_mapping_level);
 
 struct page *kvm_rs_phys_to_page(u64 pa) { return pfn_to_page(PHYS_PFN(pa)); }
 EXPORT_SYMBOL_GPL(kvm_rs_phys_to_page);

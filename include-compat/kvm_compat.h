@@ -94,6 +94,14 @@ struct vm_area_struct;
 unsigned long kvm_rs_vma_start(struct vm_area_struct *vma);
 unsigned long kvm_rs_vma_end(struct vm_area_struct *vma);
 unsigned long kvm_rs_vma_pgoff(struct vm_area_struct *vma);
+/*
+ * Gives a vCPU mapping a fault handler that raises SIGBUS: pages the mmap did
+ * not insert (offsets with nothing behind them) fail on access, as upstream's
+ * kvm_vcpu_fault, instead of being filled with anonymous memory.
+ */
+void kvm_rs_vma_set_sigbus_ops(struct vm_area_struct *vma);
+/* A shared mapping without execute permission (the dirty ring's condition). */
+bool kvm_rs_vma_shared_noexec(struct vm_area_struct *vma);
 
 /* The direct-map address of a physical address (__va()). */
 void *kvm_rs_phys_to_virt(u64 pa);
@@ -140,6 +148,14 @@ bool kvm_rs_vfio_file_is_valid(struct file *file);
  */
 int kvm_rs_hva_to_page(unsigned long hva, bool write_fault, bool want_writable,
 		       struct page **page, bool *writable);
+/*
+ * The size of the current process's mapping at hva: 1 (4K, or nothing
+ * mapped), 2 (a 2M PMD leaf: THP or hugetlbfs) or 3 (a 1G PUD leaf), read
+ * without locks with interrupts off as upstream's host_pfn_mapping_level. The
+ * caller holds off invalidations of hva (the MMU-notifier sequence check), so
+ * the answer stays true until its mapping is in place.
+ */
+int kvm_rs_host_mapping_level(unsigned long hva);
 /* pfn_to_page() of a physical address. */
 struct page *kvm_rs_phys_to_page(u64 pa);
 /* Marks a page a guest may write dirty (upstream's kvm_set_page_dirty). */

@@ -60,6 +60,9 @@ pub fn check_extension(cap: u64) -> isize {
         uapi::KVM_CAP_MAX_VCPU_ID => vm::MAX_VCPU_ID as isize,
         // KVM_CLEAR_DIRTY_LOG and manual dirty-log protection.
         uapi::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 => vm::DIRTY_LOG_MANUAL_CAPS as isize,
+        // The per-vCPU dirty ring, in both memory-ordering flavours (x86 is
+        // TSO: the plain one, and the acquire/release one QEMU prefers).
+        uapi::KVM_CAP_DIRTY_LOG_RING | uapi::KVM_CAP_DIRTY_LOG_RING_ACQ_REL => crate::dirty_ring::CAP_BYTES,
         // KVM_PRE_FAULT_MEMORY (x86/kvm/pre_fault.rs).
         uapi::KVM_CAP_PRE_FAULT_MEMORY => 1,
         // KVM_SET_NR_MMU_PAGES.

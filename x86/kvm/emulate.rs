@@ -114,7 +114,7 @@ pub(crate) fn write_gpa_in(vcpu: &Vcpu, as_id: usize, gpa: u64, data: &[u8]) -> 
         match vcpu.vm.gfn_to_hva(as_id, a >> 12) {
             Some((hva, true)) => {
                 UserSlice::new((hva + (a & 0xfff)) as usize, n).writer().write_slice(&data[done..done + n])?;
-                vcpu.vm.mark_page_dirty(as_id, a >> 12);
+                vcpu.vm.mark_page_dirty(as_id, a >> 12, vcpu.shared.dirty_ring.as_ref());
             }
             _ => return Ok(false),
         }

@@ -47,6 +47,7 @@ mod cpuid;
 mod coalesced_mmio;
 mod cr;
 mod dev_ioctl;
+mod dirty_ring;
 mod disable_exits;
 pub mod feature_msrs;
 mod emulate;

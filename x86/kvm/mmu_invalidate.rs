@@ -40,7 +40,7 @@
 //! the host frees it.
 
 use crate::memslots::{SlotDesc, ADDRESS_SPACES, PAGE_SHIFT};
-use crate::tdp_mmu::TdpMmu;
+use crate::tdp_mmu::{LeafDelta, TdpMmu};
 use crate::vcpu::VcpuShared;
 use crate::vm::{Vm, VmInner};
 use core::sync::atomic::Ordering;
@@ -77,10 +77,11 @@ impl MmuState {
         self.seq
     }
 
-    /// Whether a fault that read `seq` and looked up the page at `hva` must
-    /// retry (upstream's mmu_invalidate_retry_gfn).
-    pub(crate) fn fault_is_stale(&self, seq: u64, hva: u64) -> bool {
-        (self.in_progress > 0 && hva >= self.range.0 && hva < self.range.1) || self.seq != seq
+    /// Whether a fault that read `seq`, looked up its page and would map
+    /// HVAs [start, end) (one page, or the huge page around it) must retry
+    /// (upstream's mmu_invalidate_retry_gfn).
+    pub(crate) fn fault_is_stale(&self, seq: u64, start: u64, end: u64) -> bool {
+        (self.in_progress > 0 && start < self.range.1 && end > self.range.0) || self.seq != seq
     }
 
     /// Makes every vCPU drop the guest translations it may cache, and waits
@@ -109,14 +110,26 @@ impl MmuState {
         }
     }
 
-    /// Removes the leaves of guest frames [start, end) of address space
-    /// `as_id`, keeping the pages_4k statistic; returns whether any was
-    /// present (a TLB flush is then needed).
-    pub(crate) fn zap(&mut self, vm: &Vm, as_id: usize, start_gfn: u64, end_gfn: u64) -> bool {
+    /// Removes the leaves of `min_level` (1: all, 2: the huge ones) or
+    /// larger overlapping guest frames [start, end) of address space `as_id`,
+    /// keeping the page statistics; returns whether any was present (a TLB
+    /// flush is then needed).
+    pub(crate) fn zap(&mut self, vm: &Vm, as_id: usize, start_gfn: u64, end_gfn: u64, min_level: u32) -> bool {
         let Some(tdp) = self.tdp.get_mut(as_id) else { return false };
-        let n = tdp.zap(start_gfn, end_gfn);
-        crate::stats::pages_4k(vm, -(n as i64));
-        n != 0
+        let n = tdp.zap_if(start_gfn, end_gfn, min_level);
+        crate::stats::pages(vm, n);
+        n.any()
+    }
+
+    /// Zaps every leaf mapping HVAs [start, end), in every slot and address
+    /// space, and flushes the TLBs if any was present.
+    fn zap_hva_range(&mut self, vm: &Vm, start: u64, end: u64) {
+        let mut zapped = LeafDelta::default();
+        self.for_each_gfn_range(start, end, &mut |tdp, first, last| zapped.merge(tdp.zap(first, last)));
+        crate::stats::pages(vm, zapped);
+        if zapped.any() {
+            self.flush_remote_tlbs(vm);
+        }
     }
 }
 
@@ -126,12 +139,7 @@ pub(crate) fn invalidate_start(vm: &Vm, start: u64, end: u64) {
     let mut m = vm.mmu.lock();
     m.range = if m.in_progress == 0 { (start, end) } else { (m.range.0.min(start), m.range.1.max(end)) };
     m.in_progress += 1;
-    let mut zapped = 0u64;
-    m.for_each_gfn_range(start, end, &mut |tdp, first, last| zapped += tdp.zap(first, last));
-    crate::stats::pages_4k(vm, -(zapped as i64));
-    if zapped != 0 {
-        m.flush_remote_tlbs(vm);
-    }
+    m.zap_hva_range(vm, start, end);
 }
 
 /// invalidate_range_end: the host's page tables are updated; faults that
@@ -148,14 +156,14 @@ pub(crate) fn invalidate_end(vm: &Vm, _start: u64, _end: u64) {
 /// page of HVAs [start, end) since the last clear, clearing with `clear`.
 pub(crate) fn age(vm: &Vm, start: u64, end: u64, clear: bool, flush: bool) -> bool {
     let mut m = vm.mmu.lock();
-    let (mut young, mut changed, mut zapped) = (false, false, 0u64);
+    let (mut young, mut changed, mut zapped) = (false, false, LeafDelta::default());
     m.for_each_gfn_range(start, end, &mut |tdp, first, last| {
         let a = tdp.age(first, last, clear);
         young |= a.young;
         changed |= a.changed;
-        zapped += a.zapped;
+        zapped.merge(a.zapped);
     });
-    crate::stats::pages_4k(vm, -(zapped as i64));
+    crate::stats::pages(vm, zapped);
     if changed && flush {
         m.flush_remote_tlbs(vm);
     }
@@ -164,13 +172,7 @@ pub(crate) fn age(vm: &Vm, start: u64, end: u64, clear: bool, flush: bool) -> bo
 
 /// release: the address space is going away; nothing may stay mapped.
 pub(crate) fn release(vm: &Vm) {
-    let mut m = vm.mmu.lock();
-    let mut zapped = 0u64;
-    m.for_each_gfn_range(0, u64::MAX, &mut |tdp, first, last| zapped += tdp.zap(first, last));
-    crate::stats::pages_4k(vm, -(zapped as i64));
-    if zapped != 0 {
-        m.flush_remote_tlbs(vm);
-    }
+    vm.mmu.lock().zap_hva_range(vm, 0, u64::MAX);
 }
 
 /// The copy of address space `as_id`'s slot descriptors for a new slot list

@@ -206,6 +206,13 @@ fn vcpu_enter_guest(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner) -> Result<Next> {
         vcpu.run.set_ioapic_eoi(vector);
         return Ok(Next::User);
     }
+    // The dirty ring is nearly full: user space must harvest and reset it
+    // (upstream's kvm_dirty_ring_check_request). Again at every entry until
+    // it has.
+    if vcpu.shared.dirty_ring.as_ref().is_some_and(|r| r.soft_full()) {
+        vcpu.run.set_simple(uapi::KVM_EXIT_DIRTY_RING_FULL);
+        return Ok(Next::User);
+    }
     crate::time::kvmclock::update_if_requested(vcpu, inner);
     crate::time::steal_time::record_if_needed(vcpu, inner);
     let irq_waits = inject_pending_event(vcpu, inner);
@@ -364,7 +371,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             Ok(Next::Guest)
         }
         Exit::Hypercall => crate::hypercall::kvm_emulate_hypercall(vcpu, inner),
-        Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(crate::smm::as_id(vcpu), gpa, write)? {
+        Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(crate::smm::as_id(vcpu), gpa, write, vcpu.shared.dirty_ring.as_ref())? {
             Resolved::Mapped => {
                 crate::stats::pf_fixed(vcpu);
                 Ok(Next::Guest)

@@ -44,6 +44,9 @@ pub(crate) struct VcpuShared {
     pub(crate) smm: AtomicBool,
     /// Statistics (written by the vCPU's thread; see stats/mod.rs).
     pub(crate) stats: Arc<crate::stats::VcpuStats>,
+    /// The vCPU's dirty ring, if the VM enabled rings before creating it
+    /// (pushed and reset under `Vm::inner`; see dirty_ring.rs).
+    pub(crate) dirty_ring: Option<crate::dirty_ring::DirtyRing>,
 }
 
 impl VcpuShared {
@@ -238,6 +241,10 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     let in_kernel = vm.irq.lapic_in_kernel();
     let bsp = vm.irq.is_bsp(id);
     let stats = vm.stats.new_vcpu(id)?;
+    let dirty_ring = match inner.dirty_ring_size {
+        0 => None,
+        size => Some(crate::dirty_ring::DirtyRing::new(size)?),
+    };
     let shared = Arc::pin_init(
         pin_init!(VcpuShared {
             irq <- crate::irq::VcpuIrq::new(id, bsp, in_kernel),
@@ -248,6 +255,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
             clock_update: AtomicBool::new(false),
             smm: AtomicBool::new(false),
             stats,
+            dirty_ring,
         }),
         GFP_KERNEL,
     )?;
@@ -355,7 +363,9 @@ pub(crate) unsafe extern "C" fn kvm_vcpu_release(_inode: *mut bindings::inode, f
 }
 
 /// mmap of the vCPU file: page 0 is kvm_run, page 1 the PIO data, page 2
-/// the VM's coalesced-MMIO ring.
+/// the VM's coalesced-MMIO ring, pages from KVM_DIRTY_LOG_PAGE_OFFSET the
+/// vCPU's dirty ring (shared and not executable only). Other offsets map
+/// nothing: the mmap succeeds and an access raises SIGBUS, as upstream's.
 pub(crate) unsafe extern "C" fn kvm_vcpu_mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
     // SAFETY: a vCPU file in mmap: its Arc<Vcpu> is alive.
     let vcpu = unsafe { files::borrow::<Vcpu>(file) };
@@ -364,14 +374,29 @@ pub(crate) unsafe extern "C" fn kvm_vcpu_mmap(file: *mut bindings::file, vma: *m
         (bindings::kvm_rs_vma_start(vma), bindings::kvm_rs_vma_end(vma), bindings::kvm_rs_vma_pgoff(vma))
     };
     let npages = (end - start) / kernel::page::PAGE_SIZE as c_ulong;
-    if pgoff.checked_add(npages).map_or(true, |n| n > crate::coalesced_mmio::PAGE_OFFSET as c_ulong + 1) {
+    let ring = vcpu.shared.dirty_ring.as_ref();
+    let ring_start = crate::dirty_ring::PAGE_OFFSET as c_ulong;
+    let ring_end = ring_start + ring.map_or(0, |r| r.npages()) as c_ulong;
+    let Some(last) = pgoff.checked_add(npages) else { return EINVAL.to_errno() };
+    let in_ring = |p: c_ulong| p >= ring_start && p < ring_end;
+    if npages != 0 && (in_ring(pgoff) || in_ring(last - 1)) && !crate::dirty_ring::mmap_allowed(vma) {
         return EINVAL.to_errno();
     }
-    for i in 0..npages {
-        let page = match pgoff + i {
+    // SAFETY: the area being set up; the ops are static.
+    unsafe { bindings::kvm_rs_vma_set_sigbus_ops(vma) };
+    // Only the offsets that have pages (the area may be huge and mostly empty).
+    let coalesced = crate::coalesced_mmio::PAGE_OFFSET as c_ulong;
+    let offsets = Iterator::chain(0..=coalesced, ring_start..ring_end);
+    for p in offsets.filter(|&p| p >= pgoff && p < last) {
+        let i = p - pgoff;
+        let page = match p {
             0 => &vcpu.run.run,
             1 => &vcpu.run.pio,
-            _ => vcpu.vm.coalesced.ring_page(),
+            p if p == coalesced => vcpu.vm.coalesced.ring_page(),
+            p => match ring.and_then(|r| r.page((p - ring_start) as usize)) {
+                Some(page) => page,
+                None => continue,
+            },
         };
         // SAFETY: inserts a page we own into the area being set up (mmap_lock is
         // held by the caller); the mapping takes its own page reference.

@@ -3,11 +3,12 @@
 //! vCPUs (upstream's struct kvm, kvm_dev_ioctl_create_vm, kvm_vm_ioctl).
 
 use crate::bindings;
+use crate::dirty_ring::DirtyRing;
 use crate::files;
 use crate::memslots::{self, Change, Refusal, Request, SlotDesc};
 use crate::mm::{FaultPage, OwnerMm};
 use crate::mmu_invalidate::{self, MmuState};
-use crate::tdp_mmu::{TableCache, TdpMmu};
+use crate::tdp_mmu::{level_pages, TableCache, TdpMmu};
 use crate::uapi::{self, ioctl};
 use crate::vcpu::{self, VcpuShared};
 use crate::x86_ops::VendorOps;
@@ -23,30 +24,39 @@ use kernel::{c_str, new_mutex, new_spinlock};
 pub(crate) const MAX_VCPUS: u32 = 1024;
 pub(crate) const MAX_VCPU_ID: u32 = 4096;
 
-/// A memory slot: what user space described and the dirty bitmap while dirty
-/// logging is on. The slot holds no pages: the guest's mappings follow user
-/// space's through the MMU notifier (x86/kvm/mmu_invalidate.rs).
+/// A memory slot: what user space described and, while dirty logging is on
+/// without a dirty ring, the dirty bitmap. The slot holds no pages: the
+/// guest's mappings follow user space's through the MMU notifier
+/// (x86/kvm/mmu_invalidate.rs).
 pub(crate) struct Memslot {
     pub desc: SlotDesc,
+    /// (address space << 16) | slot id: how the dirty ring names the slot.
+    ring_id: u32,
     dirty: Option<KVVec<u64>>,
 }
 
 impl Memslot {
-    fn new(desc: SlotDesc, initially_set: bool) -> Result<Self> {
-        let mut slot = Memslot { desc, dirty: None };
-        slot.set_logging(desc.flags & memslots::MEM_LOG_DIRTY_PAGES != 0, initially_set)?;
+    fn new(desc: SlotDesc, as_id: usize, log: LogMode) -> Result<Self> {
+        let mut slot = Memslot { desc, ring_id: ((as_id as u32) << 16) | desc.id as u32, dirty: None };
+        slot.set_logging(desc.flags & memslots::MEM_LOG_DIRTY_PAGES != 0, log)?;
         Ok(slot)
     }
 
-    /// Starts or stops dirty logging. `initially_set`: every page starts
-    /// dirty (KVM_DIRTY_LOG_INITIALLY_SET), so nothing is write-protected
-    /// until user space clears pages with KVM_CLEAR_DIRTY_LOG.
-    fn set_logging(&mut self, on: bool, initially_set: bool) -> Result {
-        if on && self.dirty.is_none() {
+    /// Whether writes are logged (KVM_MEM_LOG_DIRTY_PAGES).
+    pub(crate) fn logging(&self) -> bool {
+        self.desc.flags & memslots::MEM_LOG_DIRTY_PAGES != 0
+    }
+
+    /// Starts or stops dirty logging's bitmap (none with a dirty ring). With
+    /// `log.initially_set` every page starts dirty
+    /// (KVM_DIRTY_LOG_INITIALLY_SET), so nothing is write-protected until
+    /// user space clears pages with KVM_CLEAR_DIRTY_LOG.
+    fn set_logging(&mut self, on: bool, log: LogMode) -> Result {
+        if on && self.dirty.is_none() && !log.ring {
             let npages = self.desc.npages as usize;
             let words = npages.div_ceil(64);
             let mut bitmap = KVVec::from_elem(0u64, words, GFP_KERNEL_ACCOUNT)?;
-            if initially_set {
+            if log.initially_set {
                 for (i, w) in bitmap.iter_mut().enumerate() {
                     let left = npages - i * 64;
                     *w = if left >= 64 { u64::MAX } else { (1u64 << left) - 1 };
@@ -59,14 +69,28 @@ impl Memslot {
         Ok(())
     }
 
-    fn mark_dirty(&mut self, gfn: u64) {
-        let i = (gfn - self.desc.base_gfn) as usize;
-        if let Some(d) = self.dirty.as_mut() {
-            if let Some(w) = d.get_mut(i / 64) {
-                *w |= 1 << (i % 64);
-            }
+    /// Logs a write to `gfn`: in the writing vCPU's dirty ring if the VM has
+    /// rings (`ring`), else in the bitmap; nothing unless the slot is logged.
+    fn mark_dirty(&mut self, gfn: u64, ring: Option<&DirtyRing>) {
+        if !self.logging() {
+            return;
+        }
+        let i = gfn - self.desc.base_gfn;
+        if let Some(r) = ring {
+            r.push(self.ring_id, i);
+        } else if let Some(w) = self.dirty.as_mut().and_then(|d| d.get_mut(i as usize / 64)) {
+            *w |= 1 << (i % 64);
         }
     }
+}
+
+/// How a VM logs dirty pages.
+#[derive(Clone, Copy)]
+struct LogMode {
+    /// KVM_DIRTY_LOG_INITIALLY_SET is in force.
+    initially_set: bool,
+    /// The VM has dirty rings (no bitmaps).
+    ring: bool,
 }
 
 /// Memory slots of one address space (0: normal, 1: System Management
@@ -103,6 +127,9 @@ pub(crate) struct VmInner {
     pub manual_dirty_log_protect: u64,
     pub tss_addr: Option<u64>,
     pub identity_map_addr: Option<u64>,
+    /// KVM_CAP_DIRTY_LOG_RING's size in bytes of each vCPU's ring (0: the
+    /// VM logs into bitmaps); fixed before the first vCPU.
+    pub dirty_ring_size: u32,
 }
 
 /// KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2's answer and accepted flags.
@@ -113,6 +140,10 @@ impl VmInner {
     fn dirty_log_initially_set(&self) -> bool {
         let both = DIRTY_LOG_MANUAL_CAPS;
         self.manual_dirty_log_protect & both == both
+    }
+
+    fn log_mode(&self) -> LogMode {
+        LogMode { initially_set: self.dirty_log_initially_set(), ring: self.dirty_ring_size != 0 }
     }
 }
 
@@ -237,6 +268,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
                 vcpus: KVec::new(),
                 tss_addr: None,
                 identity_map_addr: None,
+                dirty_ring_size: 0,
                 created_vcpus: 0,
                 max_vcpu_ids: 0,
                 n_requested_mmu_pages: 0,
@@ -371,6 +403,9 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             if cap.cap == uapi::KVM_CAP_DISABLE_QUIRKS2 {
                 return crate::quirks::enable_cap(vm, &cap).map(|_| 0);
             }
+            if cap.cap == uapi::KVM_CAP_DIRTY_LOG_RING || cap.cap == uapi::KVM_CAP_DIRTY_LOG_RING_ACQ_REL {
+                return crate::dirty_ring::enable_cap(vm, cap.args[0]).map(|_| 0);
+            }
             if cap.cap == uapi::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 {
                 // INITIALLY_SET only together with ENABLE.
                 let enable = uapi::KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE as u64;
@@ -391,6 +426,7 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             }
         }
         ioctl::KVM_X86_SET_MSR_FILTER => crate::user_msr::set_msr_filter(vm, arg),
+        ioctl::KVM_RESET_DIRTY_RINGS => crate::dirty_ring::reset_rings(vm),
         ioctl::KVM_SET_NR_MMU_PAGES => {
             // Upstream's KVM_MIN_ALLOC_MMU_PAGES is the floor.
             if (arg as u64) < 64 {
@@ -441,7 +477,7 @@ impl Vm {
         match change {
             Change::Unchanged => Ok(()),
             Change::Create(desc) => {
-                let slot = Memslot::new(desc, inner.dirty_log_initially_set())?;
+                let slot = Memslot::new(desc, as_id, inner.log_mode())?;
                 inner.spaces[as_id].slots.push(slot, GFP_KERNEL)?;
                 // The notifier learns the slot before a fault can map it (faults
                 // hold `inner`).
@@ -471,7 +507,7 @@ impl Vm {
                 };
                 let old = {
                     let mut mmu = self.mmu.lock();
-                    mmu.zap(self, as_id, desc.base_gfn, desc.end_gfn());
+                    mmu.zap(self, as_id, desc.base_gfn, desc.end_gfn(), 1);
                     mmu.flush_remote_tlbs(self);
                     mmu.set_slots(as_id, descs)
                 };
@@ -486,7 +522,7 @@ impl Vm {
                 }
                 let old_descs = {
                     let mut mmu = self.mmu.lock();
-                    mmu.zap(self, as_id, old.base_gfn, old.end_gfn());
+                    mmu.zap(self, as_id, old.base_gfn, old.end_gfn(), 1);
                     mmu.flush_remote_tlbs(self);
                     mmu.set_slots(as_id, descs)
                 };
@@ -498,19 +534,46 @@ impl Vm {
             }
             Change::FlagsOnly { old, new } => {
                 let logging = new.flags & memslots::MEM_LOG_DIRTY_PAGES != 0;
-                let initially_set = inner.dirty_log_initially_set();
+                let log = inner.log_mode();
+                let initially_set = log.initially_set;
                 if let Some(s) = inner.spaces[as_id].slots.iter_mut().find(|s| s.desc.id == old.id) {
-                    s.set_logging(logging, initially_set)?;
+                    s.set_logging(logging, log)?;
                     s.desc = new;
                 }
                 // The notifier's copy keeps the flags in step (unused there, but
                 // one descriptor per slot, the same everywhere).
                 let descs = mmu_invalidate::slot_descs(inner, as_id)?;
+                let was_logging = old.flags & memslots::MEM_LOG_DIRTY_PAGES != 0;
+                let (start, end) = (old.base_gfn, old.end_gfn());
+                if logging && !was_logging {
+                    // The log counts 4K pages: split the huge leaves into 4K
+                    // ones (upstream's eager page split), with tables
+                    // allocated before `mmu` is taken. Faults, which could add
+                    // huge leaves, wait for `inner`; the notifier only removes.
+                    let need = self.mmu.lock().tdp[as_id].split_cost(start, end);
+                    if need != 0 && inner.table_cache.topup(need).is_ok() {
+                        let split = self.mmu.lock().tdp[as_id].split_huge(start, end, &mut inner.table_cache);
+                        crate::stats::pages(self, split);
+                    }
+                }
                 let mut mmu = self.mmu.lock();
                 let old_descs = mmu.set_slots(as_id, descs);
-                if logging && !initially_set {
-                    // Writes must fault from now on to be logged.
-                    mmu.tdp[as_id].write_protect(old.base_gfn, old.end_gfn());
+                let mut flush = false;
+                if logging && !was_logging {
+                    // Huge leaves left (no memory to split them) go; faults
+                    // map the slot in 4K pieces while it is logged.
+                    flush |= mmu.zap(self, as_id, start, end, 2);
+                    if !initially_set {
+                        // Writes must fault from now on to be logged.
+                        flush |= mmu.tdp[as_id].write_protect(start, end);
+                    }
+                } else if !logging && was_logging {
+                    // Logging is over: zap the 4K leaves so that faults map
+                    // huge pages again where the host has them (upstream's
+                    // kvm_mmu_zap_collapsible_sptes).
+                    flush |= mmu.zap(self, as_id, start, end, 1);
+                }
+                if flush {
                     mmu.flush_remote_tlbs(self);
                 }
                 drop(mmu);
@@ -522,6 +585,10 @@ impl Vm {
 
     fn get_dirty_log(&self, slot: u32, bitmap_uaddr: usize) -> Result {
         let as_id = (slot >> 16) as usize;
+        if self.inner.lock().dirty_ring_size != 0 {
+            // The dirty ring replaces the bitmaps (upstream: ENXIO, first).
+            return Err(ENXIO);
+        }
         if as_id >= memslots::ADDRESS_SPACES as usize || slot & 0xffff >= memslots::MAX_SLOTS as u32 {
             return Err(EINVAL);
         }
@@ -544,20 +611,12 @@ impl Vm {
         }
         // Write-protect each run of consecutive dirty pages with one walk.
         let mut protected = false;
-        let end = base + npages;
         let mut mmu = self.mmu.lock();
         for (wi, w) in snapshot.iter().enumerate() {
-            let mut bits = *w;
-            while bits != 0 {
-                let b = bits.trailing_zeros();
-                let run = (bits >> b).trailing_ones();
-                bits = if b + run >= 64 { 0 } else { bits & !(((1u64 << run) - 1) << b) };
-                let first = base + wi as u64 * 64 + b as u64;
-                let last = (first + run as u64).min(end);
-                if first < last {
-                    protected |= mmu.tdp[as_id].write_protect(first, last);
-                }
-            }
+            let first = wi as u64 * 64;
+            // Never beyond the slot (the bitmap's last word has spare bits).
+            let valid = if npages - first >= 64 { u64::MAX } else { (1u64 << (npages - first)) - 1 };
+            protected |= mmu.tdp[as_id].write_protect_mask(base + first, *w & valid);
         }
         if protected {
             mmu.flush_remote_tlbs(self);
@@ -573,6 +632,9 @@ impl Vm {
     /// cleared in the log and write-protected, so their next write is logged.
     fn clear_dirty_log(&self, log: &uapi::kvm_clear_dirty_log) -> Result {
         let slot = log.slot;
+        if self.inner.lock().dirty_ring_size != 0 {
+            return Err(ENXIO);
+        }
         let as_id = (slot >> 16) as usize;
         if as_id >= memslots::ADDRESS_SPACES as usize || slot & 0xffff >= memslots::MAX_SLOTS as u32 || log.first_page & 63 != 0 {
             return Err(EINVAL);
@@ -604,14 +666,7 @@ impl Vm {
                 continue;
             }
             *w &= !cleared;
-            let mut bits = cleared;
-            while bits != 0 {
-                let b = bits.trailing_zeros();
-                let run = (bits >> b).trailing_ones();
-                bits = if b + run >= 64 { 0 } else { bits & !(((1u64 << run) - 1) << b) };
-                let gfn = base + ((first_word + i) as u64) * 64 + b as u64;
-                protected |= mmu.tdp[as_id].write_protect(gfn, gfn + run as u64);
-            }
+            protected |= mmu.tdp[as_id].write_protect_mask(base + ((first_word + i) as u64) * 64, cleared);
         }
         if protected {
             mmu.flush_remote_tlbs(self);
@@ -630,7 +685,7 @@ impl Vm {
     /// outlive the host's. Not inlined: its frame must not add to the run
     /// loop's.
     #[inline(never)]
-    pub(crate) fn handle_tdp_fault(&self, as_id: usize, gpa: u64, write: bool) -> Result<Resolved> {
+    pub(crate) fn handle_tdp_fault(&self, as_id: usize, gpa: u64, write: bool, ring: Option<&DirtyRing>) -> Result<Resolved> {
         let gfn = gpa >> memslots::PAGE_SHIFT;
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
@@ -654,19 +709,28 @@ impl Vm {
         // then catches the next write.
         let page = FaultPage::get(hva, write, !readonly)?;
         let writable = page.writable();
-        inner.table_cache.topup()?;
+        inner.table_cache.topup(crate::tdp_mmu::FAULT_TABLES)?;
+        let max_level = if slot.logging() { 1 } else { self.vendor.tdp().max_level() };
         {
             let mut mmu = self.mmu.lock();
-            if mmu.fault_is_stale(seq, hva) {
+            let level = huge_level(&slot.desc, gfn, page.phys(), max_level);
+            let (first_gfn, pa) = leaf_base(gfn, page.phys(), level);
+            let first_hva = slot.desc.hva_of(first_gfn);
+            if mmu.fault_is_stale(seq, first_hva, first_hva + (level_pages(level) << memslots::PAGE_SHIFT)) {
                 return Ok(Resolved::Retry);
             }
             let tdp = mmu.tdp.get_mut(as_id).ok_or(EINVAL)?;
-            let new = tdp.map(gfn << memslots::PAGE_SHIFT, page.phys(), writable, &mut inner.table_cache)?;
+            let mapped = tdp.map(first_gfn << memslots::PAGE_SHIFT, pa, level, writable, &mut inner.table_cache)?;
             // Counted under the lock, with the leaf.
-            crate::stats::pages_4k(self, new as i64);
+            crate::stats::pages(self, mapped.leaves);
+            if let Some(table) = mapped.detached {
+                // The hardware may still walk the replaced table.
+                mmu.flush_remote_tlbs(self);
+                mmu.tdp[as_id].free_detached(table);
+            }
         }
         if writable {
-            slot.mark_dirty(gfn);
+            slot.mark_dirty(gfn, ring);
             // The guest may write the page without the host's page tables
             // seeing it: dirty for writeback now (a later writeback
             // write-protects the host PTE, which zaps this leaf first).
@@ -688,12 +752,47 @@ impl Vm {
             .map(|s| (s.desc.hva_of(gfn), s.desc.flags & memslots::MEM_READONLY == 0))
     }
 
-    /// Logs a write the kernel made to guest memory on the guest's behalf.
-    pub(crate) fn mark_page_dirty(&self, as_id: usize, gfn: u64) {
+    /// Logs a write the kernel made to guest memory on the guest's behalf
+    /// (in `ring`, the vCPU's dirty ring, if the VM has rings).
+    pub(crate) fn mark_page_dirty(&self, as_id: usize, gfn: u64, ring: Option<&DirtyRing>) {
         let mut inner = self.inner.lock();
         let Some(space) = inner.spaces.get_mut(as_id) else { return };
         if let Some(s) = space.slots.iter_mut().find(|s| s.desc.contains(gfn)) {
-            s.mark_dirty(gfn);
+            s.mark_dirty(gfn, ring);
         }
     }
+}
+
+/// The largest leaf (1: 4K, 2: 2M, 3: 1G, at most `max_level`) that may map
+/// guest frame `gfn` of `slot` (upstream's kvm_mmu_max_mapping_level): the
+/// whole aligned range around `gfn` must lie in the slot, the slot's guest
+/// and user addresses must agree modulo that size, the host must map the user
+/// address with a page at least that large (read under the MMU lock, after
+/// the sequence check has held invalidations of it off) and `pa`, the host
+/// page of `gfn`, must sit at the same offset in it.
+fn huge_level(slot: &SlotDesc, gfn: u64, pa: u64, max_level: u32) -> u32 {
+    let hva = slot.hva_of(gfn);
+    // SAFETY: reads the current process's page tables with interrupts off;
+    // any address is allowed (unmapped means level 1).
+    let host = unsafe { bindings::kvm_rs_host_mapping_level(hva as _) } as u32;
+    let mut level = max_level.min(host).max(1);
+    while level > 1 {
+        let pages = level_pages(level);
+        let first = gfn & !(pages - 1);
+        let in_slot = first >= slot.base_gfn && first + pages <= slot.end_gfn();
+        let aligned = (slot.base_gfn ^ (slot.hva >> memslots::PAGE_SHIFT)) & (pages - 1) == 0;
+        let pa_aligned = (pa >> memslots::PAGE_SHIFT) & (pages - 1) == gfn & (pages - 1);
+        if in_slot && aligned && pa_aligned {
+            break;
+        }
+        level -= 1;
+    }
+    level
+}
+
+/// The first guest frame and host-physical address of the leaf at `level`
+/// that maps `gfn`, whose host page is at `pa`.
+fn leaf_base(gfn: u64, pa: u64, level: u32) -> (u64, u64) {
+    let mask = level_pages(level) - 1;
+    (gfn & !mask, pa - ((gfn & mask) << memslots::PAGE_SHIFT))
 }

@@ -157,11 +157,33 @@ pub trait TdpFormat: Sync {
     fn accessed_mask(&self) -> u64 {
         0
     }
-    /// The physical address in `pte`.
+    /// The physical address in `pte` (of a huge leaf: the page's base plus
+    /// low bits the caller masks off).
     fn address(&self, pte: u64) -> u64 {
         pte & 0x000f_ffff_ffff_f000
     }
+    /// The largest leaf level the hardware offers (1: 4K only, 2: 2M, 3: 1G).
+    fn max_level(&self) -> u32;
+    /// `leaf` made a huge leaf (for level 2 or 3): bit 7, the page-size bit
+    /// of both NPT (PS) and EPT ("maps a page").
+    fn huge(&self, leaf: u64) -> u64 {
+        leaf | PAGE_SIZE_BIT
+    }
+    /// Whether a present entry above level 1 is a leaf rather than a table.
+    fn is_huge(&self, pte: u64) -> bool {
+        pte & PAGE_SIZE_BIT != 0
+    }
+    /// The entry at `child_level` that maps `child_pa` with the permissions
+    /// and accessed/dirty bits of the huge leaf `huge` (splitting it).
+    fn split_child(&self, huge: u64, child_pa: u64, child_level: u32) -> u64 {
+        let flags = huge & !0x000f_ffff_ffff_f000;
+        let flags = if child_level == 1 { flags & !PAGE_SIZE_BIT } else { flags };
+        flags | child_pa
+    }
 }
+
+/// Bit 7 of a nested or extended page-table entry above level 1: a leaf.
+const PAGE_SIZE_BIT: u64 = 1 << 7;
 
 /// The object-safe part of [`KvmX86Ops`] that kvm.ko's non-generic code calls
 /// through a `&'static dyn` (per-CPU callbacks, ioctls).

@@ -29,6 +29,11 @@ impl TdpFormat for NptFormat {
     fn accessed_mask(&self) -> u64 {
         ACCESSED
     }
+    /// 2M and 1G leaves: NPT takes the long-mode page-table format, whose
+    /// 1G pages every CPU with NPT has (upstream configures PG_LEVEL_1G too).
+    fn max_level(&self) -> u32 {
+        3
+    }
 }
 
 pub(crate) static NPT: NptFormat = NptFormat;

@@ -150,6 +150,7 @@ impl KvmX86Ops for Vmx {
         if !vnmi && !vnmi_forced {
             config.pin_based &= !vnmi_bit;
         }
+        crate::ept::EPT.set_caps(config.ept_vpid_cap);
         pr_info!(
             "VMCS revision {:#x}, size {}, EPT, unrestricted guest, VPID {}\n",
             config.revision_id,

@@ -84,6 +84,7 @@ pub const KVM_SIGNAL_MSI: u32 = iow::<kvm_msi>(0xa5);
 pub const KVM_ENABLE_CAP: u32 = iow::<kvm_enable_cap>(0xa3);
 pub const KVM_GET_STATS_FD: u32 = io(0xce);
 pub const KVM_X86_SET_MSR_FILTER: u32 = iow::<kvm_msr_filter>(0xc6);
+pub const KVM_RESET_DIRTY_RINGS: u32 = io(0xc7);
 
 // vCPU ioctls.
 pub const KVM_RUN: u32 = io(0x80);
@@ -173,6 +174,7 @@ mod tests {
         assert_eq!(KVM_TRANSLATE, 0xc018ae85);
         assert_eq!(KVM_PRE_FAULT_MEMORY, 0xc040aed5);
         assert_eq!(KVM_CLEAR_DIRTY_LOG, 0xc018aec0);
+        assert_eq!(KVM_RESET_DIRTY_RINGS, 0xaec7);
         assert_eq!(KVM_GET_EMULATED_CPUID, 0xc008ae09);
     }
 

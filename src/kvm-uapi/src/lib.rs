@@ -33,3 +33,8 @@ mod layout;
 /// constant of the same name is shadowed by this typed one).
 #[allow(unreachable_pub)]
 pub const KVM_API_VERSION: i32 = 12;
+
+/// `struct kvm_dirty_gfn` flags (`_BITUL` macros, which bindgen skips): the
+/// entry is published (kernel) and harvested (user space).
+pub const KVM_DIRTY_GFN_F_DIRTY: u32 = 1 << 0;
+pub const KVM_DIRTY_GFN_F_RESET: u32 = 1 << 1;

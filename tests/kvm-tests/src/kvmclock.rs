@@ -363,12 +363,17 @@ fn tsc_khz() -> TestResult {
     let host = ioctl_val(&vm.fd, KVM_GET_TSC_KHZ, 0).map_err(|e| format!("VM GET_TSC_KHZ errno {e}"))? as u64;
     check!(host > 0);
     let v = vm.vcpu(0)?;
-    check_eq!(tsc_khz_of(&v)?, host);
+    // Equal, except that upstream's vCPU rate may come from a host rate the
+    // kernel's refined TSC calibration has since corrected (seen once on the
+    // test VM: 2599999 against 2600014): within upstream's tsc_tolerance_ppm
+    // (250), which treats such rates as the host's.
+    let within = |a: u64, b: u64| a.abs_diff(b) * 1_000_000 <= b * 250;
+    check!(within(tsc_khz_of(&v)?, host));
     // The host's own rate (or 0, meaning it) is accepted; a slower one cannot
     // be had without TSC scaling (EINVAL, as upstream on this machine).
     check_eq!(ioctl_val(&v.fd, KVM_SET_TSC_KHZ, host), Ok(0));
     check_eq!(ioctl_val(&v.fd, KVM_SET_TSC_KHZ, 0), Ok(0));
-    check_eq!(tsc_khz_of(&v)?, host);
+    check!(within(tsc_khz_of(&v)?, host));
     let scaling = ioctl_val(&vm.kvm, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL as u64).unwrap_or(0) > 0;
     if !scaling {
         check_eq!(ioctl_val(&v.fd, KVM_SET_TSC_KHZ, host / 2), Err(libc::EINVAL));

@@ -7,11 +7,13 @@
 //! if any failed. `kvm-api-tests [FILTER]` runs the tests whose name contains FILTER.
 
 mod clientapi;
+mod dirty_ring;
 mod dirtylog;
 mod emulation;
 mod guest;
 mod guests;
 mod harness;
+mod hugepages;
 mod irqchip;
 mod kvm;
 mod kvmclock;
@@ -49,6 +51,8 @@ fn main() {
     tests.extend(smm::tests());
     tests.extend(stats::tests());
     tests.extend(memory::tests());
+    tests.extend(hugepages::tests());
+    tests.extend(dirty_ring::tests());
     let failed = harness::run(&tests, &filter);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

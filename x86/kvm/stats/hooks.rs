@@ -133,8 +133,13 @@ pub(crate) fn remote_tlb_flush(vm: &Vm, kicked: bool) {
     }
 }
 
-/// 4K leaves added to (positive) or removed from the nested page tables
-/// (upstream's kvm_update_page_stats).
-pub(crate) fn pages_4k(vm: &Vm, delta: i64) {
-    vm.stats.c.add_shared(vmw::PAGES_4K, delta as u64);
+/// Leaves added to (positive) or removed from the nested page tables, per
+/// page size (upstream's kvm_update_page_stats: pages_4k, pages_2m, pages_1g).
+pub(crate) fn pages(vm: &Vm, delta: crate::tdp_mmu::LeafDelta) {
+    let [d4k, d2m, d1g] = delta.0;
+    for (stat, d) in [(vmw::PAGES_4K, d4k), (vmw::PAGES_2M, d2m), (vmw::PAGES_1G, d1g)] {
+        if d != 0 {
+            vm.stats.c.add_shared(stat, d as u64);
+        }
+    }
 }

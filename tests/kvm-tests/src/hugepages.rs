@@ -1,0 +1,345 @@
+//! Huge (2M) NPT/EPT mappings: a slot backed by 2M host pages (THP or
+//! hugetlbfs) whose guest-physical and host-virtual addresses agree modulo 2M
+//! is mapped with 2M leaf entries, counted in the VM's binary statistic
+//! pages_2m; dirty logging splits them (upstream's eager_page_split=Y at the
+//! moment logging is enabled) and logs exactly the 4K pages written; when
+//! logging stops, the guest's next accesses map 2M again (upstream zaps the
+//! collapsible 4K tables, kvm_mmu_zap_collapsible_sptes). A slot whose
+//! guest-physical address is not 2M-aligned relative to its host address can
+//! never be mapped huge (upstream's disallow_lpage for the whole slot).
+
+use crate::guest::*;
+use crate::guests::get_dirty_log;
+use crate::harness::{TestFn, TestResult};
+use crate::kvm::*;
+use crate::{check, check_eq};
+use kvm_uapi::ioctl::*;
+use kvm_uapi::*;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+pub fn tests() -> Vec<(&'static str, TestFn)> {
+    vec![
+        ("memory/thp_slot_maps_2m", thp_maps_2m),
+        ("memory/thp_dirty_log_splits_exact", thp_dirty_log_split),
+        ("memory/hugetlbfs_slot_maps_2m", hugetlbfs_maps_2m),
+    ]
+}
+
+const PAGE: usize = 4096;
+const HUGE: usize = 2 << 20;
+/// The data slot: 64M at 256M (2M-aligned), slot 1; code and stack in slot 0.
+const SIZE: usize = 64 << 20;
+const PAGES: usize = SIZE / PAGE;
+const GPA: u64 = 0x1000_0000;
+const CODE: u64 = 0x1000;
+
+/// The VM's binary statistics file (KVM_GET_STATS_FD), read by name.
+struct VmStats {
+    fd: OwnedFd,
+    data_offset: u64,
+    /// (name, offset in the data block) of each descriptor.
+    descs: Vec<(String, u64)>,
+}
+
+fn pread(fd: &OwnedFd, len: usize, off: u64) -> Result<Vec<u8>, String> {
+    let mut buf = vec![0u8; len];
+    // SAFETY: reads into our buffer of `len` bytes.
+    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), len, off as i64) };
+    if n != len as isize {
+        return Err(format!("stats pread({len}, {off}) = {n}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(buf)
+}
+
+impl VmStats {
+    fn open(vm: &Vm) -> Result<VmStats, String> {
+        let r = ioctl_val(&vm.fd, KVM_GET_STATS_FD, 0).map_err(|e| format!("KVM_GET_STATS_FD: errno {e}"))?;
+        // SAFETY: a new descriptor the ioctl returned.
+        let fd = unsafe { OwnedFd::from_raw_fd(r as i32) };
+        let h = pread(&fd, 24, 0)?;
+        let u32_at = |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let (name_size, num_desc) = (u32_at(&h, 4) as usize, u32_at(&h, 8) as usize);
+        let (desc_offset, data_offset) = (u32_at(&h, 16) as u64, u32_at(&h, 20) as u64);
+        let dsize = 16 + name_size;
+        let raw = pread(&fd, dsize * num_desc, desc_offset)?;
+        let descs = raw
+            .chunks(dsize)
+            .map(|d| {
+                let name = String::from_utf8_lossy(d[16..].split(|&c| c == 0).next().unwrap_or(&[])).into_owned();
+                (name, u32_at(d, 8) as u64)
+            })
+            .collect();
+        Ok(VmStats { fd, data_offset, descs })
+    }
+
+    /// A (single-value) statistic.
+    fn get(&self, name: &str) -> Result<u64, String> {
+        let off = self.descs.iter().find(|d| d.0 == name).ok_or_else(|| format!("no stat {name}"))?.1;
+        let b = pread(&self.fd, 8, self.data_offset + off)?;
+        Ok(u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    }
+
+    /// (pages_4k, pages_2m).
+    fn pages(&self) -> Result<(u64, u64), String> {
+        Ok((self.get("pages_4k")?, self.get("pages_2m")?))
+    }
+}
+
+/// A mapping of ours, unmapped when dropped (also when a check fails).
+struct Mapping {
+    raw: *mut u8,
+    len: usize,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: a mapping this module made and no longer uses.
+        unsafe { libc::munmap(self.raw.cast(), self.len) };
+    }
+}
+
+/// Writes `value` to a sysfs/procfs file now and the old contents back when
+/// dropped, so that a failing test leaves the VM's settings as it found them.
+struct Setting {
+    path: &'static str,
+    old: String,
+}
+
+impl Setting {
+    fn set(path: &'static str, value: &str) -> Result<Setting, String> {
+        let old = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        std::fs::write(path, value).map_err(|e| format!("write {value:?} to {path}: {e}"))?;
+        Ok(Setting { path, old })
+    }
+}
+
+impl Drop for Setting {
+    fn drop(&mut self) {
+        // THP's files show every mode with the active one bracketed ("always
+        // [madvise] never"): write back the bracketed word.
+        let old = match (self.old.find('['), self.old.find(']')) {
+            (Some(a), Some(b)) if a < b => &self.old[a + 1..b],
+            _ => self.old.trim(),
+        };
+        let _ = std::fs::write(self.path, old);
+    }
+}
+
+/// Makes THP usable for MADV_HUGEPAGE mappings (the test VM is ours: we are
+/// root). Keeps "always" or "madvise"; turns "never" into "madvise".
+fn thp_on() -> Result<Option<Setting>, String> {
+    const P: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+    let cur = std::fs::read_to_string(P).map_err(|e| format!("{P}: {e} (kernel without THP?)"))?;
+    if cur.contains("[never]") {
+        return Setting::set(P, "madvise").map(Some);
+    }
+    Ok(None)
+}
+
+/// 64M of anonymous memory at a 2M-aligned address with MADV_HUGEPAGE.
+fn thp_mem() -> Result<(Mapping, *mut u8), String> {
+    let raw = anon(SIZE + HUGE)?;
+    let m = Mapping { raw, len: SIZE + HUGE };
+    let start = ((raw as usize + HUGE - 1) & !(HUGE - 1)) as *mut u8;
+    // SAFETY: advice on our own mapping.
+    let r = unsafe { libc::madvise(start.cast(), SIZE, libc::MADV_HUGEPAGE) };
+    check!(r == 0, "madvise(MADV_HUGEPAGE): {}", std::io::Error::last_os_error());
+    Ok((m, start))
+}
+
+/// The AnonHugePages (kB) of the mapping starting at `start`, from
+/// /proc/self/smaps: how much of it the host maps with 2M pages, which
+/// bounds what KVM can map 2M.
+fn anon_huge_kb(start: *mut u8) -> Result<u64, String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").map_err(|e| format!("smaps: {e}"))?;
+    let head = format!("{:x}-", start as usize);
+    let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head));
+    check!(lines.next().is_some(), "no VMA at {head} in smaps");
+    for l in lines {
+        if let Some(v) = l.strip_prefix("AnonHugePages:") {
+            return v.trim().trim_end_matches("kB").trim().parse().map_err(|e| format!("AnonHugePages {v:?}: {e}"));
+        }
+    }
+    Err("no AnonHugePages line".into())
+}
+
+/// A VM whose slot 0 (64K at 0) holds the code, with `data` as slot 1 at
+/// `gpa`, and one vCPU.
+fn vm_with(data: *mut u8, gpa: u64, size: usize) -> Result<(Vm, Vcpu, *mut u8), String> {
+    let mut vm = Vm::new()?;
+    let code = vm.add_mem(0, 0, 0x10000, 0)?;
+    vm.set_region(1, gpa, size as u64, data as u64, 0).map_err(|e| format!("SET_USER_MEMORY_REGION slot 1: errno {e}"))?;
+    let v = vm.vcpu(0)?;
+    Ok((vm, v, code))
+}
+
+/// Runs flat 32-bit code that writes, to every 4K page of [gpa, gpa+size),
+/// the page's own address at offset 0 and `tag` at offset 4, then halts.
+fn touch_all(v: &Vcpu, code: *mut u8, gpa: u64, size: usize, tag: u32) -> TestResult {
+    let (g, n, t) = ((gpa as u32).to_le_bytes(), ((size / PAGE) as u32).to_le_bytes(), tag.to_le_bytes());
+    #[rustfmt::skip]
+    let prog = [
+        0xbf, g[0], g[1], g[2], g[3], // mov edi, gpa
+        0xb9, n[0], n[1], n[2], n[3], // mov ecx, pages
+        0xba, t[0], t[1], t[2], t[3], // mov edx, tag
+        0x89, 0x3f,                   // l: mov [edi], edi
+        0x89, 0x57, 0x04,             //    mov [edi+4], edx
+        0x81, 0xc7, 0x00, 0x10, 0x00, 0x00, // add edi, 0x1000
+        0xe2, 0xf3,                   //    loop l
+        0xf4,                         // hlt
+    ];
+    poke(code, CODE as usize, &prog);
+    v.protected_mode_at(CODE)?;
+    expect_exit(v, KVM_EXIT_HLT)
+}
+
+/// Runs flat 32-bit code that writes `tag` to offset 8 of each page in
+/// `pages` (page numbers of the slot at `gpa`), in order, then halts.
+fn write_pages(v: &Vcpu, code: *mut u8, gpa: u64, pages: &[usize], tag: u32) -> TestResult {
+    let mut prog = vec![];
+    for &p in pages {
+        prog.extend_from_slice(&[0xc7, 0x05]); // mov dword [addr], tag
+        prog.extend_from_slice(&((gpa as usize + p * PAGE + 8) as u32).to_le_bytes());
+        prog.extend_from_slice(&tag.to_le_bytes());
+    }
+    prog.push(0xf4);
+    poke(code, CODE as usize, &prog);
+    v.protected_mode_at(CODE)?;
+    expect_exit(v, KVM_EXIT_HLT)
+}
+
+fn read_u32(p: *mut u8, off: usize) -> u32 {
+    // SAFETY: offsets inside the slot's mapping.
+    unsafe { p.add(off).cast::<u32>().read_volatile() }
+}
+
+/// User space sees what `touch_all(.., gpa, size, tag)` wrote on every page.
+fn check_touched(mem: *mut u8, gpa: u64, size: usize, tag: u32) -> TestResult {
+    for p in 0..size / PAGE {
+        let (a, t) = (read_u32(mem, p * PAGE), read_u32(mem, p * PAGE + 4));
+        check!(a == (gpa as usize + p * PAGE) as u32 && t == tag, "page {p}: user space reads {a:#x}, {t:#x}; the guest wrote {:#x}, {tag:#x}", gpa as usize + p * PAGE);
+    }
+    Ok(())
+}
+
+fn thp_maps_2m() -> TestResult {
+    let _thp = thp_on()?;
+    let (_m, mem) = thp_mem()?;
+    let (vm, v, code) = vm_with(mem, GPA, SIZE)?;
+    let s = VmStats::open(&vm)?;
+    check_eq!(s.pages()?.1, 0);
+    // The guest's writes are the first touch of the memory: KVM's fault-in
+    // (get_user_pages) allocates the transparent huge pages itself.
+    touch_all(&v, code, GPA, SIZE, 0x7e57_0001)?;
+    let (p4k, p2m) = s.pages()?;
+    let huge = anon_huge_kb(mem)? / 2048;
+    check!(huge > 0, "the host kernel gave the region no transparent huge page (AnonHugePages 0)");
+    // Every 2M range the host maps with a huge page, KVM maps with one 2M
+    // entry (upstream: 32 of 32 in the test VM); the code slot is 4K.
+    check!(p2m == huge, "pages_2m {p2m} (pages_4k {p4k}), host huge pages in the slot {huge}");
+    check_touched(mem, GPA, SIZE, 0x7e57_0001)
+}
+
+fn thp_dirty_log_split() -> TestResult {
+    let _thp = thp_on()?;
+    let (_m, mem) = thp_mem()?;
+    let (vm, v, code) = vm_with(mem, GPA, SIZE)?;
+    let s = VmStats::open(&vm)?;
+    touch_all(&v, code, GPA, SIZE, 1)?;
+    let (p4k, p2m) = s.pages()?;
+    check!(p2m > 0 && p2m == anon_huge_kb(mem)? / 2048, "pages_2m {p2m} before logging");
+    // Enabling dirty logging splits every huge mapping of the slot at once
+    // (eager_page_split): each 2M entry becomes a full table of 512 4K entries.
+    vm.set_region(1, GPA, SIZE as u64, mem as u64, KVM_MEM_LOG_DIRTY_PAGES).map_err(|e| format!("enable logging: errno {e}"))?;
+    let (q4k, q2m) = s.pages()?;
+    check!(q2m == 0, "pages_2m {q2m} after enabling dirty logging (was {p2m})");
+    check!(q4k == p4k + 512 * p2m, "pages_4k {p4k} -> {q4k} after splitting {p2m} huge pages");
+    let log = |vm: &Vm| get_dirty_log(vm, 1, PAGES).map_err(|e| format!("KVM_GET_DIRTY_LOG: errno {e}"));
+    let bits = |pages: &[usize]| {
+        let mut b = vec![0u64; PAGES / 64];
+        pages.iter().for_each(|&p| b[p / 64] |= 1 << (p % 64));
+        b
+    };
+    let set = |b: &[u64]| -> Vec<usize> { (0..PAGES).filter(|&p| b[p / 64] >> (p % 64) & 1 != 0).collect() };
+    // Nothing written since logging began.
+    let b = log(&vm)?;
+    check!(b == bits(&[]), "dirty right after enabling: {:?}", set(&b));
+    // Pages on both sides of 2M boundaries (511/512), in the middle and the last one.
+    let written = [3, 511, 512, 700, 5000, PAGES - 1];
+    write_pages(&v, code, GPA, &[700, 3, 511, 512, 3, 5000, PAGES - 1, 700], 0xd1d1)?;
+    let b = log(&vm)?;
+    check!(b == bits(&written), "dirty log {:?}, the guest wrote {written:?}", set(&b));
+    for p in written {
+        check_eq!(read_u32(mem, p * PAGE + 8), 0xd1d1);
+    }
+    // KVM_GET_DIRTY_LOG cleared and write-protected them: only a new write shows.
+    check!(log(&vm)? == bits(&[]));
+    write_pages(&v, code, GPA, &[512], 0xd2d2)?;
+    let b = log(&vm)?;
+    check!(b == bits(&[512]), "dirty log {:?} after writing page 512 again", set(&b));
+    // Logging off: the 4K mappings that could be huge are dropped, and the
+    // guest's next touches map 2M again, as many as before.
+    vm.set_region(1, GPA, SIZE as u64, mem as u64, 0).map_err(|e| format!("disable logging: errno {e}"))?;
+    let (r4k, r2m) = s.pages()?;
+    check!(r2m == 0 && r4k < q4k, "after disabling logging: pages_4k {r4k} (was {q4k}), pages_2m {r2m}");
+    touch_all(&v, code, GPA, SIZE, 2)?;
+    let (_, t2m) = s.pages()?;
+    check!(t2m == p2m, "pages_2m {t2m} after logging off and a new touch, {p2m} before logging");
+    check_touched(mem, GPA, SIZE, 2)
+}
+
+/// hugetlbfs pages come from the pool: reserve `n` more 2M pages for the test.
+fn reserve_hugepages(n: u64) -> Result<Setting, String> {
+    const P: &str = "/proc/sys/vm/nr_hugepages";
+    let old: u64 = std::fs::read_to_string(P).map_err(|e| format!("{P}: {e}"))?.trim().parse().map_err(|e| format!("{P}: {e}"))?;
+    let s = Setting::set(P, &(old + n).to_string())?;
+    let now: u64 = std::fs::read_to_string(P).map_err(|e| format!("{P}: {e}"))?.trim().parse().unwrap_or(0);
+    check!(now >= old + n, "{P}: asked for {} pages, the kernel gave {now}", old + n);
+    Ok(s)
+}
+
+fn hugetlb_mem(size: usize) -> Result<Mapping, String> {
+    // SAFETY: an anonymous private mapping from the hugetlb pool.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_HUGE_2MB,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!("mmap MAP_HUGETLB {size:#x}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(Mapping { raw: p.cast(), len: size })
+}
+
+fn hugetlbfs_maps_2m() -> TestResult {
+    let _pool = reserve_hugepages((SIZE / HUGE) as u64)?;
+    {
+        let m = hugetlb_mem(SIZE)?;
+        let (vm, v, code) = vm_with(m.raw, GPA, SIZE)?;
+        let s = VmStats::open(&vm)?;
+        touch_all(&v, code, GPA, SIZE, 0x4854_4c42)?;
+        // hugetlbfs memory is always 2M in the host: every 2M of the slot is
+        // one 2M entry.
+        let (p4k, p2m) = s.pages()?;
+        check!(p2m == (SIZE / HUGE) as u64, "pages_2m {p2m} (pages_4k {p4k}), expected {}", SIZE / HUGE);
+        check_touched(m.raw, GPA, SIZE, 0x4854_4c42)?;
+    }
+    // The same memory 4K off in guest-physical space: no 2M guest range lies
+    // in one host huge page, so everything is mapped 4K (8M of it, to keep
+    // the 2048 faults short).
+    const MIS: usize = 8 << 20;
+    let m = hugetlb_mem(MIS)?;
+    let gpa = GPA + PAGE as u64;
+    let (vm, v, code) = vm_with(m.raw, gpa, MIS)?;
+    let s = VmStats::open(&vm)?;
+    touch_all(&v, code, gpa, MIS, 0x4854_4c43)?;
+    let (p4k, p2m) = s.pages()?;
+    check!(p2m == 0, "pages_2m {p2m} for a slot misaligned with its huge pages");
+    check!(p4k >= (MIS / PAGE) as u64, "pages_4k {p4k}, the guest touched {} pages", MIS / PAGE);
+    check_touched(m.raw, gpa, MIS, 0x4854_4c43)
+}
