@@ -156,6 +156,8 @@ int kvm_rs_hva_to_page(unsigned long hva, bool write_fault, bool want_writable,
  * the answer stays true until its mapping is in place.
  */
 int kvm_rs_host_mapping_level(unsigned long hva);
+/* kvm.nx_huge_pages in effect (params.c): guest memory in 4 KiB mappings only. */
+bool kvm_rs_nx_huge_pages_on(void);
 /* pfn_to_page() of a physical address. */
 struct page *kvm_rs_phys_to_page(u64 pa);
 /* Marks a page a guest may write dirty (upstream's kvm_set_page_dirty). */

@@ -92,6 +92,11 @@ step "test VM (1G, zram swap): a guest's 1.5G of memory goes out to swap and com
     "$repo/tests/vm/memory-pressure.sh" ours upstream > "$logdir/memory-pressure.out" 2>&1
 count vm/memory-pressure "$logdir/memory-pressure.out" $? "$logdir/memory-pressure.log"
 
+step "test VM (6G, one 1G hugetlbfs page reserved at boot): 1G guest mappings, split for dirty logging, ours and upstream"
+"$here/vm-run.sh" --mem 6G --append "hugepagesz=1G hugepages=1" --timeout 600 --log "$logdir/hugepages-1g.log" \
+    "$repo/tests/vm/hugepages-1g.sh" ours upstream > "$logdir/hugepages-1g.out" 2>&1
+count vm/hugepages-1g "$logdir/hugepages-1g.out" $? "$logdir/hugepages-1g.log"
+
 # Breakpoints (break/hbreak) cannot work in the test VM on any module set: its
 # QEMU (TCG) neither intercepts a nested guest's INT3 nor loads its DR7 at
 # VMRUN; they are tested with the API suite under Bochs instead.

@@ -3,7 +3,7 @@
 unload_all
 load_all || { fail api/load "cannot load the $MODSET modules"; return 0; }
 dmesg_mark
-svm_tcg_skips
+api_skips
 hostrun "$TESTBIN/kvm-api-tests" ${API_FILTER:-} 2>&1 | sed "s#^\(PASS\|FAIL\|SKIP\) #\1 $MODSET/#"
 bad=$(dmesg_bad)
 [ -z "$bad" ] && pass api/dmesg_clean || fail api/dmesg_clean "$bad"

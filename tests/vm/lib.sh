@@ -52,9 +52,16 @@ dmesg_mark() { dmesg -c >/dev/null; }
 # QEMU (TCG) does not deliver a nested guest's INT3 as a #BP intercept (and
 # QEMU 7.2 did not load its DR7 at VMRUN either), so the breakpoint tests run
 # under Bochs (tests/vm/vmx.sh) only.
-svm_tcg_skips() {
+api_skips() {
+    local skips=""
     grep -q -w vmx /proc/cpuinfo ||
-        export KVM_TESTS_SKIP="${KVM_TESTS_SKIP:-debug_bp/:the test VM's QEMU (TCG) does not intercept a nested guest's INT3}"
+        skips="debug_bp/:the test VM's QEMU (TCG) does not intercept a nested guest's INT3"
+    # A 1G hugetlbfs page exists only if the kernel was booted with one reserved
+    # (hugepagesz=1G hugepages=1 and memory to spare: run-tests.sh boots a 6G
+    # test VM for that test alone).
+    [ "$(cat /sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages 2>/dev/null || echo 0)" -ge 1 ] ||
+        skips="${skips:+$skips;}hugetlbfs_1g:no free 1G hugetlbfs page in this boot (run-tests.sh runs it in a 6G test VM with hugepagesz=1G hugepages=1)"
+    export KVM_TESTS_SKIP="${KVM_TESTS_SKIP:-$skips}"
 }
 # Unreclaimable slab (every kmalloc) in kB, read after dropping the caches
 # (reclaimable dentries and inodes of the 9p share drift by ~100 kB) and

@@ -5,7 +5,7 @@ MODSET=ours
 . "$REPO/tests/vm/lib.sh"
 load_all || { echo "main-job: loading kvm.ko + kvm-amd.ko failed"; exit 1; }
 ls -l /dev/kvm
-svm_tcg_skips
+api_skips
 hostrun "$TESTBIN/kvm-api-tests" || exit 1
 echo "main-job: QEMU boots an SMP Linux guest on our /dev/kvm (qemu-system-x86_64 -accel kvm -smp 2)"
 out=$(timeout 300 chroot /host /usr/bin/qemu-system-x86_64 -accel kvm -smp 2 -cpu qemu64 -m 256M \

@@ -11,12 +11,14 @@
  * read as the value it runs with (include-compat/kvm_rs_params.h).
  */
 #include <linux/moduleparam.h>
+#include <linux/sysfs.h>
+#include <asm/cpufeature.h>
 #include <linux/types.h>
 #include "kvm_rs_params.h"
 
 int kvm_rs_param_fixed(const char *name, const char *val, bool same, const char *why);
 
-#define KVM_RS_NX_HUGE_PAGES_WHY "Non-executable huge pages (iTLB multihit mitigation); kvm-rs maps guest memory with 4 KiB pages only, so executable huge pages never exist: always Y"
+#define KVM_RS_NX_HUGE_PAGES_WHY "Mitigate iTLB multihit (off/force/auto; auto: on if the CPU has the bug); on, kvm-rs maps guest memory with 4 KiB pages only (set at run time: for new mappings)"
 
 /* virt/kvm/kvm_main.c */
 KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, halt_poll_ns, unsigned int, uint, 0644, 0,
@@ -36,26 +38,47 @@ KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, enable_virt_at_load, bool, bool, 0444, tr
 /* arch/x86/kvm/mmu/spte.c, mmu/mmu.c */
 KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, mmio_caching, bool, bool, 0444, false,
 	"Cache MMIO accesses in the page tables; not implemented by kvm-rs (every MMIO access faults): always N");
-/* Fixed too, but upstream's setter also takes off/force/auto/never: Rust parses. */
+/*
+ * nx_huge_pages (iTLB multihit mitigation): upstream's words, parsed in Rust
+ * (0 N, 1 Y, 2 auto). Y keeps guest memory in 4 KiB mappings (upstream keeps
+ * huge pages non-executable and splits them on execution; kvm-rs does not
+ * make huge pages at all then). auto, the default, is Y exactly on CPUs with
+ * the iTLB multihit bug, as upstream.
+ */
 int kvm_rs_param_nx_huge_pages(const char *val);
-static bool kvm_rs_nx_huge_pages = true;
+static int kvm_rs_nx_huge_pages_mode = 2;
+bool kvm_rs_nx_huge_pages_on(void)
+{
+	int mode = READ_ONCE(kvm_rs_nx_huge_pages_mode);
+
+	return mode == 2 ? boot_cpu_has_bug(X86_BUG_ITLB_MULTIHIT) : mode;
+}
 static int kvm_rs_nx_huge_pages_set(const char *val, const struct kernel_param *kp)
 {
-	return kvm_rs_param_nx_huge_pages(val ? val : "");
+	int mode = kvm_rs_param_nx_huge_pages(val ? val : "");
+
+	if (mode < 0)
+		return mode;
+	WRITE_ONCE(kvm_rs_nx_huge_pages_mode, mode);
+	return 0;
+}
+static int kvm_rs_nx_huge_pages_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%c\n", kvm_rs_nx_huge_pages_on() ? 'Y' : 'N');
 }
 static const struct kernel_param_ops kvm_rs_nx_huge_pages_ops = {
 	.set = kvm_rs_nx_huge_pages_set,
-	.get = param_get_bool,
+	.get = kvm_rs_nx_huge_pages_get,
 };
-module_param_cb(nx_huge_pages, &kvm_rs_nx_huge_pages_ops, &kvm_rs_nx_huge_pages, 0644);
+module_param_cb(nx_huge_pages, &kvm_rs_nx_huge_pages_ops, NULL, 0644);
 __MODULE_PARM_TYPE(nx_huge_pages, "bool");
 MODULE_PARM_DESC(nx_huge_pages, KVM_RS_NX_HUGE_PAGES_WHY);
 unsigned int kvm_rs_nx_huge_pages_recovery_ratio = 60;
 module_param_named(nx_huge_pages_recovery_ratio, kvm_rs_nx_huge_pages_recovery_ratio, uint, 0644);
-MODULE_PARM_DESC(nx_huge_pages_recovery_ratio, "Share of split huge pages recovered per period (no effect: guest memory is mapped with 4 KiB pages)");
+MODULE_PARM_DESC(nx_huge_pages_recovery_ratio, "Share of split huge pages recovered per period (no effect: with nx_huge_pages on, kvm-rs makes no huge pages to split)");
 unsigned int kvm_rs_nx_huge_pages_recovery_period_ms;
 module_param_named(nx_huge_pages_recovery_period_ms, kvm_rs_nx_huge_pages_recovery_period_ms, uint, 0644);
-MODULE_PARM_DESC(nx_huge_pages_recovery_period_ms, "Period of the huge page recovery in ms (no effect: guest memory is mapped with 4 KiB pages)");
+MODULE_PARM_DESC(nx_huge_pages_recovery_period_ms, "Period of the huge page recovery in ms (no effect: with nx_huge_pages on, kvm-rs makes no huge pages to split)");
 bool kvm_rs_flush_on_reuse;
 module_param_named(flush_on_reuse, kvm_rs_flush_on_reuse, bool, 0644);
 MODULE_PARM_DESC(flush_on_reuse, "Flush and sync shadow page tables on root reuse (no effect with two-dimensional paging, as upstream)");
@@ -93,8 +116,8 @@ module_param_named(pi_inject_timer, kvm_rs_pi_inject_timer, bint, 0644);
 MODULE_PARM_DESC(pi_inject_timer, "Inject timer interrupts through posted interrupts (no effect: no posted interrupts, as upstream without APICv)");
 KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, enable_pmu, bool, bool, 0444, false,
 	"PMU virtualization; not implemented by kvm-rs: always N");
-KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, eager_page_split, bool, bool, 0644, false,
-	"Split huge pages when dirty logging starts; kvm-rs maps guest memory with 4 KiB pages only, nothing is split: always N");
+KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, eager_page_split, bool, bool, 0644, true,
+	"Split huge pages into 4 KiB ones when dirty logging starts; kvm-rs always does: always Y");
 bool kvm_rs_mitigate_smt_rsb;
 module_param_named(mitigate_smt_rsb, kvm_rs_mitigate_smt_rsb, bool, 0444);
 MODULE_PARM_DESC(mitigate_smt_rsb, "Do not let guests run with HLT/PAUSE/MWAIT exits disabled on SMT_RSB CPUs (kvm-rs never disables those exits)");

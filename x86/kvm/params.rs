@@ -135,9 +135,10 @@ fn kstrtobool(s: &[u8]) -> Option<bool> {
     }
 }
 
-/// `nx_huge_pages`: fixed at Y (no executable huge pages exist), with
-/// upstream's spellings: `force` and `auto` (KVM's choice) are Y, `off` and
-/// `never` are N, else a boolean.
+/// `nx_huge_pages` with upstream's spellings: `force` is on (1), `off` and
+/// `never` are off (0), `auto` is KVM's choice (2: on exactly on CPUs with
+/// the iTLB multihit bug, params.c), else a boolean. Returns the mode for
+/// params.c to store, or a negative errno.
 ///
 /// # Safety
 /// `val` is a NUL-terminated string valid for the call.
@@ -146,16 +147,13 @@ pub unsafe extern "C" fn kvm_rs_param_nx_huge_pages(val: *const c_char) -> c_int
     // SAFETY: per the contract.
     let v = unsafe { CStr::from_char_ptr(val) };
     let word = v.as_bytes().trim_ascii_end();
-    let on = match word {
-        b"force" | b"auto" => Some(true),
-        b"off" | b"never" => Some(false),
-        w => kstrtobool(w),
-    };
-    let Some(on) = on else { return EINVAL.to_errno() };
-    let why = kernel::c_str!(
-        "Non-executable huge pages (iTLB multihit mitigation); kvm-rs maps guest memory with 4 KiB pages only, so executable huge pages never exist: always Y"
-    );
-    let name = kernel::c_str!("nx_huge_pages");
-    // SAFETY: NUL-terminated strings, valid for the call.
-    unsafe { fixed_param("kvm", KVM_LIVE.load(Ordering::Acquire), name.as_char_ptr(), val, on, why.as_char_ptr()) }
+    match word {
+        b"auto" => 2,
+        b"force" => 1,
+        b"off" | b"never" => 0,
+        w => match kstrtobool(w) {
+            Some(on) => on as c_int,
+            None => EINVAL.to_errno(),
+        },
+    }
 }

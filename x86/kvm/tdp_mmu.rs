@@ -417,6 +417,9 @@ fn split_leaf(fmt: &dyn TdpFormat, huge: u64, level: u32, to_level: u32, cache: 
     for i in 0..ENTRIES {
         let child_leaf = fmt.split_child(huge, base + i as u64 * level_pages(child) * 4096, child);
         let e = if child > to_level {
+            // The intermediate leaf counts while it exists; its own split
+            // takes it off again.
+            delta.add(child, 1);
             split_leaf(fmt, child_leaf, child, to_level, cache, delta)?
         } else {
             delta.add(child, 1);

@@ -710,7 +710,9 @@ impl Vm {
         let page = FaultPage::get(hva, write, !readonly)?;
         let writable = page.writable();
         inner.table_cache.topup(crate::tdp_mmu::FAULT_TABLES)?;
-        let max_level = if slot.logging() { 1 } else { self.vendor.tdp().max_level() };
+        // SAFETY: reads a module parameter.
+        let nx_huge_pages = unsafe { bindings::kvm_rs_nx_huge_pages_on() };
+        let max_level = if slot.logging() || nx_huge_pages { 1 } else { self.vendor.tdp().max_level() };
         {
             let mut mmu = self.mmu.lock();
             let level = huge_level(&slot.desc, gfn, page.phys(), max_level);

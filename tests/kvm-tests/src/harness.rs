@@ -9,8 +9,9 @@ const TEST_TIMEOUT_S: u64 = 120;
 
 /// Runs the tests whose name contains `filter`; returns how many failed. A test
 /// that panics counts as failed, and the others still run. KVM_TESTS_SKIP
-/// (name parts separated by commas, then `:` and the reason) names tests the
-/// machine cannot run; they print `SKIP name: reason` and do not count.
+/// (groups separated by `;`, each name parts separated by commas, then `:` and
+/// the reason) names tests the machine cannot run; they print
+/// `SKIP name: reason` and do not count.
 pub fn run(tests: &[(&'static str, TestFn)], filter: &str) -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
@@ -30,11 +31,14 @@ pub fn run(tests: &[(&'static str, TestFn)], filter: &str) -> usize {
     }
     let mut failed = 0;
     let skip = std::env::var("KVM_TESTS_SKIP").unwrap_or_default();
-    let (skip_names, skip_why) = skip.split_once(':').unwrap_or((skip.as_str(), "not runnable here"));
-    let skipped = |n: &str| skip_names.split(',').any(|s| !s.is_empty() && n.contains(s));
+    let groups: Vec<(&str, &str)> =
+        skip.split(';').map(|g| g.split_once(':').unwrap_or((g, "not runnable here"))).collect();
+    let skipped = |n: &str| {
+        groups.iter().find(|(names, _)| names.split(',').any(|s| !s.is_empty() && n.contains(s))).map(|g| g.1)
+    };
     for (name, f) in tests.iter().filter(|(n, _)| n.contains(filter)) {
-        if skipped(name) {
-            println!("SKIP {name}: {skip_why}");
+        if let Some(why) = skipped(name) {
+            println!("SKIP {name}: {why}");
             continue;
         }
         *current.lock().unwrap_or_else(|e| e.into_inner()) = (name, std::time::Instant::now());

@@ -22,6 +22,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("memory/thp_slot_maps_2m", thp_maps_2m),
         ("memory/thp_dirty_log_splits_exact", thp_dirty_log_split),
         ("memory/hugetlbfs_slot_maps_2m", hugetlbfs_maps_2m),
+        ("memory/hugetlbfs_1g_slot_maps_1g", hugetlbfs_1g_maps_1g),
     ]
 }
 
@@ -82,6 +83,11 @@ impl VmStats {
     /// (pages_4k, pages_2m).
     fn pages(&self) -> Result<(u64, u64), String> {
         Ok((self.get("pages_4k")?, self.get("pages_2m")?))
+    }
+
+    /// (pages_4k, pages_2m, pages_1g).
+    fn pages3(&self) -> Result<(u64, u64, u64), String> {
+        Ok((self.get("pages_4k")?, self.get("pages_2m")?, self.get("pages_1g")?))
     }
 }
 
@@ -342,4 +348,168 @@ fn hugetlbfs_maps_2m() -> TestResult {
     check!(p2m == 0, "pages_2m {p2m} for a slot misaligned with its huge pages");
     check!(p4k >= (MIS / PAGE) as u64, "pages_4k {p4k}, the guest touched {} pages", MIS / PAGE);
     check_touched(m.raw, gpa, MIS, 0x4854_4c43)
+}
+
+const GIG: usize = 1 << 30;
+/// The 1G slot: guest-physical 1G..2G, slot 1.
+const GPA_1G: u64 = 0x4000_0000;
+const PAGES_1G: usize = GIG / PAGE;
+
+/// A free 1G hugetlbfs page for the test: one already free in the pool (e.g.
+/// reserved at boot with hugepagesz=1G hugepages=1) or one more reserved at
+/// runtime (the kernel must find a free, or freeable, contiguous and aligned
+/// 1G, which needs CONFIG_CONTIG_ALLOC); a runtime reservation is undone
+/// when the result is dropped.
+fn reserve_1g_page() -> Result<Option<Setting>, String> {
+    const DIR: &str = "/sys/kernel/mm/hugepages/hugepages-1048576kB";
+    const P: &str = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").map_err(|e| format!("/proc/cpuinfo: {e}"))?;
+    check!(cpuinfo.split_whitespace().any(|w| w == "pdpe1gb"), "the CPU has no pdpe1gb (1G pages): /proc/cpuinfo");
+    check!(
+        std::path::Path::new(DIR).exists(),
+        "{DIR} missing: the kernel offers no 1G hugetlbfs pages (x86 registers them at boot only with CONFIG_CONTIG_ALLOC, i.e. COMPACTION with MEMORY_ISOLATION, or CMA; or with hugepagesz=1G on the command line; MemTotal {})",
+        meminfo("MemTotal")
+    );
+    let read = |f: &str| -> Result<u64, String> {
+        let path = format!("{DIR}/{f}");
+        std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?.trim().parse().map_err(|e| format!("{path}: {e}"))
+    };
+    if read("free_hugepages")? > read("resv_hugepages")? {
+        return Ok(None);
+    }
+    let old = read("nr_hugepages")?;
+    let s = Setting::set(P, &(old + 1).to_string())?;
+    let now = read("nr_hugepages")?;
+    check!(now >= old + 1, "{P}: asked for {} 1G pages, the kernel gave {now} (no free contiguous 1G; MemFree {})", old + 1, meminfo("MemFree"));
+    Ok(Some(s))
+}
+
+fn meminfo(key: &str) -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with(key)).map(|l| l[key.len() + 1..].trim().to_string()))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Runs flat 32-bit code that writes, at the start of every 2M piece of
+/// [gpa, gpa+size), the piece's own address and then `tag`, then halts:
+/// 512 pieces for 1G, one fault each at most.
+fn touch_2m_pieces(v: &Vcpu, code: *mut u8, gpa: u64, size: usize, tag: u32) -> TestResult {
+    let (g, n, t) = ((gpa as u32).to_le_bytes(), ((size / HUGE) as u32).to_le_bytes(), tag.to_le_bytes());
+    #[rustfmt::skip]
+    let prog = [
+        0xbf, g[0], g[1], g[2], g[3], // mov edi, gpa
+        0xb9, n[0], n[1], n[2], n[3], // mov ecx, pieces
+        0xba, t[0], t[1], t[2], t[3], // mov edx, tag
+        0x89, 0x3f,                   // l: mov [edi], edi
+        0x89, 0x57, 0x04,             //    mov [edi+4], edx
+        0x81, 0xc7, 0x00, 0x00, 0x20, 0x00, // add edi, 0x200000
+        0xe2, 0xf3,                   //    loop l
+        0xf4,                         // hlt
+    ];
+    poke(code, CODE as usize, &prog);
+    v.protected_mode_at(CODE)?;
+    expect_exit(v, KVM_EXIT_HLT)
+}
+
+/// User space sees what `touch_2m_pieces(.., gpa, size, tag)` wrote.
+fn check_2m_pieces(mem: *mut u8, gpa: u64, size: usize, tag: u32) -> TestResult {
+    for i in 0..size / HUGE {
+        let (a, t) = (read_u32(mem, i * HUGE), read_u32(mem, i * HUGE + 4));
+        let want = (gpa as usize + i * HUGE) as u32;
+        check!(a == want && t == tag, "2M piece {i}: user space reads {a:#x}, {t:#x}; the guest wrote {want:#x}, {tag:#x}");
+    }
+    Ok(())
+}
+
+/// A slot backed by one 1G hugetlbfs page, 1G-aligned in guest-physical and
+/// host-virtual space, is mapped with one 1G leaf (pages_1g). Enabling dirty
+/// logging splits it all the way to 4K at once (upstream's eager split walks
+/// the table pre-order: 1G -> 512 2M -> 512 x 512 4K, so pages_4k grows by
+/// 262144) and logs exactly the pages written; disabling logging zaps the
+/// whole split table (kvm_mmu_zap_collapsible_sptes: the 1G-level non-leaf
+/// entry can be a leaf again) and the next touch maps 1G again.
+fn hugetlbfs_1g_maps_1g() -> TestResult {
+    let _pool = reserve_1g_page()?;
+    // SAFETY: an anonymous private mapping from the 1G hugetlb pool.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            GIG,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_HUGE_1GB,
+            -1,
+            0,
+        )
+    };
+    check!(p != libc::MAP_FAILED, "mmap MAP_HUGETLB|MAP_HUGE_1GB 1G: {}", std::io::Error::last_os_error());
+    let m = Mapping { raw: p.cast(), len: GIG };
+    let mem = m.raw;
+    check!(mem as usize % GIG == 0, "the 1G hugetlb mapping is at {mem:?}, not 1G-aligned");
+    let (vm, v, code) = vm_with(mem, GPA_1G, GIG)?;
+    let s = VmStats::open(&vm)?;
+    let (a4k, a2m, a1g) = s.pages3()?;
+    check!(a2m == 0 && a1g == 0, "before any guest access: pages_4k {a4k}, pages_2m {a2m}, pages_1g {a1g}");
+
+    touch_2m_pieces(&v, code, GPA_1G, GIG, 0x1617_0001)?;
+    let (p4k, p2m, p1g) = s.pages3()?;
+    eprintln!("hugetlbfs_1g: after the first touch pages_4k {p4k}, pages_2m {p2m}, pages_1g {p1g}");
+    // The whole slot is one 1G entry; only the code slot is mapped 4K.
+    check!(p1g == 1 && p2m == 0, "after touching each 2M piece: pages_1g {p1g}, pages_2m {p2m} (pages_4k {p4k}); expected one 1G leaf and no 2M");
+    check!(p4k <= 16, "pages_4k {p4k}: only the code slot (64K, 16 pages) should be mapped 4K");
+    check_2m_pieces(mem, GPA_1G, GIG, 0x1617_0001)?;
+
+    // Enabling dirty logging splits the 1G leaf down to 4K at once.
+    vm.set_region(1, GPA_1G, GIG as u64, mem as u64, KVM_MEM_LOG_DIRTY_PAGES).map_err(|e| format!("enable logging: errno {e}"))?;
+    let (q4k, q2m, q1g) = s.pages3()?;
+    eprintln!("hugetlbfs_1g: after enabling logging pages_4k {q4k}, pages_2m {q2m}, pages_1g {q1g}");
+    check!(q1g == 0 && q2m == 0, "after enabling dirty logging: pages_1g {q1g} (was {p1g}), pages_2m {q2m}; expected a full split to 4K");
+    check!(q4k == p4k + PAGES_1G as u64, "pages_4k {p4k} -> {q4k} after splitting the 1G leaf, expected +{PAGES_1G}");
+
+    let log = |vm: &Vm| get_dirty_log(vm, 1, PAGES_1G).map_err(|e| format!("KVM_GET_DIRTY_LOG: errno {e}"));
+    let bits = |pages: &[usize]| {
+        let mut b = vec![0u64; PAGES_1G / 64];
+        pages.iter().for_each(|&p| b[p / 64] |= 1 << (p % 64));
+        b
+    };
+    let set = |b: &[u64]| -> Vec<usize> { (0..PAGES_1G).filter(|&p| b[p / 64] >> (p % 64) & 1 != 0).collect() };
+    let b = log(&vm)?;
+    check!(b == bits(&[]), "dirty right after enabling: {:?}", set(&b));
+    // The first two pages, both sides of the first 2M boundary, the last
+    // page of the first half and the last page of the slot.
+    let written = [0, 1, 511, 512, 131071, PAGES_1G - 1];
+    write_pages(&v, code, GPA_1G, &[512, 0, 131071, 1, 511, 0, PAGES_1G - 1, 512], 0xd1d1)?;
+    let b = log(&vm)?;
+    check!(b == bits(&written), "dirty log {:?}, the guest wrote {written:?}", set(&b));
+    for p in written {
+        check_eq!(read_u32(mem, p * PAGE + 8), 0xd1d1);
+    }
+    // Untouched pages of the split mapping are still readable as written before.
+    check_2m_pieces(mem, GPA_1G, GIG, 0x1617_0001)?;
+    // KVM_GET_DIRTY_LOG cleared and write-protected them: only a new write shows.
+    check!(log(&vm)? == bits(&[]), "dirty log not empty after a second KVM_GET_DIRTY_LOG without writes");
+    write_pages(&v, code, GPA_1G, &[131071], 0xd2d2)?;
+    let b = log(&vm)?;
+    check!(b == bits(&[131071]), "dirty log {:?} after writing page 131071 again", set(&b));
+    check_eq!(read_u32(mem, 131071 * PAGE + 8), 0xd2d2);
+
+    // Logging off: the split table under the 1G entry is dropped as a whole
+    // (all 262144 4K leaves), and the next touch maps one 1G leaf again.
+    vm.set_region(1, GPA_1G, GIG as u64, mem as u64, 0).map_err(|e| format!("disable logging: errno {e}"))?;
+    let (r4k, r2m, r1g) = s.pages3()?;
+    eprintln!("hugetlbfs_1g: after disabling logging pages_4k {r4k}, pages_2m {r2m}, pages_1g {r1g}");
+    check!(r1g == 0 && r2m == 0, "after disabling logging: pages_1g {r1g}, pages_2m {r2m}");
+    check!(r4k == q4k - PAGES_1G as u64, "pages_4k {q4k} -> {r4k} after disabling logging, expected -{PAGES_1G} (the split table dropped)");
+    touch_2m_pieces(&v, code, GPA_1G, GIG, 0x1617_0002)?;
+    let (t4k, t2m, t1g) = s.pages3()?;
+    eprintln!("hugetlbfs_1g: after logging off and a new touch pages_4k {t4k}, pages_2m {t2m}, pages_1g {t1g}");
+    check!(t1g == 1 && t2m == 0 && t4k == r4k, "after logging off and a new touch: pages_1g {t1g}, pages_2m {t2m}, pages_4k {t4k} (was {r4k}); expected one 1G leaf again");
+    check_2m_pieces(mem, GPA_1G, GIG, 0x1617_0002)?;
+    for p in written {
+        let want = if p == 131071 { 0xd2d2 } else { 0xd1d1 };
+        check_eq!(read_u32(mem, p * PAGE + 8), want);
+    }
+    drop(vm);
+    drop(m);
+    Ok(())
 }
