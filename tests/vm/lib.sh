@@ -55,7 +55,7 @@ dmesg_mark() { dmesg -c >/dev/null; }
 api_skips() {
     local skips=""
     grep -q -w vmx /proc/cpuinfo ||
-        skips="debug_bp/:the test VM's QEMU (TCG) does not intercept a nested guest's INT3"
+        skips="debug_bp/sw_:the test VM's QEMU (TCG) does not intercept a nested guest's INT3"
     # A 1G hugetlbfs page exists only if the kernel was booted with one reserved
     # (hugepagesz=1G hugepages=1 and memory to spare: run-tests.sh boots a 6G
     # test VM for that test alone).

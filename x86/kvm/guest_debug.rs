@@ -33,15 +33,21 @@ pub(crate) const SUPPORTED: u32 = uapi::KVM_GUESTDBG_ENABLE
     | uapi::KVM_GUESTDBG_INJECT_BP
     | uapi::KVM_GUESTDBG_BLOCKIRQ;
 /// DR6 as a single-step trap leaves it: BS, with the always-one bits.
-const DR6_SINGLE_STEP: u64 = 0xffff_0ff0 | (1 << 14);
+const DR6_SINGLE_STEP: u64 = DR6_ACTIVE_LOW | (1 << 14);
 const DB_VECTOR: u8 = 1;
 const BP_VECTOR: u8 = 3;
+
+/// DR6 with no condition recorded (its always-one bits).
+const DR6_ACTIVE_LOW: u64 = 0xffff_0ff0;
 
 /// The debugger's breakpoint registers (USE_HW_BP): DR0-3 and DR7.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct DebugRegs {
     db: [u64; 4],
     dr7: u64,
+    /// DR6 as the last exit left it while the debugger was armed: the
+    /// conditions of that entry alone (what a #DB exit reports).
+    exit_dr6: u64,
 }
 
 /// What `before_entry` changed in the vCPU's state, undone by `after_exit`.
@@ -49,6 +55,8 @@ pub(crate) struct EntryDebug {
     tf_set: bool,
     /// The guest's own DR0-3 and DR7 while the debugger's are loaded.
     guest_drs: Option<([u64; 4], u64)>,
+    /// The guest's own DR6 while the debugger is armed.
+    guest_dr6: Option<u64>,
 }
 
 /// KVM_SET_GUEST_DEBUG.
@@ -70,7 +78,7 @@ pub(crate) fn set_guest_debug(inner: &mut VcpuInner, arg: usize) -> Result {
     }
     inner.guest_debug = dbg.control;
     let r = &dbg.arch.debugreg;
-    inner.debugger_drs = DebugRegs { db: [r[0], r[1], r[2], r[3]], dr7: r[7] };
+    inner.debugger_drs = DebugRegs { db: [r[0], r[1], r[2], r[3]], dr7: r[7], exit_dr6: DR6_ACTIVE_LOW };
     Ok(())
 }
 
@@ -105,7 +113,16 @@ pub(crate) fn intercepts(inner: &VcpuInner) -> u32 {
 
 /// Before entry: arm the single-step trap, load the debugger's breakpoints.
 pub(crate) fn before_entry(inner: &mut VcpuInner) -> EntryDebug {
-    let mut e = EntryDebug { tf_set: false, guest_drs: None };
+    let mut e = EntryDebug { tf_set: false, guest_drs: None, guest_dr6: None };
+    if single_stepping(inner) || hw_breakpoints(inner) {
+        // The guest runs with a clean DR6 (upstream's svm_set_dr6 with
+        // DR6_ACTIVE_LOW before each VMRUN): SVM hands back DR6 as the
+        // hardware left it, and conditions of an earlier hit (a step's BS)
+        // must not be reported with the next one; QEMU's gdbstub hands a
+        // #DB whose DR6 names no breakpoint of its own to the guest.
+        e.guest_dr6 = Some(inner.state.dr6);
+        inner.state.dr6 = DR6_ACTIVE_LOW;
+    }
     if single_stepping(inner) && inner.state.rflags & rflags::TF == 0 {
         inner.state.rflags |= rflags::TF;
         e.tf_set = true;
@@ -130,6 +147,10 @@ pub(crate) fn after_exit(inner: &mut VcpuInner, e: EntryDebug) {
         inner.state.db = db;
         inner.state.dr7 = dr7;
     }
+    if let Some(dr6) = e.guest_dr6 {
+        inner.debugger_drs.exit_dr6 = inner.state.dr6;
+        inner.state.dr6 = dr6;
+    }
 }
 
 /// The kernel completed an instruction of the guest (skipped it after an
@@ -151,13 +172,13 @@ pub(crate) fn take_pending_step(vcpu: &Vcpu, inner: &mut VcpuInner) -> bool {
 
 /// An intercepted #DB or #BP: user space's debugger gets it while it
 /// single-steps or has breakpoints set (upstream reports every #DB then).
-/// `dr6`: DR6 as the exception left it. Returns false if the exception is not
-/// the debugger's.
-pub(crate) fn exception(vcpu: &Vcpu, inner: &mut VcpuInner, vector: u8, dr6: u64) -> bool {
+/// Returns false if the exception is not the debugger's.
+pub(crate) fn exception(vcpu: &Vcpu, inner: &mut VcpuInner, vector: u8) -> bool {
     match vector {
         DB_VECTOR if single_stepping(inner) || hw_breakpoints(inner) => {
             inner.singlestep_done = false;
-            let dr6 = if hw_breakpoints(inner) { dr6 | 0xffff_0ff0 } else { DR6_SINGLE_STEP };
+            let exit_dr6 = inner.debugger_drs.exit_dr6;
+            let dr6 = if hw_breakpoints(inner) { exit_dr6 | DR6_ACTIVE_LOW } else { DR6_SINGLE_STEP };
             report(vcpu, inner, DB_VECTOR, dr6);
             true
         }

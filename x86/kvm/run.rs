@@ -413,7 +413,7 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
         }
         Exit::Exception { vector: 6, .. } if inner.smm.in_smm => crate::smm::ud_in_smm(vcpu, inner),
         Exit::Exception { vector: 6, .. } => crate::forced_emulation::handle_ud(vcpu, inner),
-        Exit::Exception { vector, .. } if crate::guest_debug::exception(vcpu, inner, vector, inner.state.dr6) => {
+        Exit::Exception { vector, .. } if crate::guest_debug::exception(vcpu, inner, vector) => {
             Ok(Next::User)
         }
         Exit::Exception { vector, error_code } => {

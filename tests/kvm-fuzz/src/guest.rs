@@ -10,9 +10,12 @@ use crate::util::*;
 use kvm_uapi::ioctl::*;
 use kvm_uapi::*;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 const RAM: usize = 4 << 20;
+/// The huge-page-backed slot 4 (THP or hugetlb): 2M-aligned on both sides.
+const HUGE_LEN: usize = 4 << 20;
+const HUGE_GPA: u64 = 0x100_0000;
 
 #[derive(Default)]
 pub struct Stats {
@@ -22,6 +25,17 @@ pub struct Stats {
     pub by_errno: BTreeMap<i64, u64>,
     pub setup_rejected: u64,
     pub bad: Vec<String>,
+    /// Dirty ring: VMs with one, DIRTY_RING_FULL exits, harvest+reset rounds,
+    /// entries harvested, full exits left unreset, corruption rounds; madvise
+    /// calls and dirty-logging toggles on the huge slot.
+    pub ring_vms: u64,
+    pub ring_full: u64,
+    pub ring_resets: u64,
+    pub ring_entries: u64,
+    pub ring_noreset: u64,
+    pub ring_corrupt: u64,
+    pub madvises: u64,
+    pub log_toggles: u64,
 }
 
 impl Stats {
@@ -36,6 +50,14 @@ impl Stats {
         }
         self.setup_rejected += o.setup_rejected;
         self.bad.extend(o.bad);
+        self.ring_vms += o.ring_vms;
+        self.ring_full += o.ring_full;
+        self.ring_resets += o.ring_resets;
+        self.ring_entries += o.ring_entries;
+        self.ring_noreset += o.ring_noreset;
+        self.ring_corrupt += o.ring_corrupt;
+        self.madvises += o.madvises;
+        self.log_toggles += o.log_toggles;
     }
 }
 
@@ -75,10 +97,26 @@ struct GuestVm {
     vcpu: i32,
     run: *mut u8,
     map_size: usize,
+    /// The vCPU's dirty ring (null without one), its entries, the next entry
+    /// to harvest, and whether we wrote garbage into it (then its contents
+    /// are not checked any more).
+    ring: *mut u8,
+    ring_entries: u32,
+    hidx: u32,
+    corrupted: bool,
+    slot0_flags: u32,
+    /// Slot 4's flags, if it exists.
+    huge_flags: Option<u32>,
+    /// Start the guest with a loop that writes page after page.
+    dirtier: bool,
 }
 
 impl Drop for GuestVm {
     fn drop(&mut self) {
+        if !self.ring.is_null() {
+            // SAFETY: our ring mapping.
+            unsafe { libc::munmap(self.ring as *mut _, self.ring_entries as usize * GFN_SIZE) };
+        }
         if !self.run.is_null() {
             // SAFETY: our vCPU mapping.
             unsafe { libc::munmap(self.run as *mut _, self.map_size) };
@@ -97,6 +135,8 @@ pub struct Worker<'a> {
     mmap_size: usize,
     cpuid: &'a [u8],
     ram: *mut u8,
+    /// HUGE_LEN bytes, 2M-aligned, THP-advised or from the hugetlb pool.
+    huge: *mut u8,
     slot: &'a Slot,
     stats: Stats,
     op: u64,
@@ -127,7 +167,32 @@ impl<'a> Worker<'a> {
         // SAFETY: our RAM mapping; zeroed before the new guest's contents.
         unsafe { std::ptr::write_bytes(self.ram, 0, RAM) };
         let base = self.ram as u64;
-        self.set_region(vm, 0, 0, 0, RAM as u64, base);
+        // Some VMs log through the dirty ring (small rings fill fast).
+        let mut ring_bytes = 0u32;
+        if r.chance(30) {
+            let bytes = r.pick(&[4096u32, 4096, 4096, 8192, 16384, 65536]);
+            let cap = r.pick(&[crate::util::KVM_CAP_DIRTY_LOG_RING, crate::util::KVM_CAP_DIRTY_LOG_RING_ACQ_REL]);
+            let e = enable_dirty_ring(vm, cap, bytes as u64);
+            if e == 0 {
+                ring_bytes = bytes;
+                self.stats.ring_vms += 1;
+            } else {
+                *self.stats.by_errno.entry(e).or_default() += 1;
+            }
+        }
+        let slot0_flags = if ring_bytes != 0 && r.chance(60) { KVM_MEM_LOG_DIRTY_PAGES } else { 0 };
+        self.set_region(vm, 0, slot0_flags, 0, RAM as u64, base);
+        let mut huge_flags = None;
+        if r.chance(70) {
+            let f = if r.chance(if ring_bytes != 0 { 80 } else { 30 }) { KVM_MEM_LOG_DIRTY_PAGES } else { 0 };
+            if self.set_region(vm, 4, f, HUGE_GPA, HUGE_LEN as u64, self.huge as u64) == 0 {
+                huge_flags = Some(f);
+            }
+            // Fault the huge pages in from our side (hugetlb: an error, not SIGBUS, if the pool is dry).
+            for c in (0..HUGE_LEN).step_by(2 << 20) {
+                self_write(self.huge as u64 + c as u64, &r.next().to_le_bytes());
+            }
+        }
         if r.chance(30) {
             // read-only window: writes to it are MMIO exits
             self.set_region(vm, 1, KVM_MEM_READONLY, 0x40_0000, 0x1_0000, base + 0x30_0000);
@@ -156,9 +221,31 @@ impl<'a> Worker<'a> {
         let vcpu = vcpu as i32;
         // SAFETY: maps the vCPU file.
         let p = unsafe { libc::mmap(std::ptr::null_mut(), self.mmap_size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, vcpu, 0) };
-        let g = GuestVm { vm, vcpu, run: if p == libc::MAP_FAILED { std::ptr::null_mut() } else { p as *mut u8 }, map_size: self.mmap_size };
+        let mut g = GuestVm {
+            vm,
+            vcpu,
+            run: if p == libc::MAP_FAILED { std::ptr::null_mut() } else { p as *mut u8 },
+            map_size: self.mmap_size,
+            ring: std::ptr::null_mut(),
+            ring_entries: 0,
+            hidx: 0,
+            corrupted: false,
+            slot0_flags,
+            huge_flags,
+            dirtier: (ring_bytes != 0 || huge_flags.is_some()) && r.chance(50),
+        };
         if g.run.is_null() {
             return None;
+        }
+        if ring_bytes != 0 {
+            // SAFETY: maps the vCPU's ring pages, shared and not executable.
+            let q = unsafe { libc::mmap(std::ptr::null_mut(), ring_bytes as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, vcpu, (DIRTY_RING_PGOFF * 4096) as i64) };
+            if q == libc::MAP_FAILED {
+                self.bad(format!("mmap of a {ring_bytes}-byte dirty ring: {}", std::io::Error::last_os_error()));
+                return None;
+            }
+            g.ring = q as *mut u8;
+            g.ring_entries = ring_bytes / GFN_SIZE as u32;
         }
         if r.chance(85) {
             let mut b = vec![0u8; 8];
@@ -182,7 +269,12 @@ impl<'a> Worker<'a> {
         // Code at the entry point and in a few other places jumps may land.
         let entry = 0x1000 + r.below(0x100) * 16;
         let n = r.range(256, 8192) as usize;
-        let code = gen::code(r, n);
+        let mut code = gen::code(r, n);
+        if g.dirtier && r.chance(80) {
+            let mut d = dirtier(r);
+            d.extend_from_slice(&code);
+            code = d;
+        }
         self.poke(entry as usize, &code);
         for _ in 0..r.range(1, 6) {
             let at = r.below(RAM as u64 - 0x1000) as usize;
@@ -391,14 +483,116 @@ impl<'a> Worker<'a> {
     }
 
     fn bad(&mut self, what: String) {
+        let what = format!("{what} [worker op {}]", self.op);
         if self.stats.bad.len() < 20 {
             println!("BAD {what}");
         }
         self.stats.bad.push(what);
     }
 
+    /// Huge-page and dirty-logging mischief between two KVM_RUNs: dirty
+    /// logging toggled on the huge slot, parts of it zapped, collapsed or
+    /// split by madvise, GET_DIRTY_LOG on a ring VM (ENXIO), a harvest.
+    fn between_runs(&mut self, r: &mut Rng, g: &mut GuestVm) {
+        if let Some(f) = g.huge_flags {
+            if r.chance(4) {
+                let nf = f ^ KVM_MEM_LOG_DIRTY_PAGES;
+                if self.set_region(g.vm, 4, nf, HUGE_GPA, HUGE_LEN as u64, self.huge as u64) == 0 {
+                    g.huge_flags = Some(nf);
+                }
+                self.stats.log_toggles += 1;
+            }
+            if r.chance(5) {
+                let (a, l) = huge_subrange(r, self.huge as u64, HUGE_LEN as u64);
+                let adv = huge_advice(r);
+                // SAFETY: a range of our own huge region.
+                unsafe { libc::madvise(a as *mut _, l as usize, adv) };
+                self.stats.madvises += 1;
+            }
+        }
+        if !g.ring.is_null() {
+            if r.chance(3) {
+                let slot = r.pick(&[0u32, 4, 3, 1 << 16]);
+                let bm = vec![0u64; (RAM / 4096) / 64 + 8];
+                let log = [slot as u64, bm.as_ptr() as u64];
+                let e = kioctl(g.vm, KVM_GET_DIRTY_LOG, log.as_ptr() as u64);
+                if e != -6 {
+                    self.bad(format!("KVM_GET_DIRTY_LOG on a dirty-ring VM (slot {slot:#x}) = {}, not ENXIO", result_str(e)));
+                }
+            }
+            if r.chance(10) {
+                self.harvest_and_reset(g);
+            }
+        }
+    }
+
+    /// Collects the F_DIRTY entries from the next one on (checking that the
+    /// kernel only logs pages of our logged slots), marks them F_RESET and
+    /// calls KVM_RESET_DIRTY_RINGS, which must take back as many.
+    fn harvest_and_reset(&mut self, g: &mut GuestVm) {
+        let mut n = 0u32;
+        while n < g.ring_entries {
+            let i = (g.hidx & (g.ring_entries - 1)) as usize;
+            // SAFETY: an entry of our ring mapping; the flags word is shared with the kernel.
+            let e = unsafe { g.ring.add(i * GFN_SIZE) };
+            // SAFETY: as above (4-aligned).
+            let flags = unsafe { &*(e as *const AtomicU32) };
+            if flags.load(Ordering::Acquire) & F_DIRTY == 0 {
+                break;
+            }
+            // SAFETY: as above.
+            let (slot, offset) = unsafe { (std::ptr::read_volatile(e.add(4) as *const u32), std::ptr::read_volatile(e.add(8) as *const u64)) };
+            let pages = match slot {
+                0 => (RAM / 4096) as u64,
+                3 => 256,
+                4 => (HUGE_LEN / 4096) as u64,
+                _ => 0,
+            };
+            if !g.corrupted && offset >= pages {
+                self.bad(format!("dirty ring entry {} (index {}) names slot {slot:#x} page {offset:#x}, not a page of a logged slot", i, g.hidx));
+                g.corrupted = true;
+            }
+            flags.store(F_RESET, Ordering::Release);
+            g.hidx = g.hidx.wrapping_add(1);
+            n += 1;
+        }
+        let ret = kioctl(g.vm, nr::KVM_RESET_DIRTY_RINGS, 0);
+        self.stats.ring_resets += 1;
+        self.stats.ring_entries += n as u64;
+        if ret == -4 {
+            return;
+        }
+        if ret < 0 {
+            self.bad(format!("KVM_RESET_DIRTY_RINGS on a dirty-ring VM = {}", result_str(ret)));
+        } else if !g.corrupted && ret != n as i64 {
+            self.bad(format!("KVM_RESET_DIRTY_RINGS took back {ret} entries, {n} were harvested"));
+            g.corrupted = true;
+        }
+    }
+
+    /// Writes garbage into a few entries (near the next one or anywhere), then resets.
+    fn corrupt_ring(&mut self, r: &mut Rng, g: &mut GuestVm) {
+        for _ in 0..r.range(1, 8) {
+            let i = if r.chance(60) { g.hidx.wrapping_add(r.below(8) as u32) } else { r.u32() } & (g.ring_entries - 1);
+            let e = ring_entry(r);
+            let n = if r.chance(30) { 4 } else { GFN_SIZE };
+            // SAFETY: an entry of our ring mapping.
+            unsafe { std::ptr::copy_nonoverlapping(e.as_ptr(), g.ring.add(i as usize * GFN_SIZE), n) };
+        }
+        g.corrupted = true;
+        self.stats.ring_corrupt += 1;
+        let ret = kioctl(g.vm, nr::KVM_RESET_DIRTY_RINGS, 0);
+        if ret < 0 && ret != -4 {
+            self.bad(format!("KVM_RESET_DIRTY_RINGS after corrupting entries = {}", result_str(ret)));
+        }
+        if r.chance(50) {
+            // and then harvest what looks harvestable
+            self.harvest_and_reset(g);
+        }
+    }
+
     fn one(&mut self, r: &mut Rng, stop: &AtomicBool) {
-        let Some((g, irqchip)) = self.build(r) else { return };
+        let Some((mut g, irqchip)) = self.build(r) else { return };
         let _ = irqchip;
         self.setup(r, &g);
         self.stats.runs += 1;
@@ -413,8 +607,9 @@ impl<'a> Worker<'a> {
             if r.chance(3) {
                 // user space changes memory under the guest between runs
                 let size = if r.chance(50) { 0 } else { RAM as u64 };
-                self.set_region(g.vm, 0, 0, if r.chance(70) { 0 } else { 0x80_0000 }, size, self.ram as u64);
+                self.set_region(g.vm, 0, g.slot0_flags, if r.chance(70) { 0 } else { 0x80_0000 }, size, self.ram as u64);
             }
+            self.between_runs(r, &mut g);
             self.op += 1;
             let kicks0 = self.slot.kicks.load(Ordering::Relaxed);
             self.slot.run_page.store(run as usize, Ordering::SeqCst);
@@ -484,6 +679,19 @@ impl<'a> Worker<'a> {
                         self.setup(r, &g);
                     }
                 }
+                KVM_EXIT_DIRTY_RING_FULL => {
+                    if g.ring.is_null() {
+                        self.bad("KVM_EXIT_DIRTY_RING_FULL from a VM without a dirty ring".to_string());
+                        break;
+                    }
+                    self.stats.ring_full += 1;
+                    match r.below(100) {
+                        0..=74 => self.harvest_and_reset(&mut g),
+                        // not resetting: the vCPU must keep exiting, not hang
+                        75..=89 => self.stats.ring_noreset += 1,
+                        _ => self.corrupt_ring(r, &mut g),
+                    }
+                }
                 _ if exit_name(reason) == "UNDEFINED" => {
                     self.bad(format!("undefined exit reason {reason}"));
                     break;
@@ -517,6 +725,9 @@ pub fn main(seed: u64, threads: usize, seconds: u64, hang_s: u64, kick_ms: u64) 
     put32(&mut buf, 0, 256);
     let n = if kioctl(kvm, KVM_GET_SUPPORTED_CPUID, buf.as_mut_ptr() as u64) == 0 { get32(&buf, 0) as usize } else { 0 };
     let cpuid = buf[8..8 + 40 * n.min(256)].to_vec();
+    // hugetlb backing for odd workers' huge slot (2 pages each, plus spares
+    // for refaults after MADV_DONTNEED) when pages can be reserved.
+    let hugetlb = reserve_hugepages(2 * threads as u64 + 4);
     let slots: Vec<Slot> = (0..threads).map(|_| Slot::new()).collect();
     let stop = AtomicBool::new(false);
     let deadline = now_ms() + seconds * 1000;
@@ -530,7 +741,12 @@ pub fn main(seed: u64, threads: usize, seconds: u64, hang_s: u64, kick_ms: u64) 
                 slot.register();
                 let ram = mmap_anon(RAM, libc::PROT_READ | libc::PROT_WRITE, 0);
                 assert!(!ram.is_null());
-                let mut w = Worker { kvm, mmap_size, cpuid, ram, slot, stats: Stats::default(), op: 0 };
+                let mut huge = if hugetlb && t % 2 == 1 { huge_mem(HUGE_LEN, true) } else { std::ptr::null_mut() };
+                if huge.is_null() {
+                    huge = huge_mem(HUGE_LEN, false);
+                }
+                assert!(!huge.is_null());
+                let mut w = Worker { kvm, mmap_size, cpuid, ram, huge, slot, stats: Stats::default(), op: 0 };
                 let mut rng = Rng::new(splitmix(seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
                 while !stop.load(Ordering::Relaxed) {
                     let mut r = rng.fork();
@@ -553,6 +769,10 @@ pub fn main(seed: u64, threads: usize, seconds: u64, hang_s: u64, kick_ms: u64) 
     println!("EXIT_REASONS {}", exits.join(" "));
     println!("ERRNOS {}", errnos.join(" "));
     println!("KICKS {kicks} SETUP_REJECTED {} IOCTLS {ioctls}", total.setup_rejected);
+    println!(
+        "RING vms={} full_exits={} resets={} harvested={} noreset={} corrupted={} HUGE madvise={} log_toggles={} hugetlb={hugetlb}",
+        total.ring_vms, total.ring_full, total.ring_resets, total.ring_entries, total.ring_noreset, total.ring_corrupt, total.madvises, total.log_toggles
+    );
     println!("RUNS {} EXITS {}", total.runs, total.exits);
     if total.bad.is_empty() {
         println!("OK");
@@ -561,4 +781,26 @@ pub fn main(seed: u64, threads: usize, seconds: u64, hang_s: u64, kick_ms: u64) 
         println!("FAILED: {} bad exits", total.bad.len());
         1
     }
+}
+
+/// Guest code (32/64-bit) that writes one dword per page, page after page,
+/// through a window of the huge slot or of RAM's upper half, `count` times:
+///   mov ebx, base; mov ecx, count
+///   L: mov [ebx], eax; add ebx, stride; and ebx, mask; or ebx, base; dec ecx; jnz L
+fn dirtier(r: &mut Rng) -> Vec<u8> {
+    let (base, mask) = r.pick(&[(HUGE_GPA as u32, (HUGE_LEN - 1) as u32), (HUGE_GPA as u32, 0x1f_ffff), (HUGE_GPA as u32 + 0x20_0000, 0x1f_ffff), (0x20_0000u32, 0x1f_ffff)]);
+    let count = r.pick(&[64u32, 200, 300, 1100, 5000]);
+    let stride = r.pick(&[0x1000u32, 0x1000, 0x1040, 0x3000, 0x20_1000]);
+    let mut c = vec![0xbb];
+    c.extend_from_slice(&base.to_le_bytes());
+    c.push(0xb9);
+    c.extend_from_slice(&count.to_le_bytes());
+    c.extend_from_slice(&[0x89, 0x03, 0x81, 0xc3]);
+    c.extend_from_slice(&stride.to_le_bytes());
+    c.extend_from_slice(&[0x81, 0xe3]);
+    c.extend_from_slice(&mask.to_le_bytes());
+    c.extend_from_slice(&[0x81, 0xcb]);
+    c.extend_from_slice(&base.to_le_bytes());
+    c.extend_from_slice(&[0xff, 0xc9, 0x75, 0xe8]);
+    c
 }

@@ -6,7 +6,8 @@
 use crate::gen;
 use crate::util::*;
 use kvm_uapi::ioctl::*;
-use std::sync::atomic::{AtomicI32, Ordering};
+use kvm_uapi::KVM_MEM_LOG_DIRTY_PAGES;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub const NVM: usize = 4;
@@ -16,12 +17,26 @@ pub const NEFD: usize = 8;
 /// `--trace`: also print each structured ioctl's argument bytes.
 pub static TRACE_ARGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// With `--trace`: what an op did beyond its main call.
+macro_rules! tr {
+    ($($a:tt)*) => {
+        if TRACE_ARGS.load(Ordering::Relaxed) {
+            println!("  {}", format!($($a)*));
+        }
+    };
+}
+
 // ---------------------------------------------------------------- objects
 
 pub struct VcpuObj {
     pub fd: AtomicI32,
     pub run: usize,
     pub map_size: usize,
+    /// The dirty ring's pages mapped (MAP_SHARED) from the vCPU at page 64, if
+    /// its VM enabled one; touched only through self_read/self_write (a wrong
+    /// idea of the ring's size then costs an EFAULT, not a SIGBUS).
+    pub ring: usize,
+    pub ring_len: usize,
 }
 
 impl Drop for VcpuObj {
@@ -31,17 +46,34 @@ impl Drop for VcpuObj {
             // SAFETY: the vCPU mapping made in `new_vcpu`; nobody holds the Arc any more.
             unsafe { libc::munmap(self.run as *mut _, self.map_size) };
         }
+        if self.ring != 0 {
+            // SAFETY: the ring mapping made in `wrap_vcpu`.
+            unsafe { libc::munmap(self.ring as *mut _, self.ring_len) };
+        }
     }
+}
+
+/// A memory slot on huge-page-backed memory (`huge_slot`), for `toggle_dirty_log`.
+#[derive(Clone, Copy)]
+pub struct HugeSlot {
+    pub slot: u32,
+    pub flags: u32,
+    pub gpa: u64,
+    pub size: u64,
+    pub hva: u64,
 }
 
 pub struct VmObj {
     pub fd: AtomicI32,
     pub vcpus: Vec<Mutex<Option<Arc<VcpuObj>>>>,
+    /// Bytes per vCPU dirty ring, once KVM_ENABLE_CAP succeeded through this object.
+    pub ring_bytes: AtomicU32,
+    pub huge: Mutex<Option<HugeSlot>>,
 }
 
 impl VmObj {
     fn new(fd: i32) -> VmObj {
-        VmObj { fd: AtomicI32::new(fd), vcpus: (0..NVCPU).map(|_| Mutex::new(None)).collect() }
+        VmObj { fd: AtomicI32::new(fd), vcpus: (0..NVCPU).map(|_| Mutex::new(None)).collect(), ring_bytes: AtomicU32::new(0), huge: Mutex::new(None) }
     }
 }
 
@@ -59,6 +91,10 @@ pub struct Pool {
     pub reserve: u64,
     /// (offset, length, writable)
     pub regions: Vec<(u64, u64, bool)>,
+    /// The 2M-aligned region madvised MADV_HUGEPAGE (THP), (offset, length).
+    pub thp: (u64, u64),
+    /// A region from the hugetlb pool (MAP_HUGETLB), if pages could be reserved.
+    pub hugetlb: Option<(u64, u64)>,
 }
 
 const MIB: u64 = 1 << 20;
@@ -80,16 +116,36 @@ impl Pool {
         }
         assert!(!raw.is_null(), "cannot reserve guest RAM address space");
         let base = (raw as u64 + 2 * MIB - 1) & !(2 * MIB - 1);
-        let regions = vec![
+        let mut regions = vec![
             (0, 2 * MIB, true),
             (4 * MIB, MIB, true),
             (8 * MIB, 64 << 10, true),
             (16 * MIB, 64 * MIB, true),
             (96 * MIB, MIB, false),
             (100 * MIB, 4 * MIB, true),
+            (112 * MIB, 8 * MIB, true),
         ];
+        let thp = (112 * MIB, 8 * MIB);
+        // Two pages for the region and spares for refaults after MADV_DONTNEED.
+        let hugetlb = if reserve_hugepages(6) { Some((128 * MIB, 4 * MIB)) } else { None };
+        if let Some((off, len)) = hugetlb {
+            // SAFETY: inside our reservation (2M-aligned).
+            let q = unsafe {
+                libc::mmap((base + off) as *mut _, len as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_HUGETLB | libc::MAP_HUGE_2MB, -1, 0)
+            };
+            if q != libc::MAP_FAILED {
+                regions.push((off, len, true));
+            }
+        }
+        let hugetlb = hugetlb.filter(|h| regions.iter().any(|r| r.0 == h.0));
         for &(off, len, w) in &regions {
             let p = (base + off) as *mut u8;
+            if Some((off, len)) == hugetlb {
+                let code = gen::code(r, MIB as usize);
+                // SAFETY: the hugetlb region was just mapped writable.
+                unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), p, code.len()) };
+                continue;
+            }
             let extra = if len > 8 * MIB { libc::MAP_NORESERVE } else { 0 };
             // SAFETY: inside our reservation.
             let q = unsafe {
@@ -107,7 +163,9 @@ impl Pool {
         }
         // SAFETY: 2 MiB-aligned region 0 may use huge pages.
         unsafe { libc::madvise(base as *mut _, (2 * MIB) as usize, libc::MADV_HUGEPAGE) };
-        Pool { base, reserve, regions }
+        // SAFETY: the THP region, likewise.
+        unsafe { libc::madvise((base + thp.0) as *mut _, thp.1 as usize, libc::MADV_HUGEPAGE) };
+        Pool { base, reserve, regions, thp, hugetlb }
     }
 }
 
@@ -175,7 +233,7 @@ impl Shared {
         if irqchip {
             kioctl(fd as i32, KVM_CREATE_IRQCHIP, 0);
         }
-        if let Some(v) = self.new_vcpu(fd as i32, 0, true) {
+        if let Some(v) = self.new_vcpu(fd as i32, 0, true, 0) {
             if cpuid {
                 let b = self.cpuid2();
                 kioctl(v.fd.load(Ordering::SeqCst), KVM_SET_CPUID2, b.as_ptr() as u64);
@@ -185,15 +243,24 @@ impl Shared {
         Some(vm)
     }
 
-    pub fn new_vcpu(&self, vmfd: i32, id: u64, map: bool) -> Option<VcpuObj> {
+    pub fn new_vcpu(&self, vmfd: i32, id: u64, map: bool, ring_bytes: u32) -> Option<VcpuObj> {
         let fd = kioctl(vmfd, KVM_CREATE_VCPU, id);
         if fd < 0 {
             return None;
         }
-        Some(self.wrap_vcpu(fd as i32, map))
+        Some(self.wrap_vcpu(fd as i32, map, ring_bytes))
     }
 
-    fn wrap_vcpu(&self, fd: i32, map: bool) -> VcpuObj {
+    fn wrap_vcpu(&self, fd: i32, map: bool, ring_bytes: u32) -> VcpuObj {
+        let mut ring = 0;
+        let ring_len = ring_bytes as usize;
+        if map && ring_len != 0 {
+            // SAFETY: maps the vCPU's dirty ring pages.
+            let p = unsafe { libc::mmap(std::ptr::null_mut(), ring_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, (DIRTY_RING_PGOFF * 4096) as i64) };
+            if p != libc::MAP_FAILED {
+                ring = p as usize;
+            }
+        }
         let mut run = 0;
         if map {
             // SAFETY: maps the vCPU file as the KVM API documents.
@@ -202,7 +269,7 @@ impl Shared {
                 run = p as usize;
             }
         }
-        VcpuObj { fd: AtomicI32::new(fd), run, map_size: self.mmap_size }
+        VcpuObj { fd: AtomicI32::new(fd), run, map_size: self.mmap_size, ring, ring_len }
     }
 }
 
@@ -262,7 +329,15 @@ pub const OPS: &[(&str, u32, u32)] = &[
     ("set_pmu_event_filter", 1, 1),
     ("set_memory_attributes", 1, 1),
     ("create_guest_memfd", 1, 1),
-    ("reset_dirty_rings", 1, 1),
+    ("reset_dirty_rings", 2, 1),
+    ("enable_dirty_ring", 3, 2),
+    ("ring_vm", 2, 1),
+    ("mmap_ring", 3, 2),
+    ("scribble_ring", 3, 1),
+    ("harvest_ring", 2, 1),
+    ("ring_dirty_log", 2, 2),
+    ("huge_slot", 3, 1),
+    ("toggle_dirty_log", 4, 1),
     ("memory_encrypt_op", 1, 1),
     ("vm_device_attr", 1, 1),
     ("vm_random_ioctl", 3, 3),
@@ -319,6 +394,8 @@ pub const OPS: &[(&str, u32, u32)] = &[
     ("poke_ram", 3, 0),
     ("remap_ram", 1, 0),
     ("madvise_ram", 1, 0),
+    ("madvise_huge", 3, 0),
+    ("touch_huge", 3, 0),
     ("efd_signal", 2, 0),
     ("efd_recycle", 1, 0),
 ];
@@ -696,6 +773,191 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A VM slot's VM and one of its vCPUs (as `vcpu`, but with the VM object).
+    fn vm_vcpu(&mut self) -> (Option<Arc<VmObj>>, i32, Option<Arc<VcpuObj>>) {
+        if !self.det() && self.r.chance(2) {
+            return (None, self.wrong_fd(), None);
+        }
+        let i = self.vm_slot();
+        let j = if self.det() { 0 } else { self.r.below(NVCPU as u64) as usize };
+        let vm = self.sh.vms[i].lock().unwrap().clone();
+        let v = vm.as_ref().and_then(|vm| vm.vcpus[j].lock().unwrap().clone());
+        let fd = v.as_ref().map(|v| v.fd.load(Ordering::SeqCst)).unwrap_or(-1);
+        (vm, fd, v)
+    }
+
+    /// A memory slot on the THP (or hugetlb) region of the pool, 2M-aligned
+    /// mostly, at a guest address the fuzzed guest code writes to.
+    fn huge_slot(&mut self, fd: i32, vm: Option<&Arc<VmObj>>) -> i64 {
+        let pool = &self.sh.pool;
+        let (off, len) = match pool.hugetlb {
+            Some(h) if self.r.chance(25) => h,
+            _ => pool.thp,
+        };
+        let mut hva = pool.base + off;
+        let mut size = self.r.pick(&[2 * MIB, 4 * MIB, 6 * MIB, 8 * MIB]).min(len);
+        if self.r.chance(8) {
+            // host and guest addresses disagree modulo 2M: 4K leaves only
+            hva += 0x1000 * self.r.range(1, 511);
+            size = size.min(pool.base + off + len - hva) & !0xfff;
+        }
+        let mut gpa = self.r.pick(&[0x20_0000u64, 0x20_0000, 0x20_0000, 0x60_0000, 0x4000_0000, 0x1_0000_0000]);
+        if self.r.chance(8) {
+            gpa += 0x1000 * self.r.range(1, 511);
+        }
+        let slot = if self.r.chance(90) { 5 } else { self.r.pick(&[6, (1 << 16) | 5]) };
+        let flags = if self.r.chance(50) { KVM_MEM_LOG_DIRTY_PAGES } else { 0 };
+        let h = HugeSlot { slot, flags, gpa, size, hva };
+        let reg = kvm_uapi::kvm_userspace_memory_region { slot, flags, guest_phys_addr: gpa, memory_size: size, userspace_addr: hva };
+        let r = kioctl(fd, KVM_SET_USER_MEMORY_REGION, self.sc.place_good(&as_bytes(&reg)));
+        tr!("huge_slot slot {slot:#x} flags {flags} gpa {gpa:#x} size {size:#x} hva {hva:#x} = {}", result_str(r));
+        if r == 0 {
+            if let Some(vm) = vm {
+                *vm.huge.lock().unwrap() = Some(h);
+            }
+        }
+        r
+    }
+
+    /// A VM with a dirty ring (usually a valid size), slot 0 maybe logged, a
+    /// huge-backed slot, and vCPUs with their rings mapped.
+    fn ring_vm(&mut self) -> i64 {
+        let fd = kioctl(self.sh.kvm, KVM_CREATE_VM, 0);
+        if fd < 0 {
+            return fd;
+        }
+        let fd = fd as i32;
+        let vm = Arc::new(VmObj::new(fd));
+        let cap = self.r.pick(&[KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL]);
+        let bytes = if self.r.chance(85) { self.r.pick(&[4096u64, 4096, 8192, 16384, 65536, 1 << 20]) } else { self.r.pick(RING_SIZES) };
+        let res = enable_dirty_ring(fd, cap, bytes);
+        tr!("ring_vm cap {cap} bytes {bytes:#x} = {}", result_str(res));
+        if res == 0 {
+            vm.ring_bytes.store(bytes as u32, Ordering::SeqCst);
+        }
+        let flags = if self.r.chance(60) { KVM_MEM_LOG_DIRTY_PAGES } else { 0 };
+        let reg = kvm_uapi::kvm_userspace_memory_region { slot: 0, flags, guest_phys_addr: 0, memory_size: 2 * MIB, userspace_addr: self.sh.pool.base };
+        kioctl(fd, KVM_SET_USER_MEMORY_REGION, &reg as *const _ as u64);
+        if self.r.chance(70) {
+            self.huge_slot(fd, Some(&vm));
+        }
+        if self.r.chance(50) {
+            kioctl(fd, KVM_CREATE_IRQCHIP, 0);
+        }
+        let ring = vm.ring_bytes.load(Ordering::SeqCst);
+        for id in 0..self.r.range(1, 3) {
+            let v = self.sh.new_vcpu(fd, id, true, ring);
+            tr!("ring_vm vcpu {id}: {}", if v.is_some() { "ok" } else { "failed" });
+            if let Some(v) = v {
+                if self.r.chance(80) {
+                    let b = self.sh.cpuid2();
+                    kioctl(v.fd.load(Ordering::SeqCst), KVM_SET_CPUID2, b.as_ptr() as u64);
+                }
+                *vm.vcpus[id as usize].lock().unwrap() = Some(Arc::new(v));
+            }
+        }
+        let i = self.vm_slot();
+        *self.sh.vms[i].lock().unwrap() = Some(vm);
+        res
+    }
+
+    fn ring_entry(&mut self) -> [u8; GFN_SIZE] {
+        ring_entry(&mut self.r)
+    }
+
+    /// mmap of a vCPU's ring pages with random offsets, lengths, protections
+    /// and flags; a shared writable mapping inside the ring gets random
+    /// entries, then maybe KVM_RESET_DIRTY_RINGS. The result is the mmap's.
+    fn mmap_ring(&mut self) -> i64 {
+        let (vm, fd, _v) = self.vm_vcpu();
+        let ring_pages = vm.as_ref().map(|vm| vm.ring_bytes.load(Ordering::SeqCst) as u64 / 4096).unwrap_or(0);
+        let rp = ring_pages.max(1);
+        let (pgoff, npages) = match self.r.below(10) {
+            0..=4 => {
+                let first = self.r.below(rp);
+                (DIRTY_RING_PGOFF + first, self.r.range(1, rp - first))
+            }
+            5 => (DIRTY_RING_PGOFF + self.r.below(rp + 2), self.r.pick(&[1u64, 2, 16, 17, 256, 257])),
+            // the whole ring with its first and last pages outside it
+            6 => {
+                let s = self.r.pick(&[0u64, 63]);
+                (s, DIRTY_RING_PGOFF + rp + 1 - s + self.r.below(2))
+            }
+            7 => (self.r.pick(&[0u64, 1, 2, 63]), self.r.pick(&[1u64, 2, 3, 64])),
+            8 => (self.r.pick(&[1u64 << 40, (1 << 51) - 1, DIRTY_RING_PGOFF + 4096, DIRTY_RING_PGOFF + 65536]), self.r.pick(&[1u64, 2])),
+            _ => (self.r.below(128), self.r.range(1, 64)),
+        };
+        let npages = npages.min(4096);
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let prot = self.r.pick(&[rw, rw, rw, rw, libc::PROT_READ, rw | libc::PROT_EXEC, libc::PROT_READ | libc::PROT_EXEC, libc::PROT_WRITE, libc::PROT_NONE]);
+        let shared = self.r.chance(80);
+        let mut flags = if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        if !self.det() && self.r.chance(10) {
+            flags |= libc::MAP_POPULATE;
+        }
+        let len = (npages * 4096) as usize;
+        // SAFETY: a fresh mapping of the vCPU file (or of whatever fd this is).
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, (pgoff * 4096) as i64) };
+        if p == libc::MAP_FAILED {
+            return -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64);
+        }
+        let inside = ring_pages > 0 && pgoff >= DIRTY_RING_PGOFF && pgoff + npages <= DIRTY_RING_PGOFF + ring_pages;
+        if inside && shared && prot & libc::PROT_WRITE != 0 && self.r.chance(70) {
+            let entries = npages * 4096 / GFN_SIZE as u64;
+            for _ in 0..self.r.range(1, 16) {
+                let i = self.r.below(entries);
+                let e = self.ring_entry();
+                let n = if self.r.chance(30) { 4 } else { GFN_SIZE };
+                self_write(p as u64 + i * GFN_SIZE as u64, &e[..n]);
+            }
+            if self.r.chance(60) {
+                let vmfd = vm.as_ref().map(|vm| vm.fd.load(Ordering::SeqCst)).unwrap_or(-1);
+                kioctl(vmfd, nr::KVM_RESET_DIRTY_RINGS, 0);
+            }
+        } else if inside && prot & libc::PROT_READ != 0 {
+            let _ = self_read(p as u64, len.min(4096));
+        }
+        // SAFETY: the mapping just made.
+        unsafe { libc::munmap(p, len) };
+        0
+    }
+
+    /// On a vCPU's mapped ring: random entries (`scribble_ring`) or an honest
+    /// harvest, F_RESET on the F_DIRTY entries (`harvest_ring`); then
+    /// KVM_RESET_DIRTY_RINGS (the result).
+    fn scribble_ring(&mut self, harvest: bool) -> i64 {
+        let (vm, _fd, v) = self.vm_vcpu();
+        let vmfd = vm.as_ref().map(|vm| vm.fd.load(Ordering::SeqCst)).unwrap_or(-1);
+        if let Some(v) = v.as_ref().filter(|v| v.ring != 0) {
+            let entries = (v.ring_len / GFN_SIZE) as u64;
+            if harvest {
+                let start = if self.r.chance(50) { 0 } else { self.r.below(entries) };
+                let n = entries.min(512);
+                for k in 0..n {
+                    let at = v.ring as u64 + ((start + k) % entries) * GFN_SIZE as u64;
+                    let Some(f) = self_read(at, 4) else { break };
+                    if get32(&f, 0) & F_DIRTY != 0 {
+                        tr!("harvest entry {} {:?}", (start + k) % entries, self_read(at, 16));
+                        self_write(at, &F_RESET.to_le_bytes());
+                    }
+                }
+            } else {
+                for _ in 0..self.r.range(1, 8) {
+                    let i = if self.r.chance(50) { self.r.below(entries.min(64)) } else { self.r.below(entries) };
+                    let e = self.ring_entry();
+                    let n = if self.r.chance(30) { 4 } else { GFN_SIZE };
+                    tr!("scribble entry {i} flags {:#x} slot {:#x} offset {:#x} ({n} bytes)", get32(&e, 0), get32(&e, 4), u64::from_le_bytes(e[8..16].try_into().unwrap()));
+                    self_write(v.ring as u64 + i * GFN_SIZE as u64, &e[..n]);
+                }
+            }
+        }
+        if self.r.chance(80) {
+            kioctl(vmfd, nr::KVM_RESET_DIRTY_RINGS, 0)
+        } else {
+            0
+        }
+    }
+
     fn random_ioctl(&mut self, fd: i32) -> i64 {
         let r = &mut self.r;
         // Never numbers that create descriptors or set the KVM_RUN signal mask, nor
@@ -815,7 +1077,7 @@ impl<'a> Ctx<'a> {
                 if let Some(vm) = &vm {
                     let n = self.r.below(3);
                     for id in 1..=n {
-                        if let Some(v) = self.sh.new_vcpu(vm.fd.load(Ordering::SeqCst), id, self.r.chance(90)) {
+                        if let Some(v) = self.sh.new_vcpu(vm.fd.load(Ordering::SeqCst), id, self.r.chance(90), 0) {
                             *vm.vcpus[id as usize].lock().unwrap() = Some(Arc::new(v));
                         }
                     }
@@ -833,9 +1095,11 @@ impl<'a> Ctx<'a> {
                 };
                 let map = self.det() || self.r.chance(85);
                 let r = kioctl(fd, KVM_CREATE_VCPU, id);
+                tr!("create_vcpu id {id:#x} = {}", result_str(r));
                 self.returns_fd = true;
                 if r >= 0 {
-                    let v = self.sh.wrap_vcpu(r as i32, map);
+                    let ring = vm.as_ref().map(|vm| vm.ring_bytes.load(Ordering::SeqCst)).unwrap_or(0);
+                    let v = self.sh.wrap_vcpu(r as i32, map, ring);
                     match vm {
                         Some(vm) => {
                             let j = if self.det() { 0 } else { self.r.below(NVCPU as u64) as usize };
@@ -1191,6 +1455,73 @@ impl<'a> Ctx<'a> {
             "reset_dirty_rings" => {
                 let (fd, _vm) = self.vm();
                 kioctl(fd, nr::KVM_RESET_DIRTY_RINGS, 0)
+            }
+            "enable_dirty_ring" => {
+                let (fd, vm) = self.vm();
+                let cap = self.r.pick(&[KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL]);
+                let bytes = if self.r.chance(90) { self.r.pick(RING_SIZES) } else { self.r.val64() };
+                let mut b = vec![0u8; 104];
+                put32(&mut b, 0, cap);
+                put64(&mut b, 8, bytes);
+                if self.r.chance(5) {
+                    put32(&mut b, 4, self.r.val32());
+                }
+                let r = if self.r.chance(90) { kioctl(fd, KVM_ENABLE_CAP, self.sc.place_good(&b)) } else { self.call(fd, KVM_ENABLE_CAP, &b) };
+                tr!("enable_dirty_ring cap {cap} bytes {bytes:#x} flags {:#x} = {}", get32(&b, 4), result_str(r));
+                if r == 0 {
+                    if let Some(vm) = vm {
+                        vm.ring_bytes.store(bytes as u32, Ordering::SeqCst);
+                    }
+                }
+                r
+            }
+            "ring_vm" => self.ring_vm(),
+            "mmap_ring" => self.mmap_ring(),
+            "scribble_ring" | "harvest_ring" => self.scribble_ring(name == "harvest_ring"),
+            "ring_dirty_log" => {
+                let (fd, _vm) = self.vm();
+                let slot = self.r.pick(&[0u32, 0, 5, 5, 1, 6, (1 << 16) | 5, 1 << 16]);
+                tr!("ring_dirty_log slot {slot:#x}");
+                let bm = self.sc.inner();
+                if self.r.chance(50) {
+                    let mut b = vec![0u8; 16];
+                    put32(&mut b, 0, slot);
+                    put64(&mut b, 8, bm);
+                    kioctl(fd, KVM_GET_DIRTY_LOG, self.sc.place_good(&b))
+                } else {
+                    let mut b = vec![0u8; 24];
+                    put32(&mut b, 0, slot);
+                    put32(&mut b, 4, self.r.pick(&[64, 512, 1024, 2048, 0, 1]));
+                    put64(&mut b, 8, self.r.pick(&[0, 64, 512, 1024, 1]));
+                    tr!("  clear num_pages {} first_page {}", get32(&b, 4), get32(&b, 8));
+                    put64(&mut b, 16, bm);
+                    kioctl(fd, nr::KVM_CLEAR_DIRTY_LOG, self.sc.place_good(&b))
+                }
+            }
+            "huge_slot" => {
+                let (fd, vm) = self.vm();
+                self.huge_slot(fd, vm.as_ref())
+            }
+            "toggle_dirty_log" => {
+                let (fd, vm) = self.vm();
+                let h = vm.as_ref().and_then(|vm| *vm.huge.lock().unwrap());
+                match h {
+                    Some(mut h) if self.r.chance(70) => {
+                        h.flags = if self.r.chance(90) { h.flags ^ KVM_MEM_LOG_DIRTY_PAGES } else { self.r.pick(&[2, 3, 4, 0x8000_0001]) };
+                        let reg = kvm_uapi::kvm_userspace_memory_region { slot: h.slot, flags: h.flags, guest_phys_addr: h.gpa, memory_size: h.size, userspace_addr: h.hva };
+                        let r = kioctl(fd, KVM_SET_USER_MEMORY_REGION, self.sc.place_good(&as_bytes(&reg)));
+                        if r == 0 {
+                            *vm.unwrap().huge.lock().unwrap() = Some(h);
+                        }
+                        r
+                    }
+                    _ => {
+                        // The standard VM's slot 0 (2M at 0 on region 0, THP-advised): logging on or off.
+                        let flags = self.r.below(2) as u32;
+                        let reg = kvm_uapi::kvm_userspace_memory_region { slot: 0, flags, guest_phys_addr: 0, memory_size: 2 * MIB, userspace_addr: self.sh.pool.base };
+                        kioctl(fd, KVM_SET_USER_MEMORY_REGION, self.sc.place_good(&as_bytes(&reg)))
+                    }
+                }
             }
             "memory_encrypt_op" => {
                 let (fd, _vm) = self.vm();
@@ -1631,6 +1962,38 @@ impl<'a> Ctx<'a> {
                     unsafe { libc::madvise(addr as *mut _, (n * 4096) as usize, libc::MADV_DONTNEED) };
                 }
                 0
+            }
+            "madvise_huge" | "touch_huge" => {
+                let pool = &self.sh.pool;
+                let mut areas = vec![(pool.base, 2 * MIB), (pool.base + pool.thp.0, pool.thp.1), (pool.base + pool.thp.0, pool.thp.1)];
+                if let Some((off, len)) = pool.hugetlb {
+                    areas.push((pool.base + off, len));
+                }
+                let (p, len) = self.r.pick(&areas);
+                if name == "madvise_huge" {
+                    let (a, l) = huge_subrange(&mut self.r, p, len);
+                    let adv = huge_advice(&mut self.r);
+                    // SAFETY: a range of our own pool (always mapped).
+                    let r = unsafe { libc::madvise(a as *mut _, l as usize, adv) };
+                    if r < 0 {
+                        -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64)
+                    } else {
+                        0
+                    }
+                } else {
+                    // Fault (huge) pages in, one write per 4K page of a 2M chunk or part of it.
+                    let chunk = p + self.r.below((len / (2 * MIB)).max(1)) * 2 * MIB;
+                    let first = self.r.below(512);
+                    let n = self.r.range(1, 512 - first);
+                    let v = self.r.next().to_le_bytes();
+                    for i in first..first + n {
+                        // (process_vm_writev: a hugetlb refault the pool cannot serve is an error, not SIGBUS)
+                        if self_write(chunk + i * 4096 + 64, &v) < 0 {
+                            return -14;
+                        }
+                    }
+                    0
+                }
             }
             "efd_signal" => {
                 let fd = self.efd();

@@ -284,6 +284,145 @@ pub mod nr {
     pub const KVM_MEMORY_ENCRYPT_OP: u32 = iowr(0xba, 8);
 }
 
+// ---------------------------------------------------------------- dirty ring
+
+pub const KVM_CAP_DIRTY_LOG_RING: u32 = 192;
+pub const KVM_CAP_DIRTY_LOG_RING_ACQ_REL: u32 = 223;
+/// The ring's first page in the vCPU mmap (KVM_DIRTY_LOG_PAGE_OFFSET).
+pub const DIRTY_RING_PGOFF: u64 = 64;
+pub const F_DIRTY: u32 = 1;
+pub const F_RESET: u32 = 2;
+/// struct kvm_dirty_gfn { u32 flags; u32 slot; u64 offset; }
+pub const GFN_SIZE: usize = 16;
+/// Ring sizes (bytes) worth asking for: valid ones and every kind of invalid.
+pub const RING_SIZES: &[u64] = &[
+    0, 4096, 4096, 8192, 16384, 65536, 65536, 1 << 20, 1 << 20, 2 << 20, 4095, 3 * 4096, 1024, 2048, 1 << 21 | 4096,
+    1 << 31, 1 << 32, (1 << 32) | 4096, u64::MAX, 0x8000_0000_0000_1000,
+];
+
+/// A random dirty-ring entry: flags, slot ids (other address spaces, slots
+/// that do not exist) and offsets (past any slot) user space may write.
+pub fn ring_entry(r: &mut Rng) -> [u8; GFN_SIZE] {
+    let mut e = [0u8; GFN_SIZE];
+    put32(&mut e, 0, r.pick(&[F_RESET, F_RESET, F_RESET, F_DIRTY, F_DIRTY | F_RESET, 0, 4, u32::MAX]));
+    put32(&mut e, 4, match r.below(10) {
+        0..=4 => r.pick(&[0u32, 0, 5, 5, 1, 3, 4, 6]),
+        5..=6 => (1 << 16) | r.pick(&[0u32, 4, 5]),
+        7 => r.pick(&[0xffff, 0x1_ffff, 0x2_0000, 0x8000, 32767, 32768]),
+        _ => r.val32(),
+    });
+    put64(&mut e, 8, match r.below(10) {
+        0..=4 => r.below(2048),
+        5 => r.pick(&[255, 256, 511, 512, 1023, 1024, 2047, 2048, 4096]),
+        6 => r.pick(&[u64::MAX, u64::MAX - 62, 1 << 52, 1 << 63, 0xffff_ffff, 0x1_0000_0000]),
+        _ => r.val64(),
+    });
+    e
+}
+
+/// KVM_ENABLE_CAP(cap, args[0] = bytes).
+pub fn enable_dirty_ring(vm: i32, cap: u32, bytes: u64) -> i64 {
+    let mut b = [0u8; 104];
+    put32(&mut b, 0, cap);
+    put64(&mut b, 8, bytes);
+    kioctl(vm, kvm_uapi::ioctl::KVM_ENABLE_CAP, b.as_ptr() as u64)
+}
+
+/// /proc/self/mem, opened once: reads and writes through it fault pages in
+/// like the kernel's own user copies, so a page that would SIGBUS (a vCPU mmap
+/// page past the ring, a hugetlb page the pool cannot supply) makes the call
+/// fail instead. (The test kernel lacks process_vm_readv/writev.)
+fn self_mem() -> i32 {
+    static FD: OnceLock<i32> = OnceLock::new();
+    // SAFETY: opens a file we keep for the life of the process.
+    *FD.get_or_init(|| unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })
+}
+
+/// Copies `b` to our own address `addr` (see [`self_mem`]). Returns the bytes
+/// written or -errno.
+pub fn self_write(addr: u64, b: &[u8]) -> i64 {
+    // SAFETY: the kernel checks the target range; the source is our buffer.
+    let r = unsafe { libc::pwrite(self_mem(), b.as_ptr() as *const _, b.len(), addr as i64) };
+    if r < 0 {
+        -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64)
+    } else {
+        r as i64
+    }
+}
+
+/// Reads `n` bytes of our own memory at `addr`; None if it would fault.
+pub fn self_read(addr: u64, n: usize) -> Option<Vec<u8>> {
+    let mut b = vec![0u8; n];
+    // SAFETY: as in self_write.
+    let r = unsafe { libc::pread(self_mem(), b.as_mut_ptr() as *mut _, n, addr as i64) };
+    if r == n as isize {
+        Some(b)
+    } else {
+        None
+    }
+}
+
+/// Makes sure `n` free 2M hugetlb pages exist (raises vm.nr_hugepages when we
+/// are root); returns whether they do.
+pub fn reserve_hugepages(n: u64) -> bool {
+    let rd = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    const FREE: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+    const NR: &str = "/proc/sys/vm/nr_hugepages";
+    let (Some(free), Some(nr)) = (rd(FREE), rd(NR)) else { return false };
+    if free >= n {
+        return true;
+    }
+    let _ = std::fs::write(NR, (nr + n - free).to_string());
+    rd(FREE).is_some_and(|f| f >= n)
+}
+
+/// `len` bytes of anonymous memory at a 2M-aligned address (a THP candidate,
+/// madvise(MADV_HUGEPAGE)), or from the hugetlb pool if `hugetlb`. Null on failure.
+pub fn huge_mem(len: usize, hugetlb: bool) -> *mut u8 {
+    const H: usize = 2 << 20;
+    if hugetlb {
+        return mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_HUGETLB | libc::MAP_HUGE_2MB);
+    }
+    let raw = mmap_anon(len + H, libc::PROT_READ | libc::PROT_WRITE, 0);
+    if raw.is_null() {
+        return raw;
+    }
+    let p = ((raw as usize + H - 1) & !(H - 1)) as *mut u8;
+    // SAFETY: trims our own mapping to the aligned part and advises it.
+    unsafe {
+        let head = p as usize - raw as usize;
+        if head > 0 {
+            libc::munmap(raw as *mut _, head);
+        }
+        let tail = H - head;
+        if tail > 0 {
+            libc::munmap(p.add(len) as *mut _, tail);
+        }
+        libc::madvise(p as *mut _, len, libc::MADV_HUGEPAGE);
+    }
+    p
+}
+
+/// madvise advice for huge-backed memory: zap, collapse, split, re-enable.
+pub const MADV_COLLAPSE: i32 = 25;
+pub fn huge_advice(r: &mut Rng) -> i32 {
+    r.pick(&[libc::MADV_DONTNEED, libc::MADV_DONTNEED, MADV_COLLAPSE, MADV_COLLAPSE, libc::MADV_NOHUGEPAGE, libc::MADV_HUGEPAGE, libc::MADV_HUGEPAGE, libc::MADV_FREE, libc::MADV_COLD, libc::MADV_PAGEOUT])
+}
+
+/// A range inside [p, p + len) for madvise: a whole 2M chunk, part of one
+/// (splits it), or a range straddling two.
+pub fn huge_subrange(r: &mut Rng, p: u64, len: u64) -> (u64, u64) {
+    const H: u64 = 2 << 20;
+    let chunks = (len / H).max(1);
+    let c = p + r.below(chunks) * H;
+    match r.below(4) {
+        0 => (c, H.min(len)),
+        1 => (c + r.below(512) * 4096, 4096 * r.range(1, 8)),
+        2 if len > H => (c.min(p + len - H) + H - 4096 * r.range(1, 16), 4096 * r.range(2, 32)),
+        _ => (p, len),
+    }
+}
+
 // ---------------------------------------------------------------- memory
 
 pub fn mmap_anon(len: usize, prot: i32, extra: i32) -> *mut u8 {
