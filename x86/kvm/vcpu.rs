@@ -235,7 +235,9 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     if inner.created_vcpus >= vm::MAX_VCPUS {
         return Err(EINVAL);
     }
-    if inner.vcpus.iter().any(|v| v.id == id) {
+    // An id stays taken after its vCPU's file is closed: upstream keeps the
+    // vCPU until the VM goes.
+    if inner.vcpu_id_used(id) {
         return Err(EEXIST);
     }
     let in_kernel = vm.irq.lapic_in_kernel();
@@ -327,6 +329,7 @@ pub(crate) fn kvm_vm_ioctl_create_vcpu(vm: &Arc<Vm>, id: usize) -> Result<isize>
     match files::new_fd(c_str!("kvm-vcpu"), files::vcpu_fops()?, vcpu) {
         Ok(fd) => {
             inner.created_vcpus += 1;
+            inner.mark_vcpu_id_used(id);
             Ok(fd as isize)
         }
         Err(e) => {

@@ -113,6 +113,8 @@ pub(crate) struct VmInner {
     /// vCPUs ever created (upstream's created_vcpus: closing a vCPU's file
     /// does not lower it). VM-wide setup that must precede vCPUs checks it.
     pub created_vcpus: u32,
+    /// The vCPU ids ever created, one bit each (below MAX_VCPU_ID).
+    vcpu_ids_used: [u64; (MAX_VCPU_ID / 64) as usize],
     /// KVM_ENABLE_CAP(KVM_CAP_MAX_VCPU_ID): vCPU ids stay below this (0:
     /// not set yet; the first vCPU fixes it at MAX_VCPU_ID, as upstream).
     pub max_vcpu_ids: u32,
@@ -140,6 +142,17 @@ impl VmInner {
     fn dirty_log_initially_set(&self) -> bool {
         let both = DIRTY_LOG_MANUAL_CAPS;
         self.manual_dirty_log_protect & both == both
+    }
+
+    /// Whether vCPU `id` (< MAX_VCPU_ID) was ever created in this VM.
+    pub(crate) fn vcpu_id_used(&self, id: u32) -> bool {
+        self.vcpu_ids_used.get(id as usize / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    pub(crate) fn mark_vcpu_id_used(&mut self, id: u32) {
+        if let Some(w) = self.vcpu_ids_used.get_mut(id as usize / 64) {
+            *w |= 1 << (id % 64);
+        }
     }
 
     fn log_mode(&self) -> LogMode {
@@ -270,6 +283,7 @@ pub(crate) fn kvm_dev_ioctl_create_vm(vm_type: usize) -> Result<isize> {
                 identity_map_addr: None,
                 dirty_ring_size: 0,
                 created_vcpus: 0,
+                vcpu_ids_used: [0; (MAX_VCPU_ID / 64) as usize],
                 max_vcpu_ids: 0,
                 n_requested_mmu_pages: 0,
                 manual_dirty_log_protect: 0,
@@ -391,6 +405,11 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
         }
         ioctl::KVM_ENABLE_CAP => {
             let cap: uapi::kvm_enable_cap = user::read(arg)?;
+            // Upstream's generic capabilities come before x86's check of the
+            // flags, and the dirty ring's ignores them.
+            if cap.cap == uapi::KVM_CAP_DIRTY_LOG_RING || cap.cap == uapi::KVM_CAP_DIRTY_LOG_RING_ACQ_REL {
+                return crate::dirty_ring::enable_cap(vm, cap.args[0]).map(|_| 0);
+            }
             if cap.flags != 0 {
                 return Err(EINVAL);
             }
@@ -402,9 +421,6 @@ fn vm_ioctl(vm: &Arc<Vm>, cmd: u32, arg: usize) -> Result<isize> {
             }
             if cap.cap == uapi::KVM_CAP_DISABLE_QUIRKS2 {
                 return crate::quirks::enable_cap(vm, &cap).map(|_| 0);
-            }
-            if cap.cap == uapi::KVM_CAP_DIRTY_LOG_RING || cap.cap == uapi::KVM_CAP_DIRTY_LOG_RING_ACQ_REL {
-                return crate::dirty_ring::enable_cap(vm, cap.args[0]).map(|_| 0);
             }
             if cap.cap == uapi::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 {
                 // INITIALLY_SET only together with ENABLE.
@@ -527,8 +543,14 @@ impl Vm {
                     mmu.set_slots(as_id, descs)
                 };
                 drop(old_descs);
+                let log = inner.log_mode();
                 if let Some(s) = inner.spaces[as_id].slots.iter_mut().find(|s| s.desc.id == old.id) {
                     s.desc = new;
+                    // A moved slot starts a new log (upstream allocates the
+                    // moved slot's bitmap afresh), or none if the move also
+                    // turned logging off.
+                    s.set_logging(false, log)?;
+                    s.set_logging(new.flags & memslots::MEM_LOG_DIRTY_PAGES != 0, log)?;
                 }
                 Ok(())
             }

@@ -230,6 +230,12 @@ fn cap() -> TestResult {
     let _v = vm.vcpu(0)?;
     check_eq!(enable_ring(&vm, KVM_CAP_DIRTY_LOG_RING_ACQ_REL, PAGE as u64), Err(libc::EINVAL));
     check_eq!(enable_ring(&vm, KVM_CAP_DIRTY_LOG_RING, PAGE as u64), Err(libc::EINVAL));
+    // The ring is one of upstream's generic capabilities, which do not look at
+    // kvm_enable_cap.flags (x86's own ones refuse non-zero flags).
+    let vm = Vm::new()?;
+    let mut c = kvm_enable_cap { cap: KVM_CAP_DIRTY_LOG_RING, flags: 1, ..Default::default() };
+    c.args[0] = PAGE as u64;
+    check_eq!(ioctl_ptr(&vm.fd, KVM_ENABLE_CAP, &mut c), Ok(0));
     // With the ring, the bitmap interfaces are gone, manual protection or not.
     let mut vm = Vm::new()?;
     let mut m = kvm_enable_cap { cap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, ..Default::default() };

@@ -14,6 +14,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("vm/manual_dirty_log_protect_cap", manual_cap),
         ("guest/clear_dirty_log_initially_set", clear_initially_set),
         ("vm/clear_dirty_log_bad_arguments", clear_bad_args),
+        ("vm/moved_slot_logging_follows_flags", moved_slot_logging),
     ]
 }
 
@@ -98,5 +99,22 @@ fn clear_bad_args() -> TestResult {
     let mut log = kvm_clear_dirty_log { slot: 1, num_pages: 64, first_page: 0, ..Default::default() };
     log.__bindgen_anon_1.padding2 = 8;
     check_eq!(ioctl_ptr(&vm.fd, KVM_CLEAR_DIRTY_LOG, &mut log), Err(libc::EFAULT));
+    Ok(())
+}
+
+/// A move may change KVM_MEM_LOG_DIRTY_PAGES too: the moved slot's log is
+/// whatever its new flags say, and a new log starts empty.
+fn moved_slot_logging() -> TestResult {
+    let mut vm = Vm::new()?;
+    let mem = vm.add_mem(5, 0x1_0000_0000, 0x60_0000, KVM_MEM_LOG_DIRTY_PAGES)?;
+    let pages = 0x600;
+    check_eq!(get_dirty_log(&vm, 5, pages).map(|b| b.iter().all(|&w| w == 0)), Ok(true));
+    // Moved without logging: no log to read or clear.
+    check_eq!(vm.set_region(5, 0x20_0000, 0x60_0000, mem as u64, 0), Ok(0));
+    check_eq!(get_dirty_log(&vm, 5, pages).map(|_| ()), Err(libc::ENOENT));
+    check_eq!(clear_dirty_log(&vm, 5, 64, 64, &[u64::MAX]), Err(libc::ENOENT));
+    // Moved back with logging: a log again, empty.
+    check_eq!(vm.set_region(5, 0x1_0000_0000, 0x60_0000, mem as u64, KVM_MEM_LOG_DIRTY_PAGES), Ok(0));
+    check_eq!(get_dirty_log(&vm, 5, pages).map(|b| b.iter().all(|&w| w == 0)), Ok(true));
     Ok(())
 }
