@@ -69,7 +69,9 @@ for set in "$@"; do
     ( HOST_KBUILD=$L2_KBUILD; QEMU_BOOT_CONFIGS="smp2:pc:2 split:pc,kernel-irqchip=split:2"
       set -- "$set"; . "$REPO/tests/vm/qemu-boot.sh" )
     # A running nested guest migrated through a file and restored.
-    ( HOST_KBUILD=$L2_KBUILD; set -- "$set"; . "$REPO/tests/vm/qemu-migrate.sh" )
+    # Bitmaps only: QEMU 7.2's dirty-ring reaper races with the debug
+    # kernel's slow vCPU creation (see qemu-migrate.sh).
+    ( HOST_KBUILD=$L2_KBUILD; MIGRATE_MODES=bitmap; set -- "$set"; . "$REPO/tests/vm/qemu-migrate.sh" )
     debug_check "debug/$set"
 done
 exit 0

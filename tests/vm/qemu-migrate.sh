@@ -12,7 +12,11 @@
 # and with the dirty ring (-accel kvm,dirty-ring-size=4096: QEMU harvests each
 # vCPU's ring and resets it; tests named migrate_ring/...). QEMU falls back to
 # bitmaps with a warning if KVM_CAP_DIRTY_LOG_RING is missing, which fails the
-# ring round.
+# ring round. MIGRATE_MODES="bitmap" leaves the ring round out: QEMU 7.2's
+# ring reaper thread asserts ("kvm_dirty_ring_reap_one: Assertion `dirty_gfns
+# && ring_size' failed") if it wakes, one second after the accelerator's
+# start, before every vCPU thread has mapped its ring, which the debug kernel's
+# slow vCPU creation makes happen (a QEMU race, whatever the module set).
 # L2_INITRD (a host path) comes from scripts/make-l2-initramfs.sh.
 # The monitors are FIFO pairs (QEMU's pipe: backend) so that nothing beyond the
 # host's QEMU and the VM's busybox is needed.
@@ -63,7 +67,7 @@ for MODSET in ${*:-ours upstream}; do
     unload_all
     load_all || { fail migrate/load "cannot load $MODSET"; continue; }
     dmesg_mark
-    for mode in bitmap ring; do
+    for mode in ${MIGRATE_MODES:-bitmap ring}; do
         case $mode in
             bitmap) t=migrate accel=kvm ;;
             ring) t=migrate_ring accel=kvm,dirty-ring-size=4096 ;;
