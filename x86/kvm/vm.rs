@@ -590,10 +590,7 @@ impl Vm {
                         flush |= mmu.tdp[as_id].write_protect(start, end);
                     }
                 } else if !logging && was_logging {
-                    // Logging is over: zap the 4K leaves so that faults map
-                    // huge pages again where the host has them (upstream's
-                    // kvm_mmu_zap_collapsible_sptes).
-                    flush |= mmu.zap(self, as_id, start, end, 1);
+                    flush |= self.zap_collapsible(&mut mmu, as_id, &new);
                 }
                 if flush {
                     mmu.flush_remote_tlbs(self);
@@ -603,6 +600,32 @@ impl Vm {
                 Ok(())
             }
         }
+    }
+
+    /// Dirty logging of `slot` is over: zaps the 4K leaves of each aligned 2M
+    /// range the host backs with a huge page now, so that faults map it with
+    /// a huge leaf again (upstream's kvm_mmu_zap_collapsible_sptes); ranges
+    /// the host maps with 4K pages keep their leaves. Returns whether a flush
+    /// is needed. Runs in the owner's ioctl, so the host walk reads its mm.
+    fn zap_collapsible(&self, mmu: &mut MmuState, as_id: usize, slot: &SlotDesc) -> bool {
+        let pages = level_pages(2);
+        // SAFETY: reads a module parameter.
+        let nx_huge_pages = unsafe { bindings::kvm_rs_nx_huge_pages_on() };
+        let aligned = (slot.base_gfn ^ (slot.hva >> memslots::PAGE_SHIFT)) & (pages - 1) == 0;
+        if nx_huge_pages || !aligned || self.vendor.tdp().max_level() < 2 {
+            return false;
+        }
+        let mut flush = false;
+        let mut gfn = slot.base_gfn.next_multiple_of(pages);
+        while gfn + pages <= slot.end_gfn() {
+            // SAFETY: reads the current process's page tables with interrupts
+            // off; any address is allowed.
+            if unsafe { bindings::kvm_rs_host_mapping_level(slot.hva_of(gfn) as _) } >= 2 {
+                flush |= mmu.zap(self, as_id, gfn, gfn + pages, 1);
+            }
+            gfn += pages;
+        }
+        flush
     }
 
     fn get_dirty_log(&self, slot: u32, bitmap_uaddr: usize) -> Result {
