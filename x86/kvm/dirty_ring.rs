@@ -218,7 +218,9 @@ impl DirtyRing {
 }
 
 /// KVM_RESET_DIRTY_RINGS: takes back every vCPU's harvested entries and
-/// write-protects their pages again; returns how many entries.
+/// write-protects their pages again; returns how many entries. `mmu` is taken
+/// per run of pages, not across the rings (a VM may have 1024 rings of 65536
+/// entries), and the TLBs are flushed once at the end, as upstream does.
 pub(crate) fn reset_rings(vm: &Vm) -> Result<isize> {
     let inner = vm.inner.lock();
     if inner.dirty_ring_size == 0 {
@@ -226,15 +228,17 @@ pub(crate) fn reset_rings(vm: &Vm) -> Result<isize> {
     }
     let mut cleared = 0u64;
     let mut protected = false;
-    let mut mmu = vm.mmu.lock();
     for v in inner.vcpus.iter() {
         let Some(ring) = v.dirty_ring.as_ref() else { continue };
         cleared += ring.reset(&mut |slot, first, mask| {
+            let mut mmu = vm.mmu.lock();
             protected |= protect_masked(&inner.spaces, &mut mmu.tdp, slot, first, mask);
         }) as u64;
+        // SAFETY: may sleep; only the `inner` mutex is held.
+        unsafe { bindings::kvm_rs_cond_resched() };
     }
     if protected {
-        mmu.flush_remote_tlbs(vm);
+        vm.mmu.lock().flush_remote_tlbs(vm);
     }
     Ok(cleared as isize)
 }
