@@ -572,10 +572,21 @@ impl Vm {
                     // ones (upstream's eager page split), with tables
                     // allocated before `mmu` is taken. Faults, which could add
                     // huge leaves, wait for `inner`; the notifier only removes.
-                    let need = self.mmu.lock().tdp[as_id].split_cost(start, end);
-                    if need != 0 && inner.table_cache.topup(need).is_ok() {
-                        let split = self.mmu.lock().tdp[as_id].split_huge(start, end, &mut inner.table_cache);
-                        crate::stats::pages(self, split);
+                    // A 1G-aligned piece at a time: at most 513 table pages
+                    // to allocate and 512 * 512 entries to write per hold of
+                    // `mmu`, whatever the slot's size.
+                    let mut piece = start;
+                    while piece < end {
+                        let piece_end = (piece + level_pages(3)).min(end) & !(level_pages(3) - 1);
+                        let piece_end = if piece_end <= piece { end } else { piece_end };
+                        let need = self.mmu.lock().tdp[as_id].split_cost(piece, piece_end);
+                        if need != 0 && inner.table_cache.topup(need).is_ok() {
+                            let split = self.mmu.lock().tdp[as_id].split_huge(piece, piece_end, &mut inner.table_cache);
+                            crate::stats::pages(self, split);
+                        }
+                        piece = piece_end;
+                        // SAFETY: may sleep; only the `inner` mutex is held.
+                        unsafe { bindings::kvm_rs_cond_resched() };
                     }
                 }
                 let mut mmu = self.mmu.lock();
