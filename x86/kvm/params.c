@@ -18,7 +18,7 @@
 
 int kvm_rs_param_fixed(const char *name, const char *val, bool same, const char *why);
 
-#define KVM_RS_NX_HUGE_PAGES_WHY "Mitigate iTLB multihit (off/force/auto; auto: on if the CPU has the bug); on, kvm-rs maps guest memory with 4 KiB pages only (set at run time: for new mappings)"
+#define KVM_RS_NX_HUGE_PAGES_WHY "Mitigate iTLB multihit (off/force/auto; auto: on if the CPU has the bug): huge guest mappings are not executable, a fetch from one maps 4 KiB pieces (set at run time: for new mappings)"
 
 /* virt/kvm/kvm_main.c */
 KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, halt_poll_ns, unsigned int, uint, 0644, 0,
@@ -40,10 +40,10 @@ KVM_RS_FIXED_PARAM(kvm_rs_param_fixed, mmio_caching, bool, bool, 0444, false,
 	"Cache MMIO accesses in the page tables; not implemented by kvm-rs (every MMIO access faults): always N");
 /*
  * nx_huge_pages (iTLB multihit mitigation): upstream's words, parsed in Rust
- * (0 N, 1 Y, 2 auto). Y keeps guest memory in 4 KiB mappings (upstream keeps
- * huge pages non-executable and splits them on execution; kvm-rs does not
- * make huge pages at all then). auto, the default, is Y exactly on CPUs with
- * the iTLB multihit bug, as upstream.
+ * (0 N, 1 Y, 2 auto). With Y huge guest mappings are made non-executable and
+ * an instruction fetch from one maps 4 KiB executable pieces, as upstream
+ * (which also has a thread recovering huge mappings later; kvm-rs does not).
+ * auto, the default, is Y exactly on CPUs with the iTLB multihit bug.
  */
 int kvm_rs_param_nx_huge_pages(const char *val);
 static int kvm_rs_nx_huge_pages_mode = 2;
@@ -75,10 +75,10 @@ __MODULE_PARM_TYPE(nx_huge_pages, "bool");
 MODULE_PARM_DESC(nx_huge_pages, KVM_RS_NX_HUGE_PAGES_WHY);
 unsigned int kvm_rs_nx_huge_pages_recovery_ratio = 60;
 module_param_named(nx_huge_pages_recovery_ratio, kvm_rs_nx_huge_pages_recovery_ratio, uint, 0644);
-MODULE_PARM_DESC(nx_huge_pages_recovery_ratio, "Share of split huge pages recovered per period (no effect: with nx_huge_pages on, kvm-rs makes no huge pages to split)");
+MODULE_PARM_DESC(nx_huge_pages_recovery_ratio, "Share of split huge pages recovered per period (no effect: kvm-rs does not recover huge pages split by instruction fetches)");
 unsigned int kvm_rs_nx_huge_pages_recovery_period_ms;
 module_param_named(nx_huge_pages_recovery_period_ms, kvm_rs_nx_huge_pages_recovery_period_ms, uint, 0644);
-MODULE_PARM_DESC(nx_huge_pages_recovery_period_ms, "Period of the huge page recovery in ms (no effect: with nx_huge_pages on, kvm-rs makes no huge pages to split)");
+MODULE_PARM_DESC(nx_huge_pages_recovery_period_ms, "Period of the huge page recovery in ms (no effect: kvm-rs does not recover huge pages split by instruction fetches)");
 bool kvm_rs_flush_on_reuse;
 module_param_named(flush_on_reuse, kvm_rs_flush_on_reuse, bool, 0644);
 MODULE_PARM_DESC(flush_on_reuse, "Flush and sync shadow page tables on root reuse (no effect with two-dimensional paging, as upstream)");

@@ -36,7 +36,7 @@ pub(crate) fn kvm_vcpu_pre_fault_memory(vcpu: &Vcpu, arg: usize) -> Result<isize
         }
         // A page without a memory slot would be emulated MMIO: ENOENT, as
         // upstream's RET_PF_EMULATE.
-        match vcpu.vm.handle_tdp_fault(crate::smm::as_id(vcpu), range.gpa, false, vcpu.shared.dirty_ring.as_ref()) {
+        match vcpu.vm.handle_tdp_fault(crate::smm::as_id(vcpu), range.gpa, Default::default(), vcpu.shared.dirty_ring.as_ref()) {
             Ok(Resolved::Mapped) => {}
             // Raced with an invalidation: the same page again (after the
             // signal check and a reschedule).

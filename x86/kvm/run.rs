@@ -371,7 +371,12 @@ fn handle_exit(vcpu: &Arc<Vcpu>, inner: &mut VcpuInner, exit: Exit, cpu: u32) ->
             Ok(Next::Guest)
         }
         Exit::Hypercall => crate::hypercall::kvm_emulate_hypercall(vcpu, inner),
-        Exit::TdpFault { gpa, write, .. } => match vcpu.vm.handle_tdp_fault(crate::smm::as_id(vcpu), gpa, write, vcpu.shared.dirty_ring.as_ref())? {
+        Exit::TdpFault { gpa, write, fetch, .. } => match vcpu.vm.handle_tdp_fault(
+            crate::smm::as_id(vcpu),
+            gpa,
+            crate::vm::Access { write, fetch },
+            vcpu.shared.dirty_ring.as_ref(),
+        )? {
             Resolved::Mapped => {
                 crate::stats::pf_fixed(vcpu);
                 Ok(Next::Guest)

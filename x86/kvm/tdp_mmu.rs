@@ -132,6 +132,15 @@ pub(crate) struct Mapped {
     pub detached: Option<(u64, u32)>,
 }
 
+/// The permissions of a new leaf.
+#[derive(Clone, Copy)]
+pub(crate) struct Perm {
+    pub writable: bool,
+    /// False for a huge leaf under kvm.nx_huge_pages (iTLB multihit): the
+    /// guest's instruction fetches from it fault and map 4K pieces.
+    pub exec: bool,
+}
+
 /// Guest frames one leaf at `level` maps (1, 512, 512 * 512).
 pub(crate) const fn level_pages(level: u32) -> u64 {
     1 << (9 * (level - 1))
@@ -160,7 +169,7 @@ impl TdpMmu {
     }
 
     /// Maps the guest page of size `level` (1: 4K, 2: 2M, 3: 1G) at `gpa` to
-    /// host-physical `pa` (both aligned to that size), linking missing tables
+    /// host-physical `pa` (both aligned to that size) with `perm`, linking missing tables
     /// from `cache` (never allocates: runs under the MMU spinlock).
     ///
     /// A huge leaf met above `level` is split into a table of leaves one size
@@ -169,7 +178,7 @@ impl TdpMmu {
     /// A table found at `level` is replaced by the new leaf, which maps what
     /// its leaves mapped (the host maps the whole range with one page now);
     /// the table is handed back in [`Mapped::detached`].
-    pub(crate) fn map(&mut self, gpa: u64, pa: u64, level: u32, writable: bool, cache: &mut TableCache) -> Result<Mapped> {
+    pub(crate) fn map(&mut self, gpa: u64, pa: u64, level: u32, perm: Perm, cache: &mut TableCache) -> Result<Mapped> {
         if gpa >> MAX_GPA_BITS != 0 || !(1..LEVELS).contains(&level) {
             return Err(EFAULT);
         }
@@ -200,8 +209,9 @@ impl TdpMmu {
         let leaf = entry(table, index(gpa, level));
         // SAFETY: as the accesses above: an entry of a table we own.
         let cur = unsafe { leaf.read_volatile() };
-        let new = self.fmt.leaf(pa, writable);
+        let new = self.fmt.leaf(pa, perm.writable);
         let new = if level > 1 { self.fmt.huge(new) } else { new };
+        let new = if perm.exec { new } else { self.fmt.no_exec(new) };
         // SAFETY: as above.
         unsafe { leaf.write_volatile(new) };
         if !self.fmt.present(cur) {
@@ -213,6 +223,19 @@ impl TdpMmu {
             out.detached = Some((table_pa, level - 1));
         }
         Ok(out)
+    }
+
+    /// Whether guest frames [first_gfn, first_gfn + the size of `level`) have
+    /// leaves smaller than `level` (a huge leaf there would replace them:
+    /// the fault maps 4K instead, so that 4K executable pieces of a split
+    /// non-executable huge leaf are not collapsed again by a data access).
+    pub(crate) fn has_smaller_leaves(&mut self, first_gfn: u64, level: u32) -> bool {
+        let mut any = false;
+        self.walk_leaves(first_gfn, first_gfn + level_pages(level), &mut |pte, l| {
+            any |= l < level;
+            pte
+        });
+        any
     }
 
     /// Table pages that splitting every huge leaf overlapping guest frames

@@ -8,7 +8,7 @@ use crate::files;
 use crate::memslots::{self, Change, Refusal, Request, SlotDesc};
 use crate::mm::{FaultPage, OwnerMm};
 use crate::mmu_invalidate::{self, MmuState};
-use crate::tdp_mmu::{level_pages, TableCache, TdpMmu};
+use crate::tdp_mmu::{level_pages, Perm, TableCache, TdpMmu};
 use crate::uapi::{self, ioctl};
 use crate::vcpu::{self, VcpuShared};
 use crate::x86_ops::VendorOps;
@@ -158,6 +158,14 @@ impl VmInner {
     fn log_mode(&self) -> LogMode {
         LogMode { initially_set: self.dirty_log_initially_set(), ring: self.dirty_ring_size != 0 }
     }
+}
+
+/// The kind of guest access that faulted in the nested page tables.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Access {
+    pub write: bool,
+    /// An instruction fetch.
+    pub fetch: bool,
 }
 
 /// What a guest-physical access resolves to.
@@ -620,10 +628,8 @@ impl Vm {
     /// is needed. Runs in the owner's ioctl, so the host walk reads its mm.
     fn zap_collapsible(&self, mmu: &mut MmuState, as_id: usize, slot: &SlotDesc) -> bool {
         let pages = level_pages(2);
-        // SAFETY: reads a module parameter.
-        let nx_huge_pages = unsafe { bindings::kvm_rs_nx_huge_pages_on() };
         let aligned = (slot.base_gfn ^ (slot.hva >> memslots::PAGE_SHIFT)) & (pages - 1) == 0;
-        if nx_huge_pages || !aligned || self.vendor.tdp().max_level() < 2 {
+        if !aligned || self.vendor.tdp().max_level() < 2 {
             return false;
         }
         let mut flush = false;
@@ -741,7 +747,8 @@ impl Vm {
     /// outlive the host's. Not inlined: its frame must not add to the run
     /// loop's.
     #[inline(never)]
-    pub(crate) fn handle_tdp_fault(&self, as_id: usize, gpa: u64, write: bool, ring: Option<&DirtyRing>) -> Result<Resolved> {
+    pub(crate) fn handle_tdp_fault(&self, as_id: usize, gpa: u64, access: Access, ring: Option<&DirtyRing>) -> Result<Resolved> {
+        let write = access.write;
         let gfn = gpa >> memslots::PAGE_SHIFT;
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
@@ -768,17 +775,24 @@ impl Vm {
         inner.table_cache.topup(crate::tdp_mmu::FAULT_TABLES)?;
         // SAFETY: reads a module parameter.
         let nx_huge_pages = unsafe { bindings::kvm_rs_nx_huge_pages_on() };
-        let max_level = if slot.logging() || nx_huge_pages { 1 } else { self.vendor.tdp().max_level() };
+        // Under nx_huge_pages an instruction fetch maps 4K (executable): huge
+        // leaves are not executable then (iTLB multihit), as upstream's.
+        let max_level = if slot.logging() || (nx_huge_pages && access.fetch) { 1 } else { self.vendor.tdp().max_level() };
         {
             let mut mmu = self.mmu.lock();
-            let level = huge_level(&slot.desc, gfn, page.phys(), max_level);
+            let mut level = huge_level(&slot.desc, gfn, page.phys(), max_level);
+            let tdp = mmu.tdp.get_mut(as_id).ok_or(EINVAL)?;
+            while level > 1 && tdp.has_smaller_leaves(gfn & !(level_pages(level) - 1), level) {
+                level -= 1;
+            }
             let (first_gfn, pa) = leaf_base(gfn, page.phys(), level);
             let first_hva = slot.desc.hva_of(first_gfn);
             if mmu.fault_is_stale(seq, first_hva, first_hva + (level_pages(level) << memslots::PAGE_SHIFT)) {
                 return Ok(Resolved::Retry);
             }
             let tdp = mmu.tdp.get_mut(as_id).ok_or(EINVAL)?;
-            let mapped = tdp.map(first_gfn << memslots::PAGE_SHIFT, pa, level, writable, &mut inner.table_cache)?;
+            let perm = Perm { writable, exec: level == 1 || !nx_huge_pages };
+            let mapped = tdp.map(first_gfn << memslots::PAGE_SHIFT, pa, level, perm, &mut inner.table_cache)?;
             // Counted under the lock, with the leaf.
             crate::stats::pages(self, mapped.leaves);
             if let Some(table) = mapped.detached {

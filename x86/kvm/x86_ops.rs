@@ -164,6 +164,11 @@ pub trait TdpFormat: Sync {
     }
     /// The largest leaf level the hardware offers (1: 4K only, 2: 2M, 3: 1G).
     fn max_level(&self) -> u32;
+    /// `leaf` without execute permission (NPT: NX; EPT: X clear): huge
+    /// leaves under kvm.nx_huge_pages.
+    fn no_exec(&self, leaf: u64) -> u64;
+    /// `leaf` with execute permission again (a 4K piece of such a leaf).
+    fn exec(&self, leaf: u64) -> u64;
     /// `leaf` made a huge leaf (for level 2 or 3): bit 7, the page-size bit
     /// of both NPT (PS) and EPT ("maps a page").
     fn huge(&self, leaf: u64) -> u64 {
@@ -175,10 +180,15 @@ pub trait TdpFormat: Sync {
     }
     /// The entry at `child_level` that maps `child_pa` with the permissions
     /// and accessed/dirty bits of the huge leaf `huge` (splitting it).
+    /// 4K pieces are executable: only huge leaves are made non-executable
+    /// (upstream's make_huge_page_split_spte with NX huge pages).
     fn split_child(&self, huge: u64, child_pa: u64, child_level: u32) -> u64 {
         let flags = huge & !0x000f_ffff_ffff_f000;
-        let flags = if child_level == 1 { flags & !PAGE_SIZE_BIT } else { flags };
-        flags | child_pa
+        if child_level == 1 {
+            self.exec((flags & !PAGE_SIZE_BIT) | child_pa)
+        } else {
+            flags | child_pa
+        }
     }
 }
 

@@ -10,6 +10,8 @@ const WRITABLE: u64 = 1 << 1;
 const USER: u64 = 1 << 2;
 const ACCESSED: u64 = 1 << 5;
 const DIRTY: u64 = 1 << 6;
+/// No execute (valid in nested page tables: the host runs with EFER.NXE).
+const NX: u64 = 1 << 63;
 
 pub(crate) struct NptFormat;
 
@@ -33,6 +35,12 @@ impl TdpFormat for NptFormat {
     /// 1G pages every CPU with NPT has (upstream configures PG_LEVEL_1G too).
     fn max_level(&self) -> u32 {
         3
+    }
+    fn no_exec(&self, leaf: u64) -> u64 {
+        leaf | NX
+    }
+    fn exec(&self, leaf: u64) -> u64 {
+        leaf & !NX
     }
 }
 

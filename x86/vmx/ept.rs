@@ -48,6 +48,12 @@ impl TdpFormat for EptFormat {
     fn max_level(&self) -> u32 {
         self.max_level.load(Ordering::Relaxed)
     }
+    fn no_exec(&self, leaf: u64) -> u64 {
+        leaf & !EXEC
+    }
+    fn exec(&self, leaf: u64) -> u64 {
+        leaf | EXEC
+    }
 }
 
 pub(crate) static EPT: EptFormat = EptFormat { max_level: AtomicU32::new(1) };

@@ -22,6 +22,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("memory/thp_slot_maps_2m", thp_maps_2m),
         ("memory/thp_dirty_log_splits_exact", thp_dirty_log_split),
         ("memory/dirty_log_off_keeps_4k_mappings", dirty_log_off_keeps_4k),
+        ("memory/nx_huge_pages_fetch_maps_4k", nx_huge_fetch),
         ("memory/hugetlbfs_slot_maps_2m", hugetlbfs_maps_2m),
         ("memory/hugetlbfs_1g_slot_maps_1g", hugetlbfs_1g_maps_1g),
     ]
@@ -318,6 +319,34 @@ fn dirty_log_off_keeps_4k() -> TestResult {
     touch_all(&v, code, GPA, SIZE, 2)?;
     check_eq!(s.pages()?, (p4k, 0));
     check_touched(mem, GPA, SIZE, 2)
+}
+
+/// kvm.nx_huge_pages (the iTLB multihit mitigation, Y by default on CPUs with
+/// that bug, as Bochs's Skylake-X): huge mappings stay, but not executable;
+/// the guest's first instruction fetch from one replaces it with 4K mappings
+/// (upstream zaps the huge entry and maps the fetched page; ours splits it
+/// into 512 executable 4K entries), and the code runs.
+fn nx_huge_fetch() -> TestResult {
+    let _thp = thp_on()?;
+    let _nx = Setting::set("/sys/module/kvm/parameters/nx_huge_pages", "force")?;
+    let (_m, mem) = thp_mem()?;
+    let (vm, v, code) = vm_with(mem, GPA, SIZE)?;
+    let s = VmStats::open(&vm)?;
+    touch_all(&v, code, GPA, SIZE, 1)?;
+    let (p4k, p2m) = s.pages()?;
+    check!(p2m > 0 && p2m == anon_huge_kb(mem)? / 2048, "pages_2m {p2m} (pages_4k {p4k}) for data with nx_huge_pages");
+    // mov eax, 0x1234abcd; hlt, on the second page of the slot.
+    poke(mem, PAGE, &[0xb8, 0xcd, 0xab, 0x34, 0x12, 0xf4]);
+    v.protected_mode_at(GPA + PAGE as u64)?;
+    expect_exit(&v, KVM_EXIT_HLT)?;
+    check_eq!(v.regs()?.rax as u32, 0x1234_abcd);
+    let (q4k, q2m) = s.pages()?;
+    check!(q2m == p2m - 1 && q4k > p4k, "after the fetch: pages_2m {p2m} -> {q2m}, pages_4k {p4k} -> {q4k}");
+    // The guest's data around it is intact (page 1 now holds the code).
+    for p in [0, 2, 511, 512, PAGES - 1] {
+        check_eq!((read_u32(mem, p * PAGE), read_u32(mem, p * PAGE + 4)), ((GPA as usize + p * PAGE) as u32, 1));
+    }
+    Ok(())
 }
 
 /// hugetlbfs pages come from the pool: reserve `n` more 2M pages for the test.
