@@ -263,12 +263,8 @@ fn thp_dirty_log_split() -> TestResult {
     check!(q2m == 0, "pages_2m {q2m} after enabling dirty logging (was {p2m})");
     check!(q4k == p4k + 512 * p2m, "pages_4k {p4k} -> {q4k} after splitting {p2m} huge pages");
     let log = |vm: &Vm| get_dirty_log(vm, 1, PAGES).map_err(|e| format!("KVM_GET_DIRTY_LOG: errno {e}"));
-    let bits = |pages: &[usize]| {
-        let mut b = vec![0u64; PAGES / 64];
-        pages.iter().for_each(|&p| b[p / 64] |= 1 << (p % 64));
-        b
-    };
-    let set = |b: &[u64]| -> Vec<usize> { (0..PAGES).filter(|&p| b[p / 64] >> (p % 64) & 1 != 0).collect() };
+    let bits = |pages: &[usize]| dirty_bits(PAGES, pages);
+    let set = |b: &[u64]| dirty_set(PAGES, b);
     // Nothing written since logging began.
     let b = log(&vm)?;
     check!(b == bits(&[]), "dirty right after enabling: {:?}", set(&b));
@@ -347,6 +343,18 @@ fn nx_huge_fetch() -> TestResult {
         check_eq!((read_u32(mem, p * PAGE), read_u32(mem, p * PAGE + 4)), ((GPA as usize + p * PAGE) as u32, 1));
     }
     Ok(())
+}
+
+/// A dirty bitmap of `npages` pages with `pages` set.
+fn dirty_bits(npages: usize, pages: &[usize]) -> Vec<u64> {
+    let mut b = vec![0u64; npages.div_ceil(64)];
+    pages.iter().for_each(|&p| b[p / 64] |= 1 << (p % 64));
+    b
+}
+
+/// The pages set in a dirty bitmap of `npages` pages (for messages).
+fn dirty_set(npages: usize, b: &[u64]) -> Vec<usize> {
+    (0..npages).filter(|&p| b[p / 64] >> (p % 64) & 1 != 0).collect()
 }
 
 /// hugetlbfs pages come from the pool: reserve `n` more 2M pages for the test.
@@ -508,7 +516,6 @@ fn hugetlbfs_1g_maps_1g() -> TestResult {
 
     touch_2m_pieces(&v, code, GPA_1G, GIG, 0x1617_0001)?;
     let (p4k, p2m, p1g) = s.pages3()?;
-    eprintln!("hugetlbfs_1g: after the first touch pages_4k {p4k}, pages_2m {p2m}, pages_1g {p1g}");
     // The whole slot is one 1G entry; only the code slot is mapped 4K.
     check!(p1g == 1 && p2m == 0, "after touching each 2M piece: pages_1g {p1g}, pages_2m {p2m} (pages_4k {p4k}); expected one 1G leaf and no 2M");
     check!(p4k <= 16, "pages_4k {p4k}: only the code slot (64K, 16 pages) should be mapped 4K");
@@ -517,17 +524,12 @@ fn hugetlbfs_1g_maps_1g() -> TestResult {
     // Enabling dirty logging splits the 1G leaf down to 4K at once.
     vm.set_region(1, GPA_1G, GIG as u64, mem as u64, KVM_MEM_LOG_DIRTY_PAGES).map_err(|e| format!("enable logging: errno {e}"))?;
     let (q4k, q2m, q1g) = s.pages3()?;
-    eprintln!("hugetlbfs_1g: after enabling logging pages_4k {q4k}, pages_2m {q2m}, pages_1g {q1g}");
     check!(q1g == 0 && q2m == 0, "after enabling dirty logging: pages_1g {q1g} (was {p1g}), pages_2m {q2m}; expected a full split to 4K");
     check!(q4k == p4k + PAGES_1G as u64, "pages_4k {p4k} -> {q4k} after splitting the 1G leaf, expected +{PAGES_1G}");
 
     let log = |vm: &Vm| get_dirty_log(vm, 1, PAGES_1G).map_err(|e| format!("KVM_GET_DIRTY_LOG: errno {e}"));
-    let bits = |pages: &[usize]| {
-        let mut b = vec![0u64; PAGES_1G / 64];
-        pages.iter().for_each(|&p| b[p / 64] |= 1 << (p % 64));
-        b
-    };
-    let set = |b: &[u64]| -> Vec<usize> { (0..PAGES_1G).filter(|&p| b[p / 64] >> (p % 64) & 1 != 0).collect() };
+    let bits = |pages: &[usize]| dirty_bits(PAGES_1G, pages);
+    let set = |b: &[u64]| dirty_set(PAGES_1G, b);
     let b = log(&vm)?;
     check!(b == bits(&[]), "dirty right after enabling: {:?}", set(&b));
     // The first two pages, both sides of the first 2M boundary, the last
@@ -552,12 +554,10 @@ fn hugetlbfs_1g_maps_1g() -> TestResult {
     // (all 262144 4K leaves), and the next touch maps one 1G leaf again.
     vm.set_region(1, GPA_1G, GIG as u64, mem as u64, 0).map_err(|e| format!("disable logging: errno {e}"))?;
     let (r4k, r2m, r1g) = s.pages3()?;
-    eprintln!("hugetlbfs_1g: after disabling logging pages_4k {r4k}, pages_2m {r2m}, pages_1g {r1g}");
     check!(r1g == 0 && r2m == 0, "after disabling logging: pages_1g {r1g}, pages_2m {r2m}");
     check!(r4k == q4k - PAGES_1G as u64, "pages_4k {q4k} -> {r4k} after disabling logging, expected -{PAGES_1G} (the split table dropped)");
     touch_2m_pieces(&v, code, GPA_1G, GIG, 0x1617_0002)?;
     let (t4k, t2m, t1g) = s.pages3()?;
-    eprintln!("hugetlbfs_1g: after logging off and a new touch pages_4k {t4k}, pages_2m {t2m}, pages_1g {t1g}");
     check!(t1g == 1 && t2m == 0 && t4k == r4k, "after logging off and a new touch: pages_1g {t1g}, pages_2m {t2m}, pages_4k {t4k} (was {r4k}); expected one 1G leaf again");
     check_2m_pieces(mem, GPA_1G, GIG, 0x1617_0002)?;
     for p in written {
